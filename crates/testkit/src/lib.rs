@@ -1,0 +1,263 @@
+//! Test helpers for vtap's root-only integration tests.
+//!
+//! Tests prove what vtap did by asking the kernel, never vtap: `ip -j`,
+//! `ethtool -k`, and sysfs read inside the test's own namespace. Every
+//! namespace a test makes is a [`TestNs`] whose `Drop` deletes it (and with it
+//! every interface inside), also when the test panics. Names are unique per
+//! process and call, because `cargo test` runs tests in parallel.
+//!
+//! Test traffic rule: tests address only 198.18.0.0/15 and 2001:db8::/32.
+
+use std::collections::BTreeMap;
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+/// Panics unless running as root: these tests create namespaces and taps.
+/// (A silent skip would let a run without privileges pass untested.)
+pub fn require_root() {
+    // SAFETY: geteuid has no preconditions and touches no memory.
+    let euid = unsafe { libc::geteuid() };
+    assert_eq!(
+        euid, 0,
+        "vtap's integration tests need root (CAP_NET_ADMIN)"
+    );
+}
+
+/// A short unique token: `<pid hex><counter>`, at most 10 characters.
+pub fn unique() -> String {
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    format!("{:x}{n}", std::process::id())
+}
+
+/// A unique interface name (at most 15 bytes) starting with `prefix` (<= 4 bytes).
+pub fn ifname(prefix: &str) -> String {
+    assert!(prefix.len() <= 4);
+    format!("{prefix}{}", unique())
+}
+
+/// Runs a command, panicking with its stderr if it cannot start.
+pub fn run(cmd: &str, args: &[&str]) -> Output {
+    Command::new(cmd)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd}: {e}"))
+}
+
+/// Runs a command that must succeed; returns its stdout.
+pub fn run_ok(cmd: &str, args: &[&str]) -> String {
+    let out = run(cmd, args);
+    assert!(
+        out.status.success(),
+        "{cmd} {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A network namespace that exists for the life of the value.
+#[derive(Debug)]
+pub struct TestNs {
+    /// Its name under /var/run/netns.
+    pub name: String,
+}
+
+impl TestNs {
+    /// Creates `vt-<tag>-<unique>`.
+    pub fn new(tag: &str) -> Self {
+        require_root();
+        let name = format!("vt-{tag}-{}", unique());
+        run_ok("ip", &["netns", "add", &name]);
+        Self { name }
+    }
+
+    /// The namespace file.
+    pub fn path(&self) -> String {
+        format!("/var/run/netns/{}", self.name)
+    }
+
+    /// Runs a command inside the namespace (`ip netns exec`).
+    pub fn exec(&self, cmd: &str, args: &[&str]) -> Output {
+        let mut all = vec!["netns", "exec", &self.name, cmd];
+        all.extend_from_slice(args);
+        run("ip", &all)
+    }
+
+    /// Runs `ip -n NS ARGS`, which must succeed.
+    pub fn ip(&self, args: &[&str]) -> String {
+        let mut all = vec!["-n", &self.name];
+        all.extend_from_slice(args);
+        run_ok("ip", &all)
+    }
+
+    /// Runs `ip -n NS -j ARGS` and parses the JSON.
+    pub fn ip_json(&self, args: &[&str]) -> Value {
+        let mut all = vec!["-j"];
+        all.extend_from_slice(args);
+        let text = self.ip(&all);
+        if text.trim().is_empty() {
+            return Value::Array(vec![]);
+        }
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("ip -j {args:?}: {e}: {text}"))
+    }
+
+    /// `ip -d link show` as JSON objects.
+    pub fn links(&self) -> Vec<Value> {
+        match self.ip_json(&["-d", "link", "show"]) {
+            Value::Array(a) => a,
+            other => panic!("unexpected ip output {other}"),
+        }
+    }
+
+    /// Names of all links.
+    pub fn link_names(&self) -> Vec<String> {
+        self.links()
+            .iter()
+            .filter_map(|l| l["ifname"].as_str().map(String::from))
+            .collect()
+    }
+
+    /// One link by name (`ip -d link show`), if present.
+    pub fn link(&self, name: &str) -> Option<Value> {
+        self.links()
+            .into_iter()
+            .find(|l| l["ifname"].as_str() == Some(name))
+    }
+
+    /// `local/prefixlen` of every global address on `name`.
+    pub fn addrs(&self, name: &str) -> Vec<String> {
+        let v = self.ip_json(&["addr", "show", "dev", name]);
+        let mut out = vec![];
+        for link in v.as_array().into_iter().flatten() {
+            for a in link["addr_info"].as_array().into_iter().flatten() {
+                if a["scope"].as_str() == Some("global") {
+                    out.push(format!(
+                        "{}/{}",
+                        a["local"].as_str().unwrap_or("?"),
+                        a["prefixlen"]
+                    ));
+                }
+            }
+        }
+        out
+    }
+
+    /// Default routes as `(gateway, dev)`; `v6` selects the family.
+    pub fn default_routes(&self, v6: bool) -> Vec<(String, String)> {
+        let fam = if v6 { "-6" } else { "-4" };
+        let v = self.ip_json(&[fam, "route", "show", "default"]);
+        v.as_array()
+            .into_iter()
+            .flatten()
+            .map(|r| {
+                (
+                    r["gateway"].as_str().unwrap_or("").to_string(),
+                    r["dev"].as_str().unwrap_or("").to_string(),
+                )
+            })
+            .collect()
+    }
+
+    /// `ethtool -k NAME` inside the namespace, as feature -> "on"/"off".
+    pub fn ethtool_k(&self, name: &str) -> BTreeMap<String, String> {
+        let out = self.exec("ethtool", &["-k", name]);
+        assert!(
+            out.status.success(),
+            "ethtool -k {name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| {
+                let (k, v) = l.split_once(':')?;
+                let v = v.split_whitespace().next()?;
+                Some((k.trim().to_string(), v.to_string()))
+            })
+            .collect()
+    }
+
+    /// `/sys/class/net/NAME/tun_flags` read inside the namespace.
+    pub fn tun_flags(&self, name: &str) -> u32 {
+        let out = self.exec("cat", &[&format!("/sys/class/net/{name}/tun_flags")]);
+        assert!(out.status.success(), "no tun_flags for {name}");
+        let s = String::from_utf8_lossy(&out.stdout);
+        u32::from_str_radix(s.trim().trim_start_matches("0x"), 16)
+            .unwrap_or_else(|e| panic!("tun_flags {s:?}: {e}"))
+    }
+
+    /// The namespace's inode (what vtap reports as `host_ns_inode`).
+    pub fn inode(&self) -> u64 {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata(self.path()).expect("stat netns").ino()
+    }
+}
+
+impl Drop for TestNs {
+    fn drop(&mut self) {
+        let out = run("ip", &["netns", "del", &self.name]);
+        if !out.status.success() {
+            eprintln!(
+                "warning: could not delete netns {}: {}",
+                self.name,
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+}
+
+/// Deletes a link in the current namespace on drop (for tests that make
+/// interfaces outside a [`TestNs`]).
+#[derive(Debug)]
+pub struct LinkGuard(pub String);
+
+impl Drop for LinkGuard {
+    fn drop(&mut self) {
+        let _ = run("ip", &["link", "del", &self.0]);
+    }
+}
+
+/// Whether a link exists in the current (root) namespace.
+pub fn root_link_exists(name: &str) -> bool {
+    std::path::Path::new("/sys/class/net").join(name).exists()
+}
+
+/// Number of open fds of process `pid` (`"self"` for this one).
+pub fn fd_count(pid: &str) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| d.count())
+        .unwrap_or(0)
+}
+
+/// Polls `f` until it is true or `timeout` passes; returns the last result.
+pub fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    loop {
+        if f() {
+            return true;
+        }
+        if start.elapsed() > timeout {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// `tun_flags` bits (`include/uapi/linux/if_tun.h`).
+pub mod iff {
+    /// L3 TUN.
+    pub const TUN: u32 = 0x0001;
+    /// L2 TAP.
+    pub const TAP: u32 = 0x0002;
+    /// Several queues.
+    pub const MULTI_QUEUE: u32 = 0x0100;
+    /// Persistent.
+    pub const PERSIST: u32 = 0x0800;
+    /// No packet-information header.
+    pub const NO_PI: u32 = 0x1000;
+    /// virtio-net header in front of frames.
+    pub const VNET_HDR: u32 = 0x4000;
+}

@@ -1,0 +1,344 @@
+//! `vtap`: the command line of vtap.
+//!
+//! Every subcommand but `daemon` is a REST call to a running `vtap daemon` on
+//! its Unix socket (`--socket`, `VTAP_SOCKET`, default `/run/vtap/vtap.sock`).
+//! The flag names are VPP's (`create tap ...`), so its users feel at home.
+//! Every error ends the process with a non-zero status and one line on
+//! stderr that names the field and the reason.
+
+mod client;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use hyper::Method;
+use serde_json::{json, Value};
+use vtap::CreateOptions;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "vtap",
+    version,
+    about = "Fast, fully configured TAP/TUN interfaces"
+)]
+struct Cli {
+    /// The daemon's socket.
+    #[arg(long, global = true, env = "VTAP_SOCKET", default_value = vtapd::config::DEFAULT_SOCKET)]
+    socket: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the daemon (serves the REST API on --socket).
+    Daemon {
+        /// TOML configuration file.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Create a tap (or attach to a persistent one).
+    Create(Box<CreateArgs>),
+    /// Delete an interface: tap<id>, tun<id> or the id.
+    Delete {
+        /// The interface.
+        iface: String,
+    },
+    /// Show interfaces.
+    Show {
+        /// One interface (all if absent).
+        iface: Option<String>,
+        /// Print JSON (a list of objects).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Change an interface at run time.
+    Set {
+        /// The interface.
+        iface: String,
+        #[command(subcommand)]
+        what: SetCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum SetCommand {
+    /// gso-enable | gso-disable | csum-offload-enable | csum-offload-disable |
+    /// gro-coalesce-enable | gro-coalesce-disable
+    Offload {
+        /// The change.
+        action: String,
+    },
+}
+
+#[derive(Debug, Args)]
+struct CreateArgs {
+    /// Interface id (0..=8191); the lowest free one if absent.
+    #[arg(long)]
+    id: Option<u32>,
+    /// Host-side name (1-15 bytes); tap<id> if absent.
+    #[arg(long)]
+    host_if_name: Option<String>,
+    /// Host namespace: NAME (/var/run/netns/NAME), /path, or pid:N.
+    #[arg(long)]
+    host_ns: Option<String>,
+    /// Host-side MAC; random if absent.
+    #[arg(long)]
+    host_mac_addr: Option<String>,
+    /// Bridge to enslave the host side to.
+    #[arg(long)]
+    host_bridge: Option<String>,
+    /// Host IPv4 address A/L.
+    #[arg(long)]
+    host_ip4_addr: Option<String>,
+    /// IPv4 default gateway.
+    #[arg(long)]
+    host_ip4_gw: Option<String>,
+    /// Host IPv6 address A/L.
+    #[arg(long)]
+    host_ip6_addr: Option<String>,
+    /// IPv6 default gateway.
+    #[arg(long)]
+    host_ip6_gw: Option<String>,
+    /// Host MTU (68..=65521).
+    #[arg(long)]
+    host_mtu_size: Option<u32>,
+    /// Data-plane MAC; random if absent.
+    #[arg(long)]
+    hw_addr: Option<String>,
+    /// Rx ring size (power of two, 1..=32768).
+    #[arg(long)]
+    rx_ring_size: Option<u32>,
+    /// Tx ring size (power of two, 1..=32768).
+    #[arg(long)]
+    tx_ring_size: Option<u32>,
+    /// Rx queues (1..=256).
+    #[arg(long)]
+    num_rx_queues: Option<u16>,
+    /// Tx queues (1..=256).
+    #[arg(long)]
+    num_tx_queues: Option<u16>,
+    /// Checksum + segmentation offload.
+    #[arg(long)]
+    gso: bool,
+    /// Checksum offload only.
+    #[arg(long)]
+    csum_offload: bool,
+    /// Coalesce frames toward the kernel (needs --gso).
+    #[arg(long)]
+    gro_coalesce: bool,
+    /// L3 TUN instead of L2 TAP.
+    #[arg(long)]
+    tun: bool,
+    /// Keep the interface when vtap exits.
+    #[arg(long)]
+    persist: bool,
+    /// Attach to an existing persistent interface (--host-if-name).
+    #[arg(long)]
+    attach: bool,
+    /// auto | vhost-net | userspace.
+    #[arg(long)]
+    backend: Option<String>,
+}
+
+impl From<CreateArgs> for CreateOptions {
+    fn from(a: CreateArgs) -> Self {
+        CreateOptions {
+            id: a.id,
+            host_if_name: a.host_if_name,
+            host_ns: a.host_ns,
+            host_mac_addr: a.host_mac_addr,
+            hw_addr: a.hw_addr,
+            host_bridge: a.host_bridge,
+            host_ip4_addr: a.host_ip4_addr,
+            host_ip4_gw: a.host_ip4_gw,
+            host_ip6_addr: a.host_ip6_addr,
+            host_ip6_gw: a.host_ip6_gw,
+            host_mtu_size: a.host_mtu_size,
+            rx_ring_size: a.rx_ring_size,
+            tx_ring_size: a.tx_ring_size,
+            num_rx_queues: a.num_rx_queues,
+            num_tx_queues: a.num_tx_queues,
+            gso: a.gso,
+            csum_offload: a.csum_offload,
+            gro_coalesce: a.gro_coalesce,
+            tun: a.tun,
+            persist: a.persist,
+            attach: a.attach,
+            backend: a.backend,
+        }
+    }
+}
+
+/// Formats an error and its sources on one line.
+fn one_line(e: &dyn std::error::Error) -> String {
+    vtap::registry::error_chain(e).replace('\n', " ")
+}
+
+fn fail(msg: impl std::fmt::Display) -> ExitCode {
+    eprintln!("vtap: {msg}");
+    ExitCode::FAILURE
+}
+
+/// Path segment for an interface key (refuses what cannot be one).
+fn iface_path(iface: &str) -> Result<String, String> {
+    if iface.is_empty() || !iface.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        return Err(format!(
+            "interface '{iface}': not an interface name (give tap<id>, tun<id> or the id)"
+        ));
+    }
+    Ok(format!("/v1/taps/{iface}"))
+}
+
+fn opt(v: &Value, key: &str) -> String {
+    match v.get(key) {
+        None | Some(Value::Null) => "-".into(),
+        Some(Value::String(s)) => s.clone(),
+        Some(other) => other.to_string(),
+    }
+}
+
+/// The human form of `show`, one block per interface.
+fn print_table(taps: &[Value]) {
+    if taps.is_empty() {
+        println!("no interfaces");
+        return;
+    }
+    for t in taps {
+        println!(
+            "{}  host-if-name {}  host-ns {}  ifindex {}  backend {}",
+            opt(t, "name"),
+            opt(t, "host_if_name"),
+            opt(t, "host_ns"),
+            opt(t, "host_ifindex"),
+            opt(t, "backend"),
+        );
+        println!(
+            "  host-mac-addr {}  hw-addr {}  host-bridge {}  host-mtu-size {}",
+            opt(t, "host_mac_addr"),
+            opt(t, "hw_addr"),
+            opt(t, "host_bridge"),
+            opt(t, "host_mtu_size"),
+        );
+        println!(
+            "  host-ip4-addr {}  host-ip4-gw {}  host-ip6-addr {}  host-ip6-gw {}",
+            opt(t, "host_ip4_addr"),
+            opt(t, "host_ip4_gw"),
+            opt(t, "host_ip6_addr"),
+            opt(t, "host_ip6_gw"),
+        );
+        let flags: Vec<&str> = [
+            "gso",
+            "csum_offload",
+            "gro_coalesce",
+            "tun",
+            "persist",
+            "attached",
+            "multi_queue",
+        ]
+        .into_iter()
+        .filter(|k| t.get(*k).and_then(Value::as_bool) == Some(true))
+        .collect();
+        println!(
+            "  rx-ring-size {}  tx-ring-size {}  num-rx-queues {}  num-tx-queues {}  tun-offload {:#x} [{}]  flags [{}]",
+            opt(t, "rx_ring_size"),
+            opt(t, "tx_ring_size"),
+            opt(t, "num_rx_queues"),
+            opt(t, "num_tx_queues"),
+            t.get("tun_offload").and_then(Value::as_u64).unwrap_or(0),
+            t.get("tun_offload_flags")
+                .and_then(Value::as_array)
+                .map(|a| a.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(" "))
+                .unwrap_or_default(),
+            flags.join(" "),
+        );
+    }
+}
+
+async fn run(cli: Cli) -> Result<(), String> {
+    let sock = &cli.socket;
+    let call = |method: Method, path: String, body: Option<Value>| async move {
+        client::request(sock, method, &path, body)
+            .await
+            .map_err(|e| one_line(&e))
+    };
+    match cli.command {
+        Command::Daemon { config } => vtapd::run(vtapd::DaemonOptions {
+            config,
+            socket: Some(cli.socket.clone()),
+        })
+        .await
+        .map_err(|e| one_line(&e)),
+        Command::Create(args) => {
+            let opts = CreateOptions::from(*args);
+            let body = serde_json::to_value(&opts).map_err(|e| e.to_string())?;
+            let t = call(Method::POST, "/v1/taps".into(), Some(body)).await?;
+            println!("{}", opt(&t, "name"));
+            Ok(())
+        }
+        Command::Delete { iface } => {
+            call(Method::DELETE, iface_path(&iface)?, None).await?;
+            Ok(())
+        }
+        Command::Show { iface, json } => {
+            let taps = match iface {
+                Some(i) => vec![call(Method::GET, iface_path(&i)?, None).await?],
+                None => match call(Method::GET, "/v1/taps".into(), None).await? {
+                    Value::Array(a) => a,
+                    other => vec![other],
+                },
+            };
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&taps).map_err(|e| e.to_string())?
+                );
+            } else {
+                print_table(&taps);
+            }
+            Ok(())
+        }
+        Command::Set {
+            iface,
+            what: SetCommand::Offload { action },
+        } => {
+            let path = format!("{}/offload", iface_path(&iface)?);
+            call(Method::POST, path, Some(json!({ "action": action }))).await?;
+            Ok(())
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) if !e.use_stderr() => {
+            // --help, --version
+            let _ = e.print();
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            let text = e.render().to_string();
+            let line = text
+                .lines()
+                .find(|l| !l.trim().is_empty())
+                .unwrap_or("bad arguments");
+            let line = line.trim_start_matches("error: ");
+            eprintln!("vtap: {line}");
+            return ExitCode::from(2);
+        }
+    };
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => return fail(format!("cannot start the runtime: {e}")),
+    };
+    match rt.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(msg) => fail(msg),
+    }
+}

@@ -1,0 +1,530 @@
+//! The `vtap` command line against a real `vtap daemon`, and both against the
+//! real kernel: the CLI contract of docs/cli.md (flag names, `show --json`
+//! keys, one-line errors, exit codes), the socket rules, the config file, and
+//! what the daemon leaves behind when it stops.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+use serde_json::Value;
+use vtap_testkit::{fd_count, ifname, wait_until, TestNs};
+
+const VTAP: &str = env!("CARGO_BIN_EXE_vtap");
+
+/// A daemon on a private socket; SIGTERM and reap on drop.
+struct Daemon {
+    child: Child,
+    socket: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Daemon {
+    fn start(config: Option<&str>) -> Self {
+        Self::start_with(config, None, |c| c)
+    }
+
+    /// Starts `wrap(vtap --socket S daemon ...)`; `wrap` may put a command in
+    /// front. `socket` defaults to a fresh private directory.
+    fn start_with(
+        config: Option<&str>,
+        socket: Option<PathBuf>,
+        wrap: impl FnOnce(Vec<String>) -> Vec<String>,
+    ) -> Self {
+        vtap_testkit::require_root();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let socket = socket.unwrap_or_else(|| dir.path().join("vtap.sock"));
+        let mut args = vec![
+            VTAP.to_string(),
+            "--socket".into(),
+            socket.display().to_string(),
+            "daemon".into(),
+        ];
+        if let Some(text) = config {
+            let path = dir.path().join("vtap.toml");
+            std::fs::write(&path, text).expect("write config");
+            args.push("--config".into());
+            args.push(path.display().to_string());
+        }
+        let argv = wrap(args);
+        let child = Command::new(&argv[0])
+            .args(&argv[1..])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn daemon");
+        let d = Self {
+            child,
+            socket,
+            _dir: dir,
+        };
+        assert!(
+            wait_until(Duration::from_secs(10), || {
+                std::os::unix::net::UnixStream::connect(&d.socket).is_ok()
+            }),
+            "daemon does not answer on its socket"
+        );
+        d
+    }
+
+    fn pid(&self) -> String {
+        self.child.id().to_string()
+    }
+
+    fn vtap(&self, args: &[&str]) -> Output {
+        Command::new(VTAP)
+            .args(args)
+            .env("VTAP_SOCKET", &self.socket)
+            .output()
+            .expect("run vtap")
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.vtap(args);
+        assert!(
+            out.status.success(),
+            "vtap {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn show_json(&self) -> Vec<Value> {
+        let v: Value = serde_json::from_str(&self.ok(&["show", "--json"])).expect("json");
+        v.as_array().expect("a list").clone()
+    }
+
+    fn stop(&mut self) -> std::process::ExitStatus {
+        // SAFETY: kill has no memory effects; the pid is our live child.
+        unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
+        self.child.wait().expect("reap daemon")
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            self.stop();
+        }
+    }
+}
+
+/// The one line of stderr, asserting there is exactly one.
+fn one_line_error(out: &Output) -> String {
+    assert!(!out.status.success(), "expected failure");
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines.len(), 1, "one line on stderr, got {err:?}");
+    assert!(lines[0].starts_with("vtap: "), "{err}");
+    lines[0].to_string()
+}
+
+const SHOW_KEYS: &[&str] = &[
+    "id",
+    "name",
+    "host_if_name",
+    "host_ns",
+    "host_mac_addr",
+    "hw_addr",
+    "host_bridge",
+    "host_ip4_addr",
+    "host_ip4_gw",
+    "host_ip6_addr",
+    "host_ip6_gw",
+    "host_mtu_size",
+    "rx_ring_size",
+    "tx_ring_size",
+    "num_rx_queues",
+    "num_tx_queues",
+    "gso",
+    "csum_offload",
+    "gro_coalesce",
+    "tun",
+    "persist",
+    "backend",
+    "tun_offload",
+];
+
+#[test]
+fn create_show_set_delete_through_the_cli() {
+    let ns = TestNs::new("cli");
+    let d = Daemon::start(None);
+    let name = ifname("vc");
+    let out = d.ok(&[
+        "create",
+        "--host-ns",
+        &ns.name,
+        "--host-if-name",
+        &name,
+        "--id",
+        "3",
+        "--host-mac-addr",
+        "02:fe:00:00:00:03",
+        "--hw-addr",
+        "02:fe:00:00:01:03",
+        "--host-ip4-addr",
+        "198.18.3.1/24",
+        "--host-ip4-gw",
+        "198.18.3.254",
+        "--host-ip6-addr",
+        "2001:db8:3::1/64",
+        "--host-ip6-gw",
+        "2001:db8:3::fe",
+        "--host-mtu-size",
+        "1600",
+        "--rx-ring-size",
+        "512",
+        "--tx-ring-size",
+        "128",
+        "--num-rx-queues",
+        "2",
+        "--num-tx-queues",
+        "2",
+        "--csum-offload",
+    ]);
+    assert_eq!(out.trim(), "tap3", "create prints the data-plane name");
+
+    let taps = d.show_json();
+    assert_eq!(taps.len(), 1);
+    let t = &taps[0];
+    for k in SHOW_KEYS {
+        assert!(t.get(*k).is_some(), "show --json lacks {k}: {t}");
+    }
+    assert_eq!(t["name"], "tap3");
+    assert_eq!(t["host_ns"], ns.name.as_str());
+    assert_eq!(t["backend"], "userspace");
+    assert_eq!(t["csum_offload"], true);
+    assert_eq!(t["tun_offload"], 1);
+    let link = ns.link(&name).expect("in the namespace");
+    assert_eq!(link["address"], "02:fe:00:00:00:03");
+    assert_eq!(t["host_mac_addr"], link["address"]);
+    assert_eq!(t["host_mtu_size"], link["mtu"]);
+    assert_eq!(link["mtu"], 1600);
+    assert_eq!(t["hw_addr"], "02:fe:00:00:01:03");
+
+    // By name, by id, human form.
+    let human = d.ok(&["show", "3"]);
+    assert!(
+        human.starts_with(&format!("tap3  host-if-name {name}")),
+        "{human}"
+    );
+    let one: Value = serde_json::from_str(&d.ok(&["show", "tap3", "--json"])).expect("json");
+    assert_eq!(one[0]["host_if_name"], name.as_str());
+
+    d.ok(&["set", "tap3", "offload", "gso-enable"]);
+    assert_eq!(ns.ethtool_k(&name)["tcp-segmentation-offload"], "on");
+    let line = one_line_error(&d.vtap(&["set", "tap3", "offload", "csum-offload-disable"]));
+    assert!(
+        line.contains("gso is on and includes checksum offload: use gso-disable"),
+        "{line}"
+    );
+    d.ok(&["set", "tap3", "offload", "gso-disable"]);
+    assert_eq!(ns.ethtool_k(&name)["tx-checksumming"], "off");
+    d.ok(&["delete", "tap3"]);
+    assert!(ns.link(&name).is_none());
+    assert_eq!(d.ok(&["show"]).trim(), "no interfaces");
+}
+
+#[test]
+fn every_error_is_one_line_and_leaves_nothing() {
+    let ns = TestNs::new("err");
+    ns.ip(&["link", "add", "br0", "type", "bridge"]);
+    let d = Daemon::start(None);
+    let name = ifname("ve");
+    d.ok(&["create", "--host-ns", &ns.name, "--host-if-name", &name]);
+    let links = {
+        let mut l = ns.link_names();
+        l.sort();
+        l
+    };
+    let fds = fd_count(&d.pid());
+    let nsn = ns.name.as_str();
+    let cases: &[(&[&str], &str)] = &[
+        (
+            &["create", "--host-ns", nsn, "--host-if-name", &name],
+            "host-if-name",
+        ),
+        (
+            &[
+                "create",
+                "--host-ns",
+                nsn,
+                "--host-if-name",
+                "twenty-bytes-long-xx",
+            ],
+            "host-if-name 'twenty-bytes-long-xx': longer than 15 bytes",
+        ),
+        (
+            &["create", "--host-ns", "vt-nonexistent-ns"],
+            "host-ns 'vt-nonexistent-ns': cannot open",
+        ),
+        (&["create", "--host-ns", "../../etc"], "host-ns '../../etc'"),
+        (
+            &[
+                "create",
+                "--host-ns",
+                nsn,
+                "--host-bridge",
+                "br0",
+                "--host-ip4-addr",
+                "198.18.4.1/24",
+            ],
+            "host-bridge 'br0': cannot be combined",
+        ),
+        (
+            &["create", "--host-ns", nsn, "--host-bridge", "nobr0"],
+            "host-bridge 'nobr0'",
+        ),
+        (
+            &[
+                "create",
+                "--host-ns",
+                nsn,
+                "--host-ip4-addr",
+                "198.18.4.1/24",
+                "--host-ip4-gw",
+                "198.18.8.1",
+            ],
+            "host-ip4-gw '198.18.8.1': gateway unreachable",
+        ),
+        (
+            &["create", "--host-ns", nsn, "--host-mtu-size", "50"],
+            "host-mtu-size '50'",
+        ),
+        (
+            &["create", "--host-ns", nsn, "--rx-ring-size", "1000"],
+            "rx-ring-size '1000'",
+        ),
+        (
+            &["create", "--host-ns", nsn, "--num-rx-queues", "0"],
+            "num-rx-queues '0'",
+        ),
+        (
+            &["create", "--host-ns", nsn, "--gro-coalesce"],
+            "gro-coalesce 'true': needs gso",
+        ),
+        (
+            &["create", "--host-ns", nsn, "--tun", "--host-bridge", "br0"],
+            "host-bridge 'br0': a TUN",
+        ),
+        (
+            &["create", "--host-ns", nsn, "--backend", "dpdk"],
+            "backend 'dpdk'",
+        ),
+        (&["create", "--id", "8192"], "id '8192'"),
+        (&["create", "--id", "x"], "'--id <ID>'"),
+        (&["create", "--no-such-flag"], "--no-such-flag"),
+        (&["delete", "tap99"], "interface 'tap99': no such interface"),
+        (
+            &["delete", "../x"],
+            "interface '../x': not an interface name",
+        ),
+        (&["show", "tun0"], "interface 'tun0': no such interface"),
+        (&["set", "tap0", "offload", "gso-on"], "offload 'gso-on'"),
+        (
+            &["set", "tap0", "offload", "gro-coalesce-enable"],
+            "gro-coalesce needs gso",
+        ),
+    ];
+    for (args, want) in cases {
+        let line = one_line_error(&d.vtap(args));
+        assert!(
+            line.contains(want),
+            "vtap {args:?}: got {line:?}, want {want:?}"
+        );
+    }
+    let mut after = ns.link_names();
+    after.sort();
+    assert_eq!(after, links, "nothing left in the namespace");
+    assert!(
+        wait_until(Duration::from_secs(2), || fd_count(&d.pid()) == fds),
+        "daemon fds {} != {fds}",
+        fd_count(&d.pid())
+    );
+
+    // No daemon at all.
+    let out = Command::new(VTAP)
+        .args(["--socket", "/nonexistent/vtap.sock", "show"])
+        .output()
+        .expect("run");
+    let line = one_line_error(&out);
+    assert!(
+        line.contains("cannot connect to vtapd at /nonexistent/vtap.sock"),
+        "{line}"
+    );
+}
+
+#[test]
+fn the_socket_is_private_exclusive_and_stale_ones_are_replaced() {
+    let d = Daemon::start(None);
+    let mode = std::fs::metadata(&d.socket)
+        .expect("socket")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let second = Command::new(VTAP)
+        .args(["--socket", d.socket.to_str().expect("utf8"), "daemon"])
+        .output()
+        .expect("second daemon");
+    let line = one_line_error(&second);
+    assert!(
+        line.contains("another vtapd is already serving it"),
+        "{line}"
+    );
+    assert!(d.socket.exists(), "the live daemon's socket is untouched");
+
+    // A stale socket (its daemon killed -9) is replaced.
+    let mut d = d;
+    // SAFETY: kill has no memory effects; the pid is our live child.
+    unsafe { libc::kill(d.child.id() as libc::pid_t, libc::SIGKILL) };
+    d.child.wait().expect("reap");
+    assert!(d.socket.exists(), "SIGKILL leaves the socket file");
+    let path = d.socket.clone();
+    let mut d2 = Daemon::start_with(None, Some(path.clone()), |a| a);
+    assert_eq!(d2.show_json().len(), 0);
+    assert!(d2.stop().success());
+    assert!(!path.exists(), "a clean stop removes the socket");
+}
+
+#[test]
+fn config_sets_defaults_and_bad_config_names_the_key() {
+    let ns = TestNs::new("cfg");
+    let d = Daemon::start(Some("[tap]\nhost_mtu = 9000\n"));
+    let name = ifname("vg");
+    d.ok(&["create", "--host-ns", &ns.name, "--host-if-name", &name]);
+    assert_eq!(ns.link(&name).expect("tap")["mtu"], 9000);
+    let info: Value = serde_json::from_str(&String::from_utf8_lossy(
+        &Command::new(VTAP)
+            .args([
+                "--socket",
+                d.socket.to_str().expect("utf8"),
+                "show",
+                "--json",
+            ])
+            .output()
+            .expect("run")
+            .stdout,
+    ))
+    .expect("json");
+    assert_eq!(info[0]["host_mtu_size"], 9000);
+
+    let dir = tempfile::tempdir().expect("tmp");
+    for (text, want) in [
+        ("[tap]\nhost_mtuu = 9000\n", "unknown field `host_mtuu`"),
+        ("[tap]\nhost_mtu = 10\n", "tap.host_mtu = 10"),
+    ] {
+        let cfg = dir.path().join("bad.toml");
+        std::fs::write(&cfg, text).expect("write");
+        let out = Command::new(VTAP)
+            .args([
+                "--socket",
+                &dir.path().join("s").display().to_string(),
+                "daemon",
+                "--config",
+            ])
+            .arg(&cfg)
+            .output()
+            .expect("run");
+        let line = one_line_error(&out);
+        assert!(line.contains(want), "{line}");
+        assert!(line.contains("bad.toml"), "{line}");
+    }
+}
+
+#[test]
+fn stopping_the_daemon_removes_all_but_persistent_taps() {
+    let ns = TestNs::new("stop");
+    let mut d = Daemon::start(None);
+    let (plain, kept) = (ifname("vn"), ifname("vk"));
+    d.ok(&["create", "--host-ns", &ns.name, "--host-if-name", &plain]);
+    d.ok(&[
+        "create",
+        "--host-ns",
+        &ns.name,
+        "--host-if-name",
+        &kept,
+        "--persist",
+        "--gso",
+    ]);
+    assert!(d.stop().success());
+    assert!(
+        ns.link(&plain).is_none(),
+        "a plain tap goes with the daemon"
+    );
+    assert!(ns.link(&kept).is_some(), "a persistent tap stays");
+
+    // A new daemon attaches to it; the offload mask is set afresh.
+    let d2 = Daemon::start(None);
+    let out = d2.ok(&[
+        "create",
+        "--host-ns",
+        &ns.name,
+        "--host-if-name",
+        &kept,
+        "--attach",
+    ]);
+    assert_eq!(out.trim(), "tap0");
+    assert_eq!(ns.ethtool_k(&kept)["tcp-segmentation-offload"], "off");
+    d2.ok(&["delete", "tap0"]);
+    assert!(ns.link(&kept).is_none());
+}
+
+#[test]
+fn without_cap_net_admin_the_error_says_so() {
+    // The daemon runs as nobody with no capabilities; its socket directory
+    // must be writable by it.
+    let dir = tempfile::tempdir().expect("tmp");
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).expect("chmod");
+    let socket = dir.path().join("u.sock");
+    let d = Daemon::start_with(None, Some(socket), |a| {
+        let mut w: Vec<String> = [
+            "setpriv",
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--inh-caps=-all",
+            "--bounding-set=-all",
+            "--",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        w.extend(a);
+        w
+    });
+    let out = d.vtap(&["create", "--host-if-name", &ifname("vu")]);
+    let line = one_line_error(&out);
+    assert!(line.contains("needs CAP_NET_ADMIN"), "{line}");
+    let ns = TestNs::new("priv");
+    let out = d.vtap(&["create", "--host-ns", &ns.name]);
+    let line = one_line_error(&out);
+    assert!(line.contains("permission denied entering it"), "{line}");
+    drop(d);
+    drop(dir);
+}
+
+#[test]
+fn without_dev_net_tun_the_error_says_so() {
+    // A private mount namespace in which /dev/net is an empty tmpfs.
+    let d = Daemon::start_with(None, None, |a| {
+        let script = format!("mount -t tmpfs none /dev/net && exec {}", a.join(" "));
+        vec![
+            "unshare".into(),
+            "-m".into(),
+            "--propagation".into(),
+            "private".into(),
+            "sh".into(),
+            "-c".into(),
+            script,
+        ]
+    });
+    let name = ifname("vt");
+    let out = d.vtap(&["create", "--host-if-name", &name]);
+    let line = one_line_error(&out);
+    assert!(
+        line.contains("cannot open /dev/net/tun (is the tun module loaded?)"),
+        "{line}"
+    );
+    assert!(!Path::new("/sys/class/net").join(&name).exists());
+}

@@ -1,0 +1,406 @@
+//! Host-side interface configuration over rtnetlink, in any namespace.
+//!
+//! # Design
+//!
+//! Every change to the host side of a tap (MAC, bridge, MTU, addresses,
+//! default routes, link state) is one rtnetlink request; vtap never runs `ip`.
+//! A [`Host`] is a netlink connection bound to one network namespace: its
+//! socket is opened by [`Netns::run_in`] on a thread inside that namespace and
+//! then driven by the caller's tokio runtime, so requests act in the target
+//! namespace although no runtime thread ever entered it.
+//!
+//! This module is the only user of the `rtnetlink` crate, which breaks its API
+//! every few months: an upgrade touches this file only.
+
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use futures::TryStreamExt;
+use netlink_packet_core::Nla;
+use netlink_packet_route::link::{
+    InfoData, InfoKind, LinkAttribute, LinkFlags, LinkInfo as NlLinkInfo, LinkMessage,
+};
+use rtnetlink::{AddressMessageBuilder, Handle, LinkUnspec, RouteMessageBuilder};
+
+use crate::mac::MacAddr;
+use crate::netns::Netns;
+
+/// A failed netlink operation: what was asked, and the kernel's answer.
+#[derive(Debug, thiserror::Error)]
+#[error("{op}")]
+pub struct Error {
+    /// The operation, in words (e.g. "set MTU 9000 on tap0").
+    pub op: String,
+    /// The OS error the kernel returned (or a protocol error mapped to EIO).
+    #[source]
+    pub source: io::Error,
+}
+
+impl Error {
+    /// The errno the kernel returned, if any.
+    pub fn errno(&self) -> Option<i32> {
+        self.source.raw_os_error()
+    }
+}
+
+fn to_io(e: rtnetlink::Error) -> io::Error {
+    match e {
+        rtnetlink::Error::NetlinkError(m) => m.to_io(),
+        other => io::Error::other(other.to_string()),
+    }
+}
+
+fn op_err(op: impl Into<String>) -> impl FnOnce(rtnetlink::Error) -> Error {
+    let op = op.into();
+    move |e| Error {
+        op,
+        source: to_io(e),
+    }
+}
+
+/// `IFLA_TUN_*` attributes (`include/uapi/linux/if_link.h`), which
+/// netlink-packet-route leaves undecoded.
+mod ifla_tun {
+    pub const TYPE: u16 = 3;
+    pub const PI: u16 = 4;
+    pub const VNET_HDR: u16 = 5;
+    pub const PERSIST: u16 = 6;
+    pub const MULTI_QUEUE: u16 = 7;
+    pub const NUM_QUEUES: u16 = 8;
+    /// `IFLA_TUN_TYPE` values: the `IFF_TUN`/`IFF_TAP` flag, as a byte.
+    #[cfg(test)]
+    pub const TYPE_TUN: u8 = 1;
+    pub const TYPE_TAP: u8 = 2;
+}
+
+/// What the kernel says about a TUN/TAP link (as `ip -d link` shows it).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TunInfo {
+    /// TAP (L2) rather than TUN (L3).
+    pub tap: bool,
+    /// `IFF_NO_PI` not set.
+    pub pi: bool,
+    /// `IFF_VNET_HDR`.
+    pub vnet_hdr: bool,
+    /// `IFF_MULTI_QUEUE`.
+    pub multi_queue: bool,
+    /// `TUNSETPERSIST`.
+    pub persist: bool,
+    /// Queues (fds) attached.
+    pub num_queues: u32,
+}
+
+impl TunInfo {
+    fn parse(nlas: &[netlink_packet_route::link::InfoTun]) -> Self {
+        let mut info = Self::default();
+        for nla in nlas {
+            let mut buf = vec![0u8; nla.value_len()];
+            nla.emit_value(&mut buf);
+            let byte = buf.first().copied().unwrap_or(0);
+            match nla.kind() {
+                ifla_tun::TYPE => info.tap = byte == ifla_tun::TYPE_TAP,
+                ifla_tun::PI => info.pi = byte != 0,
+                ifla_tun::VNET_HDR => info.vnet_hdr = byte != 0,
+                ifla_tun::PERSIST => info.persist = byte != 0,
+                ifla_tun::MULTI_QUEUE => info.multi_queue = byte != 0,
+                ifla_tun::NUM_QUEUES => {
+                    if let Ok(b) = <[u8; 4]>::try_from(buf.as_slice()) {
+                        info.num_queues = u32::from_ne_bytes(b);
+                    }
+                }
+                _ => {}
+            }
+        }
+        info
+    }
+}
+
+/// One link as the kernel reports it.
+#[derive(Clone, Debug, Default)]
+pub struct Link {
+    /// ifindex in its namespace.
+    pub index: u32,
+    /// Name.
+    pub name: String,
+    /// `IFLA_INFO_KIND` ("tun", "bridge", "veth", ...), if any.
+    pub kind: Option<String>,
+    /// MTU.
+    pub mtu: u32,
+    /// Hardware address, if the link has one.
+    pub mac: Option<Vec<u8>>,
+    /// ifindex of the bridge (controller) it is enslaved to.
+    pub controller: Option<u32>,
+    /// Administratively up.
+    pub up: bool,
+    /// TUN/TAP details when `kind` is "tun".
+    pub tun: Option<TunInfo>,
+}
+
+impl Link {
+    fn from_message(m: &LinkMessage) -> Self {
+        let mut link = Link {
+            index: m.header.index,
+            up: m.header.flags.contains(LinkFlags::Up),
+            ..Default::default()
+        };
+        for attr in &m.attributes {
+            match attr {
+                LinkAttribute::IfName(n) => link.name = n.clone(),
+                LinkAttribute::Mtu(mtu) => link.mtu = *mtu,
+                LinkAttribute::Address(a) => link.mac = Some(a.clone()),
+                LinkAttribute::Controller(c) => link.controller = Some(*c),
+                LinkAttribute::LinkInfo(infos) => {
+                    for info in infos {
+                        match info {
+                            NlLinkInfo::Kind(kind) => link.kind = Some(kind_name(kind)),
+                            NlLinkInfo::Data(InfoData::Tun(t)) => {
+                                link.tun = Some(TunInfo::parse(t));
+                            }
+                            _ => {}
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        link
+    }
+
+    /// Whether this link is a Linux bridge.
+    pub fn is_bridge(&self) -> bool {
+        self.kind.as_deref() == Some("bridge")
+    }
+}
+
+fn kind_name(kind: &InfoKind) -> String {
+    // InfoKind implements Nla: its value is the kind string the kernel sent.
+    let mut buf = vec![0u8; kind.value_len()];
+    kind.emit_value(&mut buf);
+    let s = buf.split(|&b| b == 0).next().unwrap_or(&[]);
+    String::from_utf8_lossy(s).into_owned()
+}
+
+/// A netlink connection bound to one network namespace.
+#[derive(Debug)]
+pub struct Host {
+    handle: Handle,
+    conn: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Host {
+    fn drop(&mut self) {
+        self.conn.abort();
+    }
+}
+
+impl Host {
+    /// Opens a route-netlink connection inside `ns`. Needs a tokio runtime.
+    pub fn open(ns: &Netns) -> Result<Self, Error> {
+        let socket = ns
+            .run_in(crate::sys::netlink_route_socket)
+            .map_err(|e| Error {
+                op: "enter the namespace to open a netlink socket".into(),
+                source: io::Error::other(e.to_string()),
+            })?
+            .map_err(|source| Error {
+                op: "open a netlink socket".into(),
+                source,
+            })?;
+        let (conn, handle, _) = rtnetlink::from_socket(crate::sys::tokio_netlink_socket(socket));
+        let conn = tokio::spawn(conn);
+        Ok(Self { handle, conn })
+    }
+
+    /// The link called `name`, if there is one.
+    pub async fn link_by_name(&self, name: &str) -> Result<Option<Link>, Error> {
+        let mut req = self
+            .handle
+            .link()
+            .get()
+            .match_name(name.to_string())
+            .execute();
+        match req.try_next().await {
+            Ok(m) => Ok(m.as_ref().map(Link::from_message)),
+            Err(e) => {
+                let source = to_io(e);
+                if source.raw_os_error() == Some(libc::ENODEV) {
+                    Ok(None)
+                } else {
+                    Err(Error {
+                        op: format!("look up link {name}"),
+                        source,
+                    })
+                }
+            }
+        }
+    }
+
+    /// The link with ifindex `index`, if there is one.
+    pub async fn link_by_index(&self, index: u32) -> Result<Option<Link>, Error> {
+        let mut req = self.handle.link().get().match_index(index).execute();
+        match req.try_next().await {
+            Ok(m) => Ok(m.as_ref().map(Link::from_message)),
+            Err(e) => {
+                let source = to_io(e);
+                if source.raw_os_error() == Some(libc::ENODEV) {
+                    Ok(None)
+                } else {
+                    Err(Error {
+                        op: format!("look up link #{index}"),
+                        source,
+                    })
+                }
+            }
+        }
+    }
+
+    async fn set_link(&self, msg: LinkMessage, op: String) -> Result<(), Error> {
+        self.handle
+            .link()
+            .set(msg)
+            .execute()
+            .await
+            .map_err(op_err(op))
+    }
+
+    /// Sets the hardware address.
+    pub async fn set_mac(&self, index: u32, mac: MacAddr) -> Result<(), Error> {
+        let msg = LinkUnspec::new_with_index(index)
+            .address(mac.octets().to_vec())
+            .build();
+        self.set_link(msg, format!("set MAC {mac}")).await
+    }
+
+    /// Enslaves the link to a bridge (`Some`) or frees it (`None`).
+    pub async fn set_controller(&self, index: u32, bridge: Option<u32>) -> Result<(), Error> {
+        let b = LinkUnspec::new_with_index(index);
+        let (msg, op) = match bridge {
+            Some(br) => (b.controller(br).build(), format!("enslave to bridge #{br}")),
+            None => (b.nocontroller().build(), "release from bridge".to_string()),
+        };
+        self.set_link(msg, op).await
+    }
+
+    /// Sets the MTU.
+    pub async fn set_mtu(&self, index: u32, mtu: u32) -> Result<(), Error> {
+        let msg = LinkUnspec::new_with_index(index).mtu(mtu).build();
+        self.set_link(msg, format!("set MTU {mtu}")).await
+    }
+
+    /// Sets the link administratively up or down.
+    pub async fn set_up(&self, index: u32, up: bool) -> Result<(), Error> {
+        let b = LinkUnspec::new_with_index(index);
+        let msg = if up { b.up() } else { b.down() }.build();
+        self.set_link(msg, format!("set link {}", if up { "up" } else { "down" }))
+            .await
+    }
+
+    /// Deletes the link.
+    pub async fn delete_link(&self, index: u32) -> Result<(), Error> {
+        self.handle
+            .link()
+            .del(index)
+            .execute()
+            .await
+            .map_err(op_err(format!("delete link #{index}")))
+    }
+
+    /// Adds an address with its prefix length.
+    pub async fn add_address(&self, index: u32, addr: IpAddr, plen: u8) -> Result<(), Error> {
+        self.handle
+            .address()
+            .add(index, addr, plen)
+            .execute()
+            .await
+            .map_err(op_err(format!("add address {addr}/{plen}")))
+    }
+
+    /// Removes an address.
+    pub async fn del_address(&self, index: u32, addr: IpAddr, plen: u8) -> Result<(), Error> {
+        let msg = match addr {
+            IpAddr::V4(a) => AddressMessageBuilder::<Ipv4Addr>::new()
+                .index(index)
+                .address(a, plen)
+                .build(),
+            IpAddr::V6(a) => AddressMessageBuilder::<Ipv6Addr>::new()
+                .index(index)
+                .address(a, plen)
+                .build(),
+        };
+        self.handle
+            .address()
+            .del(msg)
+            .execute()
+            .await
+            .map_err(op_err(format!("delete address {addr}/{plen}")))
+    }
+
+    fn default_route(index: u32, gw: IpAddr) -> netlink_packet_route::route::RouteMessage {
+        match gw {
+            IpAddr::V4(g) => RouteMessageBuilder::<Ipv4Addr>::new()
+                .gateway(g)
+                .output_interface(index)
+                .build(),
+            IpAddr::V6(g) => RouteMessageBuilder::<Ipv6Addr>::new()
+                .gateway(g)
+                .output_interface(index)
+                .build(),
+        }
+    }
+
+    /// Adds a default route via `gw` out of link `index`.
+    pub async fn add_default_route(&self, index: u32, gw: IpAddr) -> Result<(), Error> {
+        self.handle
+            .route()
+            .add(Self::default_route(index, gw))
+            .execute()
+            .await
+            .map_err(op_err(format!("add default route via {gw}")))
+    }
+
+    /// Removes the default route via `gw` out of link `index`.
+    pub async fn del_default_route(&self, index: u32, gw: IpAddr) -> Result<(), Error> {
+        self.handle
+            .route()
+            .del(Self::default_route(index, gw))
+            .execute()
+            .await
+            .map_err(op_err(format!("delete default route via {gw}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use netlink_packet_route::link::InfoTun;
+
+    fn nla(kind: u16, value: Vec<u8>) -> InfoTun {
+        InfoTun::Other(netlink_packet_core::DefaultNla::new(kind, value))
+    }
+
+    #[test]
+    fn tun_info_parses_kernel_attributes() {
+        let tap = TunInfo::parse(&[
+            nla(ifla_tun::TYPE, vec![ifla_tun::TYPE_TAP]),
+            nla(ifla_tun::PI, vec![0]),
+            nla(ifla_tun::VNET_HDR, vec![1]),
+            nla(ifla_tun::PERSIST, vec![1]),
+            nla(ifla_tun::MULTI_QUEUE, vec![1]),
+            nla(ifla_tun::NUM_QUEUES, 4u32.to_ne_bytes().to_vec()),
+            nla(99, vec![1, 2, 3]),
+        ]);
+        assert_eq!(
+            tap,
+            TunInfo {
+                tap: true,
+                pi: false,
+                vnet_hdr: true,
+                multi_queue: true,
+                persist: true,
+                num_queues: 4
+            }
+        );
+        let tun = TunInfo::parse(&[nla(ifla_tun::TYPE, vec![ifla_tun::TYPE_TUN])]);
+        assert!(!tun.tap && !tun.multi_queue && tun.num_queues == 0);
+    }
+}

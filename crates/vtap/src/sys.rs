@@ -1,0 +1,212 @@
+//! Every system call vtap makes that needs `unsafe`, one per block.
+//!
+//! The rest of the crate never writes `unsafe`: it calls these small safe
+//! wrappers, each of which converts the C return code into an
+//! [`std::io::Result`] at once (through [`cvt`]). Keeping them together makes
+//! the kernel surface easy to audit: the TUN ioctls of `drivers/net/tun.c`,
+//! `setns(2)`, `getrandom(2)` and the adoption of a raw netlink socket.
+
+use std::ffi::CStr;
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+
+/// `IFNAMSIZ` from `<net/if.h>`: 15 bytes of name plus the NUL.
+pub const IFNAMSIZ: usize = libc::IFNAMSIZ;
+
+/// Converts a C return value into `io::Result`, reading `errno` on `-1`.
+fn cvt(ret: libc::c_int) -> io::Result<libc::c_int> {
+    if ret == -1 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(ret)
+    }
+}
+
+/// A zeroed `struct ifreq` with `name` copied into `ifr_name`.
+///
+/// The caller has validated the name (1..=15 bytes, no NUL); a longer name is
+/// an internal error and panics rather than being truncated.
+fn ifreq_with_name(name: &str) -> libc::ifreq {
+    // SAFETY: `ifreq` is a plain C struct (arrays and a union of integers and
+    // arrays) for which all-zero bytes is a valid value.
+    let mut ifr: libc::ifreq = unsafe { std::mem::zeroed() };
+    assert!(name.len() < IFNAMSIZ, "interface name validated before use");
+    for (dst, src) in ifr.ifr_name.iter_mut().zip(name.bytes()) {
+        *dst = src as libc::c_char;
+    }
+    ifr
+}
+
+/// Reads `ifr_name` back as a Rust string.
+fn ifreq_name(ifr: &libc::ifreq) -> String {
+    let bytes: Vec<u8> = ifr
+        .ifr_name
+        .iter()
+        .take_while(|&&c| c != 0)
+        .map(|&c| c.to_ne_bytes()[0])
+        .collect();
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
+/// `open("/dev/net/tun", O_RDWR | O_NONBLOCK | O_CLOEXEC)`.
+///
+/// The TUN character device records the network namespace of the opening
+/// thread: a later `TUNSETIFF` creates the interface in that namespace.
+pub fn open_tun(path: &CStr) -> io::Result<OwnedFd> {
+    // SAFETY: `path` is a valid NUL-terminated string; open has no other
+    // memory effects.
+    let fd = cvt(unsafe {
+        libc::open(
+            path.as_ptr(),
+            libc::O_RDWR | libc::O_NONBLOCK | libc::O_CLOEXEC,
+        )
+    })?;
+    // SAFETY: `fd` was just returned by open and is owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// `TUNGETFEATURES`: the `IFF_*` flags this kernel's TUN driver supports.
+pub fn tun_get_features(fd: BorrowedFd<'_>) -> io::Result<u32> {
+    let mut features: libc::c_uint = 0;
+    // SAFETY: TUNGETFEATURES writes one `unsigned int` through the pointer,
+    // which points to a live local of that type.
+    cvt(unsafe { libc::ioctl(fd.as_raw_fd(), libc::TUNGETFEATURES, &mut features) })?;
+    Ok(features)
+}
+
+/// `TUNSETIFF`: creates (or attaches to) the TUN/TAP interface `name` with
+/// `flags`. Returns the name the kernel reports back.
+pub fn tun_set_iff(fd: BorrowedFd<'_>, name: &str, flags: u16) -> io::Result<String> {
+    let mut ifr = ifreq_with_name(name);
+    ifr.ifr_ifru.ifru_flags = libc::c_short::from_ne_bytes(flags.to_ne_bytes());
+    // SAFETY: TUNSETIFF reads and writes a `struct ifreq`; `ifr` is a live,
+    // initialised local of that type.
+    cvt(unsafe { libc::ioctl(fd.as_raw_fd(), libc::TUNSETIFF, &mut ifr) })?;
+    Ok(ifreq_name(&ifr))
+}
+
+/// `TUNGETIFF`: the name and `IFF_*` flags of the interface `fd` is attached to.
+pub fn tun_get_iff(fd: BorrowedFd<'_>) -> io::Result<(String, u16)> {
+    let mut ifr = ifreq_with_name("");
+    // SAFETY: TUNGETIFF writes a `struct ifreq`; `ifr` is a live local.
+    cvt(unsafe { libc::ioctl(fd.as_raw_fd(), libc::TUNGETIFF, &mut ifr) })?;
+    // SAFETY: the kernel filled `ifru_flags` for TUNGETIFF; the union member
+    // is a plain integer, valid for any bit pattern.
+    let flags = unsafe { ifr.ifr_ifru.ifru_flags };
+    Ok((ifreq_name(&ifr), u16::from_ne_bytes(flags.to_ne_bytes())))
+}
+
+/// `TUNSETVNETHDRSZ`: the size of the virtio-net header in front of every frame.
+pub fn tun_set_vnet_hdr_sz(fd: BorrowedFd<'_>, size: libc::c_int) -> io::Result<()> {
+    // SAFETY: TUNSETVNETHDRSZ reads one `int` through the pointer to a live local.
+    cvt(unsafe { libc::ioctl(fd.as_raw_fd(), libc::TUNSETVNETHDRSZ, &size) })?;
+    Ok(())
+}
+
+/// `TUNSETSNDBUF`: the socket send buffer of the queue (VPP uses `INT_MAX`).
+pub fn tun_set_sndbuf(fd: BorrowedFd<'_>, bytes: libc::c_int) -> io::Result<()> {
+    // SAFETY: TUNSETSNDBUF reads one `int` through the pointer to a live local.
+    cvt(unsafe { libc::ioctl(fd.as_raw_fd(), libc::TUNSETSNDBUF, &bytes) })?;
+    Ok(())
+}
+
+/// `TUNSETOFFLOAD`: the `TUN_F_*` offloads the data plane accepts from the
+/// kernel. The argument is the mask itself, not a pointer.
+pub fn tun_set_offload(fd: BorrowedFd<'_>, mask: u32) -> io::Result<()> {
+    // SAFETY: TUNSETOFFLOAD takes its argument by value; no memory is touched.
+    cvt(unsafe {
+        libc::ioctl(
+            fd.as_raw_fd(),
+            libc::TUNSETOFFLOAD,
+            libc::c_ulong::from(mask),
+        )
+    })?;
+    Ok(())
+}
+
+/// `TUNSETPERSIST`: keep (or stop keeping) the interface when its last fd closes.
+pub fn tun_set_persist(fd: BorrowedFd<'_>, persist: bool) -> io::Result<()> {
+    let arg = libc::c_ulong::from(persist);
+    // SAFETY: TUNSETPERSIST takes its argument by value; no memory is touched.
+    cvt(unsafe { libc::ioctl(fd.as_raw_fd(), libc::TUNSETPERSIST, arg) })?;
+    Ok(())
+}
+
+/// `setns(fd, CLONE_NEWNET)`: moves the calling thread into a network namespace.
+pub fn setns_net(fd: BorrowedFd<'_>) -> io::Result<()> {
+    // SAFETY: setns only reads the fd number; it changes the calling thread's
+    // namespace, which callers confine to a thread they own.
+    cvt(unsafe { libc::setns(fd.as_raw_fd(), libc::CLONE_NEWNET) })?;
+    Ok(())
+}
+
+/// Fills `buf` from the kernel's random pool (`getrandom(2)`).
+pub fn fill_random(buf: &mut [u8]) -> io::Result<()> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        let rest = &mut buf[filled..];
+        // SAFETY: the pointer and length describe the writable slice `rest`.
+        let n = unsafe { libc::getrandom(rest.as_mut_ptr().cast(), rest.len(), 0) };
+        if n < 0 {
+            let err = io::Error::last_os_error();
+            if err.kind() != io::ErrorKind::Interrupted {
+                return Err(err);
+            }
+        } else {
+            filled += n.unsigned_abs();
+        }
+    }
+    Ok(())
+}
+
+/// `socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE)`.
+///
+/// The socket acts in the network namespace of the calling thread, forever.
+pub fn netlink_route_socket() -> io::Result<OwnedFd> {
+    // SAFETY: socket takes no pointers.
+    let fd = cvt(unsafe {
+        libc::socket(
+            libc::AF_NETLINK,
+            libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+            libc::NETLINK_ROUTE,
+        )
+    })?;
+    // SAFETY: `fd` was just returned by socket and is owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Wraps an owned netlink socket in tokio's reactor.
+///
+/// Must be called inside a tokio runtime. The socket keeps the network
+/// namespace it was opened in, whatever thread uses it later.
+pub fn tokio_netlink_socket(fd: OwnedFd) -> netlink_sys::TokioSocket {
+    let raw: RawFd = std::os::fd::IntoRawFd::into_raw_fd(fd);
+    // SAFETY: `raw` comes from an `OwnedFd` whose ownership moves here, and it
+    // is a netlink socket (the only caller opens it with `netlink_route_socket`).
+    unsafe { netlink_sys::TokioSocket::from_raw_fd(raw) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ifreq_round_trips_names() {
+        for name in ["", "a", "tap0", "exactly15bytes_"] {
+            assert_eq!(ifreq_name(&ifreq_with_name(name)), name);
+        }
+    }
+
+    #[test]
+    fn random_fills_every_byte_eventually() {
+        let mut seen = [0u8; 64];
+        for _ in 0..8 {
+            let mut buf = [0u8; 64];
+            fill_random(&mut buf).expect("getrandom");
+            for (s, b) in seen.iter_mut().zip(buf) {
+                *s |= b;
+            }
+        }
+        assert!(seen.iter().filter(|&&b| b != 0).count() > 56);
+    }
+}

@@ -1,0 +1,220 @@
+//! The REST API (JSON over HTTP/1.1 on a Unix socket).
+//!
+//! | method | path | body | answer |
+//! |---|---|---|---|
+//! | GET | `/v1/info` | | daemon facts |
+//! | GET | `/v1/taps` | | list of interfaces |
+//! | POST | `/v1/taps` | create options | 201 + the interface |
+//! | GET | `/v1/taps/{if}` | | the interface |
+//! | DELETE | `/v1/taps/{if}` | | the deleted interface |
+//! | POST | `/v1/taps/{if}/offload` | `{"action": "gso-enable"}` | the interface |
+//! | PUT/DELETE | `/v1/debug/fault` | `{"step": "set-mtu", "errno": 5}` | 204 (only with `[debug] fault_injection`) |
+//!
+//! `{if}` is `tap<id>`, `tun<id>` or the id. Every error is
+//! `{"error": "<one line naming the field and the reason>"}` with a 4xx status
+//! for bad input (400 invalid, 404 unknown interface, 409 conflict, 403 no
+//! privilege), 503 for a missing kernel facility, and 500 only when the kernel
+//! refused something vtap did not expect.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use tokio::sync::Mutex;
+use vtap::fault::Fault;
+use vtap::registry::{error_chain, ErrorKind, OffloadAction, Registry};
+use vtap::CreateOptions;
+
+/// Shared daemon state.
+#[derive(Debug)]
+pub struct AppState {
+    /// The interfaces; one control operation at a time.
+    pub registry: Mutex<Registry>,
+    /// Whether `/v1/debug/fault` is enabled.
+    pub fault_injection: bool,
+    /// The socket path, for `/v1/info`.
+    pub socket: String,
+}
+
+/// An API error: status and one-line message.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    message: String,
+}
+
+impl ApiError {
+    fn bad_request(message: impl Into<String>) -> Self {
+        Self {
+            status: StatusCode::BAD_REQUEST,
+            message: message.into(),
+        }
+    }
+}
+
+/// The JSON error body.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ErrorBody {
+    /// One line naming the field and the reason.
+    pub error: String,
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (
+            self.status,
+            Json(ErrorBody {
+                error: self.message,
+            }),
+        )
+            .into_response()
+    }
+}
+
+impl From<vtap::registry::Error> for ApiError {
+    fn from(e: vtap::registry::Error) -> Self {
+        let status = match e.kind() {
+            ErrorKind::Invalid => StatusCode::BAD_REQUEST,
+            ErrorKind::NotFound => StatusCode::NOT_FOUND,
+            ErrorKind::Conflict => StatusCode::CONFLICT,
+            ErrorKind::Permission => StatusCode::FORBIDDEN,
+            ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        Self {
+            status,
+            message: error_chain(&e),
+        }
+    }
+}
+
+fn parse_body<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
+    let body: &[u8] = if body.iter().all(u8::is_ascii_whitespace) {
+        b"{}"
+    } else {
+        body
+    };
+    serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("request body: {e}")))
+}
+
+/// The router.
+pub fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/v1/info", get(info))
+        .route("/v1/taps", get(list).post(create))
+        .route("/v1/taps/{iface}", get(show).delete(delete))
+        .route("/v1/taps/{iface}/offload", post(offload))
+        .route("/v1/debug/fault", put(arm_fault).delete(disarm_fault))
+        .fallback(|| async {
+            ApiError {
+                status: StatusCode::NOT_FOUND,
+                message: "no such API resource".into(),
+            }
+        })
+        .with_state(state)
+}
+
+/// `GET /v1/info`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Info {
+    /// vtap version.
+    pub version: String,
+    /// Daemon pid.
+    pub pid: u32,
+    /// Socket path.
+    pub socket: String,
+    /// Number of interfaces.
+    pub interfaces: usize,
+    /// Default host MTU in force.
+    pub default_host_mtu: Option<u32>,
+    /// USO allowed.
+    pub uso: bool,
+}
+
+async fn info(State(s): State<Arc<AppState>>) -> Json<Info> {
+    let reg = s.registry.lock().await;
+    Json(Info {
+        version: env!("CARGO_PKG_VERSION").into(),
+        pid: std::process::id(),
+        socket: s.socket.clone(),
+        interfaces: reg.len(),
+        default_host_mtu: reg.settings().default_host_mtu,
+        uso: reg.settings().allow_uso,
+    })
+}
+
+async fn list(State(s): State<Arc<AppState>>) -> Json<Vec<vtap::TapInfo>> {
+    Json(s.registry.lock().await.list())
+}
+
+async fn create(State(s): State<Arc<AppState>>, body: Bytes) -> Result<Response, ApiError> {
+    let opts: CreateOptions = parse_body(&body)?;
+    let info = s.registry.lock().await.create(&opts).await?;
+    Ok((StatusCode::CREATED, Json(info)).into_response())
+}
+
+async fn show(
+    State(s): State<Arc<AppState>>,
+    Path(iface): Path<String>,
+) -> Result<Json<vtap::TapInfo>, ApiError> {
+    Ok(Json(s.registry.lock().await.get(&iface)?))
+}
+
+async fn delete(
+    State(s): State<Arc<AppState>>,
+    Path(iface): Path<String>,
+) -> Result<Json<vtap::TapInfo>, ApiError> {
+    Ok(Json(s.registry.lock().await.delete(&iface).await?))
+}
+
+/// `POST /v1/taps/{if}/offload` body.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OffloadRequest {
+    /// `gso-enable`, `gso-disable`, `csum-offload-enable`, ...
+    pub action: String,
+}
+
+async fn offload(
+    State(s): State<Arc<AppState>>,
+    Path(iface): Path<String>,
+    body: Bytes,
+) -> Result<Json<vtap::TapInfo>, ApiError> {
+    let req: OffloadRequest = parse_body(&body)?;
+    let action: OffloadAction = req
+        .action
+        .parse()
+        .map_err(|e: vtap::options::Error| ApiError::bad_request(e.to_string()))?;
+    Ok(Json(
+        s.registry.lock().await.set_offload(&iface, action).await?,
+    ))
+}
+
+fn fault_gate(s: &AppState) -> Result<(), ApiError> {
+    if s.fault_injection {
+        Ok(())
+    } else {
+        Err(ApiError {
+            status: StatusCode::FORBIDDEN,
+            message: "fault injection is off (set [debug] fault_injection = true)".into(),
+        })
+    }
+}
+
+async fn arm_fault(State(s): State<Arc<AppState>>, body: Bytes) -> Result<StatusCode, ApiError> {
+    fault_gate(&s)?;
+    let fault: Fault = parse_body(&body)?;
+    s.registry.lock().await.faults().arm(fault);
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn disarm_fault(State(s): State<Arc<AppState>>) -> Result<StatusCode, ApiError> {
+    fault_gate(&s)?;
+    s.registry.lock().await.faults().disarm();
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,195 @@
+//! The daemon's startup configuration (TOML).
+//!
+//! Unknown keys are errors, and so are out-of-range values: a typo in a
+//! config file must stop the daemon with the line named, not be ignored.
+//! Without `--config` the embedded defaults apply.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// Default socket path.
+pub const DEFAULT_SOCKET: &str = "/run/vtap/vtap.sock";
+
+/// Why the configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The file could not be read.
+    #[error("cannot read config {}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// TOML syntax, unknown key, or wrong type (the message names the line).
+    #[error("config {}: {message}", path.display())]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// toml's message, with line and column.
+        message: String,
+    },
+    /// A value out of range.
+    #[error("config {}: {key} = {value}: {reason}", path.display())]
+    Value {
+        /// The file.
+        path: PathBuf,
+        /// The key, dotted.
+        key: &'static str,
+        /// The value.
+        value: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// Log output format.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Human,
+    /// One JSON object per line.
+    Json,
+}
+
+/// `[tap]`: defaults for every interface (the seed's `tap { ... }` stanza).
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct TapSection {
+    /// Host MTU for interfaces created without `host-mtu-size`.
+    pub host_mtu: Option<u32>,
+    /// Allow UDP segmentation offload (the per-daemon kill switch).
+    pub uso: bool,
+}
+
+impl Default for TapSection {
+    fn default() -> Self {
+        Self {
+            host_mtu: None,
+            uso: true,
+        }
+    }
+}
+
+/// `[log]`.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogSection {
+    /// `human` or `json`.
+    pub format: LogFormat,
+    /// A tracing filter (`info`, `vtap=debug`, ...); `RUST_LOG` overrides it.
+    pub level: Option<String>,
+}
+
+/// `[debug]`.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct DebugSection {
+    /// Expose `PUT /v1/debug/fault` (fails a chosen create/delete step once).
+    pub fault_injection: bool,
+}
+
+/// The whole file.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Socket path (the `--socket` flag and `VTAP_SOCKET` override it).
+    pub socket: Option<PathBuf>,
+    /// Interface defaults.
+    pub tap: TapSection,
+    /// Logging.
+    pub log: LogSection,
+    /// Debugging aids.
+    pub debug: DebugSection,
+}
+
+impl Config {
+    /// Parses and checks a config text; `path` is for messages.
+    pub fn parse(text: &str, path: &Path) -> Result<Self, Error> {
+        let cfg: Config = toml::from_str(text).map_err(|e| Error::Parse {
+            path: path.to_path_buf(),
+            message: e.to_string().trim_end().replace('\n', " "),
+        })?;
+        if let Some(mtu) = cfg.tap.host_mtu {
+            if !vtap::options::MTU_RANGE.contains(&mtu) {
+                return Err(Error::Value {
+                    path: path.to_path_buf(),
+                    key: "tap.host_mtu",
+                    value: mtu.to_string(),
+                    reason: "must be in 68..=65521 (the kernel's range for a tap)".into(),
+                });
+            }
+        }
+        Ok(cfg)
+    }
+
+    /// Reads `path`, or returns the defaults for `None`.
+    pub fn load(path: Option<&Path>) -> Result<Self, Error> {
+        match path {
+            None => Ok(Self::default()),
+            Some(p) => {
+                let text = std::fs::read_to_string(p).map_err(|source| Error::Read {
+                    path: p.to_path_buf(),
+                    source,
+                })?;
+                Self::parse(&text, p)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(s: &str) -> Result<Config, Error> {
+        Config::parse(s, Path::new("t.toml"))
+    }
+
+    #[test]
+    fn accepted_table() {
+        let cases: &[(&str, Option<u32>, bool, LogFormat)] = &[
+            ("", None, true, LogFormat::Human),
+            (
+                "[tap]\nhost_mtu = 9000\n",
+                Some(9000),
+                true,
+                LogFormat::Human,
+            ),
+            (
+                "[tap]\nuso = false\n[log]\nformat = \"json\"\n",
+                None,
+                false,
+                LogFormat::Json,
+            ),
+        ];
+        for (text, mtu, uso, fmt) in cases {
+            let c = parse(text).unwrap_or_else(|e| panic!("{text:?}: {e}"));
+            assert_eq!(
+                (c.tap.host_mtu, c.tap.uso, c.log.format),
+                (*mtu, *uso, *fmt)
+            );
+        }
+    }
+
+    #[test]
+    fn refused_table() {
+        let cases: &[(&str, &str)] = &[
+            ("[tap]\nhost_mtu = 9000\nhost_mtuu = 1\n", "host_mtuu"),
+            ("[tapp]\n", "tapp"),
+            ("[tap]\nhost_mtu = \"big\"\n", "line 2"),
+            ("[tap]\nhost_mtu = 67\n", "tap.host_mtu = 67"),
+            ("[log]\nformat = \"xml\"\n", "xml"),
+            ("socket = ", "line 1"),
+        ];
+        for (text, frag) in cases {
+            let e = parse(text).expect_err(text).to_string();
+            assert!(e.starts_with("config t.toml: "), "{e}");
+            assert!(e.contains(frag), "{text:?}: {e}");
+        }
+    }
+}

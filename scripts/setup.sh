@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Installs what vtap's build and tests need on a fresh Debian/Ubuntu machine.
+# Run as root. Idempotent.
+set -euo pipefail
+
+PKGS=(
+	iproute2    # ip: the tests read the kernel's state back with `ip -j`
+	ethtool     # ethtool -k: the tests check offloads as the kernel shows them
+	util-linux  # setpriv, unshare: tests of missing privileges and /dev/net/tun
+	gcc         # some crates build C
+)
+
+missing=()
+for p in "${PKGS[@]}"; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+	echo "setup: installing ${missing[*]}" >&2
+	apt-get update -q
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+# The tun module: /dev/net/tun must exist.
+if [ ! -c /dev/net/tun ]; then
+	modprobe tun 2>/dev/null || true
+fi
+[ -c /dev/net/tun ] || { echo "setup: /dev/net/tun is missing and the tun module could not be loaded" >&2; exit 1; }
+command -v cargo >/dev/null || { echo "setup: cargo not found: install Rust (https://rustup.rs)" >&2; exit 1; }
+echo "setup: ok" >&2
