@@ -46,6 +46,7 @@ pub mod options;
 pub mod registry;
 pub mod sys;
 pub mod tun;
+pub mod virtq;
 
 pub use mac::MacAddr;
 pub use options::CreateOptions;

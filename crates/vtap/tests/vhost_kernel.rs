@@ -25,7 +25,10 @@ fn kernel_version() -> (u32, u32) {
 #[tokio::test]
 #[ignore = "needs /dev/vhost-net: run tests/vm/run.sh"]
 async fn auto_picks_vhost_net_where_it_opens_and_uso_is_probed() {
-    assert!(std::path::Path::new("/dev/vhost-net").exists(), "no /dev/vhost-net here");
+    assert!(
+        std::path::Path::new("/dev/vhost-net").exists(),
+        "no /dev/vhost-net here"
+    );
     let mut reg = Registry::new(Settings::default()).expect("registry");
     let auto = reg
         .create(&CreateOptions {
@@ -36,13 +39,21 @@ async fn auto_picks_vhost_net_where_it_opens_and_uso_is_probed() {
         .await
         .unwrap_or_else(|e| panic!("{}", error_chain(&e)));
     assert_eq!(auto.backend, Backend::VhostNet);
-    assert_eq!(tun_flags(&auto.host_if_name), 0x5102, "TAP|NO_PI|VNET_HDR|MULTI_QUEUE");
+    assert_eq!(
+        tun_flags(&auto.host_if_name),
+        0x5102,
+        "TAP|NO_PI|VNET_HDR|MULTI_QUEUE"
+    );
 
     // USO (TUN_F_USO4/6) arrived in 6.2: older kernels refuse it with EINVAL
     // and vtap must fall back to CSUM|TSO4|TSO6 rather than fail.
     let base = offload::CSUM | offload::TSO4 | offload::TSO6;
     let uso = offload::USO4 | offload::USO6;
-    let want = if kernel_version() >= (6, 2) { base | uso } else { base };
+    let want = if kernel_version() >= (6, 2) {
+        base | uso
+    } else {
+        base
+    };
     assert_eq!(auto.tun_offload, want, "kernel {:?}", kernel_version());
 
     let explicit = reg
@@ -66,7 +77,9 @@ async fn auto_picks_vhost_net_where_it_opens_and_uso_is_probed() {
     for t in [&auto, &explicit, &user] {
         reg.delete(&t.name).await.expect("delete");
         assert!(
-            !std::path::Path::new("/sys/class/net").join(&t.host_if_name).exists(),
+            !std::path::Path::new("/sys/class/net")
+                .join(&t.host_if_name)
+                .exists(),
             "{} gone",
             t.host_if_name
         );
