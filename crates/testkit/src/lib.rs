@@ -261,3 +261,100 @@ pub mod iff {
     /// virtio-net header in front of frames.
     pub const VNET_HDR: u32 = 0x4000;
 }
+
+/// A minimal IPv4 host for the data-plane side of a test: answers ARP
+/// requests for `ip`, ICMP echo requests to `ip`, and echoes UDP datagrams to
+/// `ip` back to their sender. Pure functions on Ethernet frames.
+pub mod responder {
+    /// 16-bit one's complement sum folded (RFC 1071), for checksums.
+    pub fn csum(data: &[u8]) -> u16 {
+        let mut sum: u32 = 0;
+        for c in data.chunks(2) {
+            let w = if c.len() == 2 {
+                u16::from_be_bytes([c[0], c[1]])
+            } else {
+                u16::from(c[0]) << 8
+            };
+            sum += u32::from(w);
+        }
+        while sum > 0xffff {
+            sum = (sum & 0xffff) + (sum >> 16);
+        }
+        !u16::try_from(sum).unwrap_or(u16::MAX)
+    }
+
+    /// The answer to `frame`, if it is addressed to `ip` and one of the
+    /// protocols above; `mac` is the responder's own.
+    pub fn answer(frame: &[u8], mac: [u8; 6], ip: [u8; 4]) -> Option<Vec<u8>> {
+        if frame.len() < 14 {
+            return None;
+        }
+        let ethertype = u16::from_be_bytes([frame[12], frame[13]]);
+        let mut out = frame.to_vec();
+        out[0..6].copy_from_slice(&frame[6..12]);
+        out[6..12].copy_from_slice(&mac);
+        match ethertype {
+            0x0806 if frame.len() >= 42 && frame[20..22] == [0, 1] && frame[38..42] == ip => {
+                out[21] = 2; // reply
+                out[22..28].copy_from_slice(&mac);
+                out[28..32].copy_from_slice(&ip);
+                out[32..38].copy_from_slice(&frame[22..28]);
+                out[38..42].copy_from_slice(&frame[28..32]);
+                Some(out)
+            }
+            0x0800 if frame.len() >= 34 && frame[30..34] == ip => {
+                let ihl = usize::from(frame[14] & 0x0f) * 4;
+                let l4 = 14 + ihl;
+                out[26..30].copy_from_slice(&frame[30..34]);
+                out[30..34].copy_from_slice(&frame[26..30]);
+                match frame[23] {
+                    1 if frame.len() > l4 + 4 && frame[l4] == 8 => {
+                        out[l4] = 0; // echo reply
+                        out[l4 + 2..l4 + 4].copy_from_slice(&[0, 0]);
+                        let c = csum(&out[l4..]);
+                        out[l4 + 2..l4 + 4].copy_from_slice(&c.to_be_bytes());
+                        Some(out)
+                    }
+                    17 if frame.len() >= l4 + 8 => {
+                        // Swapping addresses and ports keeps both checksums valid.
+                        out[l4..l4 + 2].copy_from_slice(&frame[l4 + 2..l4 + 4]);
+                        out[l4 + 2..l4 + 4].copy_from_slice(&frame[l4..l4 + 2]);
+                        Some(out)
+                    }
+                    _ => None,
+                }
+            }
+            _ => None,
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn rfc1071_example() {
+            // RFC 1071 section 3: 00 01 f2 03 f4 f5 f6 f7 sums to 0xddf2.
+            assert_eq!(
+                csum(&[0x00, 0x01, 0xf2, 0x03, 0xf4, 0xf5, 0xf6, 0xf7]),
+                !0xddf2
+            );
+        }
+
+        #[test]
+        fn arp_request_is_answered() {
+            let mut f = vec![0xff; 6];
+            f.extend([2, 0, 0, 0, 0, 1, 0x08, 0x06, 0, 1, 0x08, 0, 6, 4, 0, 1]);
+            f.extend([
+                2, 0, 0, 0, 0, 1, 198, 18, 0, 1, 0, 0, 0, 0, 0, 0, 198, 18, 0, 2,
+            ]);
+            let me = [2, 0, 0, 0, 0, 2];
+            let r = answer(&f, me, [198, 18, 0, 2]).expect("reply");
+            assert_eq!(&r[0..6], &[2, 0, 0, 0, 0, 1]);
+            assert_eq!(r[21], 2);
+            assert_eq!(&r[22..28], &me);
+            assert_eq!(&r[38..42], &[198, 18, 0, 1]);
+            assert!(answer(&f, me, [198, 18, 0, 3]).is_none(), "not for us");
+        }
+    }
+}

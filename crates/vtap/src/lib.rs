@@ -38,6 +38,7 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod datapath;
 pub mod fault;
 pub mod host;
 pub mod mac;

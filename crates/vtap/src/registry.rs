@@ -1004,6 +1004,22 @@ impl Registry {
         Ok(tap.info.clone())
     }
 
+    /// Duplicates of an interface's queue fds, one per rx queue, for the
+    /// data path (the registry keeps its own, so the interface's life does
+    /// not depend on the data path's).
+    pub fn dup_queues(&self, key: &str) -> Result<Vec<std::fs::File>, Error> {
+        let id = self.resolve(key)?;
+        self.taps[&id]
+            .queues
+            .iter()
+            .map(|q| q.try_clone().map(std::fs::File::from))
+            .collect::<io::Result<Vec<_>>>()
+            .map_err(|e| Error::Step {
+                step: Step::OpenQueues,
+                source: e.into(),
+            })
+    }
+
     /// Number of interfaces.
     pub fn len(&self) -> usize {
         self.taps.len()

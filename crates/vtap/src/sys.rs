@@ -175,6 +175,22 @@ pub fn netlink_route_socket() -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
+/// `poll(2)` one fd for readability; `Ok(false)` on timeout or EINTR.
+pub fn poll_readable(fd: &impl AsRawFd, timeout_ms: libc::c_int) -> io::Result<bool> {
+    let mut p = libc::pollfd {
+        fd: fd.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: `p` is a live pollfd and the count is 1; poll only reads the
+    // fd number, which `fd` keeps open for the call.
+    match cvt(unsafe { libc::poll(&mut p, 1, timeout_ms) }) {
+        Ok(n) => Ok(n > 0),
+        Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
 /// Wraps an owned netlink socket in tokio's reactor.
 ///
 /// Must be called inside a tokio runtime. The socket keeps the network

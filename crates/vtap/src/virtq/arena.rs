@@ -56,7 +56,7 @@ pub struct Arena {
 
 #[derive(Debug)]
 struct Inner {
-    mem: GuestMemoryMmap,
+    mem: Arc<GuestMemoryMmap>,
     base: u64,
     size: usize,
     next: AtomicUsize,
@@ -72,7 +72,7 @@ impl Arena {
         let mem = GuestMemoryMmap::from_regions(vec![region]).map_err(|_| Error::Region)?;
         Ok(Self {
             inner: Arc::new(Inner {
-                mem,
+                mem: Arc::new(mem),
                 base,
                 size,
                 next: AtomicUsize::new(0),
@@ -83,6 +83,12 @@ impl Arena {
     /// The memory, for vm-memory accessors, vhost and virtio-queue.
     pub fn mem(&self) -> &GuestMemoryMmap {
         &self.inner.mem
+    }
+
+    /// The memory as a shared address space (what `vhost` and a backend
+    /// thread hold on to).
+    pub fn shared_mem(&self) -> Arc<GuestMemoryMmap> {
+        self.inner.mem.clone()
     }
 
     /// First address (= the mapping's address in this process).

@@ -1,0 +1,210 @@
+//! The data path of one interface: its arena, rx and tx queues, and the
+//! backend that serves them.
+//!
+//! The data plane sees only [`DataPath::rx_burst`] and [`DataPath::tx_burst`]
+//! on numbered queues; whether the kernel's vhost-net or a vtap thread serves
+//! the rings is decided once, at start, and shown by [`DataPath::state`].
+
+pub mod queue;
+pub mod vhost;
+pub mod vnet;
+
+use std::fs::File;
+
+use serde::Serialize;
+
+pub use queue::{Counters, RxFrame, RxQueue, TxFrame, TxQueue, BUF_SIZE, MAX_BURST};
+pub use vnet::VnetHdr;
+
+use crate::registry::Backend;
+use crate::virtq::{split, Arena};
+
+/// Why a data path could not start or a burst failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The arena.
+    #[error(transparent)]
+    Arena(#[from] crate::virtq::arena::Error),
+    /// A queue.
+    #[error(transparent)]
+    Queue(#[from] queue::Error),
+    /// vhost-net.
+    #[error(transparent)]
+    Vhost(#[from] vhost::Error),
+    /// A queue index out of range.
+    #[error("queue {0} does not exist")]
+    NoQueue(usize),
+    /// The backend asked for is not available in this build.
+    #[error("backend {0} cannot serve a data path yet")]
+    Unsupported(Backend),
+}
+
+/// How a data path is laid out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Config {
+    /// Rx ring size.
+    pub rx_ring_size: u16,
+    /// Tx ring size.
+    pub tx_ring_size: u16,
+    /// Rx queues.
+    pub num_rx_queues: u16,
+    /// Tx queues.
+    pub num_tx_queues: u16,
+    /// Allow `VIRTIO_RING_F_EVENT_IDX` when the device offers it.
+    pub event_idx: bool,
+    /// Use indirect descriptor tables for multi-buffer tx frames.
+    pub indirect: bool,
+    /// Which backend serves the rings.
+    pub backend: Backend,
+}
+
+/// One queue's state, for `show`.
+#[derive(Clone, Debug, Serialize)]
+pub struct QueueState {
+    /// The ring's indices.
+    pub ring: split::RingState,
+    /// Its counters.
+    pub counters: Counters,
+}
+
+/// The data path's state, for `show`.
+#[derive(Clone, Debug, Serialize)]
+pub struct State {
+    /// Backend.
+    pub backend: Backend,
+    /// Features the device offered.
+    pub features_offered: u64,
+    /// Features negotiated.
+    pub features_negotiated: u64,
+    /// Rx queues.
+    pub rx: Vec<QueueState>,
+    /// Tx queues.
+    pub tx: Vec<QueueState>,
+}
+
+enum Running {
+    Vhost(vhost::VhostNetBackend),
+}
+
+impl std::fmt::Debug for Running {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Running::Vhost(v) => v.fmt(f),
+        }
+    }
+}
+
+/// A running data path.
+#[derive(Debug)]
+pub struct DataPath {
+    // Field order is drop order: the backend stops before the queues and
+    // the arena they live in go away.
+    running: Running,
+    rx: Vec<RxQueue>,
+    tx: Vec<TxQueue>,
+    offered: u64,
+    backend: Backend,
+    _arena: Arena,
+}
+
+/// Arena bytes for `cfg`: rings, indirect tables, buffers, and slack.
+fn arena_size(cfg: &Config) -> usize {
+    let ring = |n: usize| 3 * 4096 + 16 * n + 8 * n + 2 * n;
+    let rx = usize::from(cfg.rx_ring_size);
+    let tx = usize::from(cfg.tx_ring_size);
+    let per_rx = ring(rx) + rx * BUF_SIZE as usize + 4096;
+    let per_tx = ring(tx)
+        + if cfg.indirect {
+            tx * split::MAX_INDIRECT * 16
+        } else {
+            0
+        }
+        + 2 * tx * BUF_SIZE as usize
+        + 4096;
+    usize::from(cfg.num_rx_queues) * per_rx + usize::from(cfg.num_tx_queues) * per_tx + 65536
+}
+
+impl DataPath {
+    /// Lays out the queues and starts the backend on the tap queue fds.
+    pub fn start(cfg: &Config, taps: &[File]) -> Result<Self, Error> {
+        let arena = Arena::new(arena_size(cfg))?;
+        match cfg.backend {
+            Backend::VhostNet => {
+                let offered = vhost::probe_features(&arena)?;
+                let features = vhost::negotiate(offered, cfg.event_idx)?;
+                let event_idx = features & vhost::F_EVENT_IDX != 0;
+                let rx = (0..cfg.num_rx_queues)
+                    .map(|_| RxQueue::new(&arena, cfg.rx_ring_size, event_idx))
+                    .collect::<Result<Vec<_>, _>>()?;
+                let tx = (0..cfg.num_tx_queues)
+                    .map(|_| TxQueue::new(&arena, cfg.tx_ring_size, cfg.indirect, event_idx))
+                    .collect::<Result<Vec<_>, _>>()?;
+                let rx_sides: Vec<_> = rx.iter().map(RxQueue::device_side).collect();
+                let tx_sides: Vec<_> = tx.iter().map(TxQueue::device_side).collect();
+                let running =
+                    vhost::VhostNetBackend::start(&arena, features, taps, &rx_sides, &tx_sides)?;
+                Ok(Self {
+                    running: Running::Vhost(running),
+                    rx,
+                    tx,
+                    offered,
+                    backend: Backend::VhostNet,
+                    _arena: arena,
+                })
+            }
+            Backend::Userspace => Err(Error::Unsupported(Backend::Userspace)),
+        }
+    }
+
+    /// Receives up to `max` frames from rx queue `q`.
+    pub fn rx_burst(
+        &mut self,
+        q: usize,
+        max: usize,
+        f: impl FnMut(RxFrame<'_>),
+    ) -> Result<usize, Error> {
+        let rxq = self.rx.get_mut(q).ok_or(Error::NoQueue(q))?;
+        Ok(rxq.rx_burst(max, f)?)
+    }
+
+    /// Sends frames on tx queue `q`; returns how many were queued.
+    pub fn tx_burst(&mut self, q: usize, frames: &[TxFrame<'_>]) -> Result<usize, Error> {
+        let txq = self.tx.get_mut(q).ok_or(Error::NoQueue(q))?;
+        Ok(txq.tx_burst(frames)?)
+    }
+
+    /// Blocks on rx queue `q` until the device signals or `timeout_ms` passes
+    /// (interrupt mode).
+    pub fn wait_rx(&mut self, q: usize, timeout_ms: i32) -> Result<(), Error> {
+        let rxq = self.rx.get_mut(q).ok_or(Error::NoQueue(q))?;
+        Ok(rxq.wait(timeout_ms)?)
+    }
+
+    /// Rings, counters, features.
+    pub fn state(&self) -> State {
+        let negotiated = match &self.running {
+            Running::Vhost(v) => v.features(),
+        };
+        State {
+            backend: self.backend,
+            features_offered: self.offered,
+            features_negotiated: negotiated,
+            rx: self
+                .rx
+                .iter()
+                .map(|q| QueueState {
+                    ring: q.state(),
+                    counters: q.counters(),
+                })
+                .collect(),
+            tx: self
+                .tx
+                .iter()
+                .map(|q| QueueState {
+                    ring: q.state(),
+                    counters: q.counters(),
+                })
+                .collect(),
+        }
+    }
+}

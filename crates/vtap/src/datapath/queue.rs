@@ -1,0 +1,468 @@
+//! Rx and tx queues: a driver ring, its packet buffers, its eventfds, and
+//! the burst operations the data plane calls.
+//!
+//! # Design
+//!
+//! **Rx.** Every rx descriptor is one 2 KiB buffer, device-writable, from a
+//! fixed set carved out of the arena (one per ring slot). With
+//! `VIRTIO_NET_F_MRG_RXBUF` the device puts the 12-byte header at the start of
+//! the first buffer and spreads a larger frame (a 64 KiB GSO super-frame) over
+//! `num_buffers` consecutive used entries. `num_buffers` is validated (1 ≤ n ≤
+//! what the device has returned) before any buffer is read; a bad one is
+//! counted and its buffers recycled, never trusted. Refill happens in chunks,
+//! like VPP: only once at least size/8 slots are free, so the device is kicked
+//! once per chunk rather than once per buffer.
+//!
+//! **Tx.** A frame is copied (header first) into 2 KiB buffers from a pool;
+//! a frame that needs several becomes one chain, which with
+//! `VIRTIO_RING_F_INDIRECT_DESC` costs a single ring slot. Completed chains are
+//! reaped at the start of each burst and their buffers returned to the pool.
+//! The device is kicked only when the ring says it wants it
+//! (`VRING_USED_F_NO_NOTIFY` / EVENT_IDX).
+//!
+//! Frames handed to the rx callback are views of the arena buffers (zero
+//! copy); the buffers go back to the device after the callback returns.
+
+use std::collections::VecDeque;
+
+use vm_memory::{Address, Bytes, GuestAddress, VolatileSlice};
+use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
+
+use super::vnet::{self, VnetHdr};
+use crate::virtq::split::{self, DriverQueue, Segment};
+use crate::virtq::Arena;
+
+/// Size of one packet buffer.
+pub const BUF_SIZE: u32 = 2048;
+/// Largest frame vtap accepts on tx: a 64 KiB super-frame plus its headers.
+pub const MAX_FRAME: usize = 65_536 + 128;
+/// Most frames per burst (VPP's vector size).
+pub const MAX_BURST: usize = 256;
+
+/// Why a queue operation failed (not per-packet drops: those are counted).
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The ring.
+    #[error(transparent)]
+    Ring(#[from] split::Error),
+    /// The arena.
+    #[error(transparent)]
+    Arena(#[from] crate::virtq::arena::Error),
+    /// Buffer memory.
+    #[error("buffer memory access")]
+    Memory(#[from] vm_memory::GuestMemoryError),
+    /// An eventfd.
+    #[error("eventfd")]
+    EventFd(#[source] std::io::Error),
+}
+
+/// Per-queue counters (VPP's, by reason).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Counters {
+    /// Frames delivered (rx) or queued (tx).
+    pub packets: u64,
+    /// Their bytes, without the virtio-net header.
+    pub bytes: u64,
+    /// Kicks sent to the device.
+    pub kicks: u64,
+    /// Rx: frames with an invalid header or `num_buffers`.
+    pub drop_bad_header: u64,
+    /// Rx: used entries shorter than the header.
+    pub drop_truncated: u64,
+    /// Tx: no free ring slot or buffer.
+    pub drop_no_free_slots: u64,
+    /// Tx: frame larger than [`MAX_FRAME`].
+    pub drop_too_big: u64,
+}
+
+fn eventfd() -> Result<EventFd, Error> {
+    EventFd::new(EFD_NONBLOCK).map_err(Error::EventFd)
+}
+
+/// The device-facing parts of a queue: ring addresses and eventfds.
+#[derive(Debug)]
+pub struct DeviceSide<'a> {
+    /// The ring.
+    pub ring: &'a DriverQueue,
+    /// Written by the driver to wake the device.
+    pub kick: &'a EventFd,
+    /// Written by the device to wake the driver.
+    pub call: &'a EventFd,
+}
+
+/// A received frame: its header and its bytes, still in the arena.
+#[derive(Debug)]
+pub struct RxFrame<'a> {
+    /// The virtio-net header.
+    pub hdr: VnetHdr,
+    segs: &'a [(GuestAddress, u32)],
+    arena: &'a Arena,
+    len: usize,
+}
+
+impl<'a> RxFrame<'a> {
+    /// Frame length (without the virtio-net header).
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether the frame is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The frame's pieces, in order, as views of the arena (zero copy).
+    pub fn segments(&self) -> impl Iterator<Item = VolatileSlice<'a>> + 'a {
+        let mem = self.arena.mem();
+        self.segs.iter().filter_map(move |&(a, l)| {
+            vm_memory::GuestMemoryBackend::get_slice(mem, a, l as usize).ok()
+        })
+    }
+
+    /// Copies the frame out.
+    pub fn to_vec(&self) -> Vec<u8> {
+        let mut out = vec![0u8; self.len];
+        let mut at = 0;
+        for &(a, l) in self.segs {
+            let l = l as usize;
+            if self
+                .arena
+                .mem()
+                .read_slice(&mut out[at..at + l], a)
+                .is_err()
+            {
+                break;
+            }
+            at += l;
+        }
+        out
+    }
+}
+
+/// An rx queue.
+#[derive(Debug)]
+pub struct RxQueue {
+    arena: Arena,
+    ring: DriverQueue,
+    /// Buffer of each in-flight head.
+    buf_of_head: Vec<GuestAddress>,
+    free_bufs: Vec<GuestAddress>,
+    /// Reaped used entries not yet consumed as a whole frame.
+    pending: VecDeque<(u16, u32)>,
+    kick: EventFd,
+    call: EventFd,
+    counters: Counters,
+}
+
+impl RxQueue {
+    /// A queue of `size` slots with `size` buffers, filled and published.
+    pub fn new(arena: &Arena, size: u16, event_idx: bool) -> Result<Self, Error> {
+        let ring = DriverQueue::new(arena, size, false, event_idx)?;
+        let n = usize::from(size);
+        let base = arena.alloc(n * BUF_SIZE as usize, 4096)?;
+        let free_bufs = (0..n)
+            .rev()
+            .map(|i| base.unchecked_add(i as u64 * u64::from(BUF_SIZE)))
+            .collect();
+        let mut q = Self {
+            arena: arena.clone(),
+            ring,
+            buf_of_head: vec![GuestAddress(0); n],
+            free_bufs,
+            pending: VecDeque::new(),
+            kick: eventfd()?,
+            call: eventfd()?,
+            counters: Counters::default(),
+        };
+        q.refill(true)?;
+        Ok(q)
+    }
+
+    /// The device-facing parts.
+    pub fn device_side(&self) -> DeviceSide<'_> {
+        DeviceSide {
+            ring: &self.ring,
+            kick: &self.kick,
+            call: &self.call,
+        }
+    }
+
+    /// Counters.
+    pub fn counters(&self) -> Counters {
+        self.counters
+    }
+
+    /// The ring (for `show` and interrupt control).
+    pub fn ring_mut(&mut self) -> &mut DriverQueue {
+        &mut self.ring
+    }
+
+    /// Ring state.
+    pub fn state(&self) -> split::RingState {
+        self.ring.state()
+    }
+
+    /// Posts free buffers: all of them if `force`, else only once at least
+    /// size/8 are free (VPP's chunked refill). Kicks if the device wants it.
+    fn refill(&mut self, force: bool) -> Result<(), Error> {
+        let free = usize::from(self.ring.num_free());
+        let chunk = (usize::from(self.ring.size()) / 8).max(1);
+        if free == 0 || (!force && free < chunk) {
+            return Ok(());
+        }
+        while let Some(buf) = self.free_bufs.pop() {
+            let seg = Segment {
+                addr: buf,
+                len: BUF_SIZE,
+                device_writes: true,
+            };
+            match self.ring.add(&[seg]) {
+                Ok(head) => self.buf_of_head[usize::from(head)] = buf,
+                Err(split::Error::Full { .. }) => {
+                    self.free_bufs.push(buf);
+                    break;
+                }
+                Err(e) => {
+                    self.free_bufs.push(buf);
+                    return Err(e.into());
+                }
+            }
+        }
+        self.ring.publish()?;
+        if self.ring.needs_kick()? {
+            self.kick.write(1).map_err(Error::EventFd)?;
+            self.counters.kicks += 1;
+        }
+        Ok(())
+    }
+
+    fn recycle(&mut self, head: u16) {
+        self.free_bufs.push(self.buf_of_head[usize::from(head)]);
+    }
+
+    /// Receives up to `max` frames, calling `f` on each; returns how many.
+    pub fn rx_burst(&mut self, max: usize, mut f: impl FnMut(RxFrame<'_>)) -> Result<usize, Error> {
+        let mut done = 0;
+        let mut segs: Vec<(GuestAddress, u32)> = Vec::with_capacity(4);
+        while done < max.min(MAX_BURST) {
+            while let Some(u) = self.ring.pop_used()? {
+                self.pending.push_back(u);
+            }
+            let Some(&(head, len)) = self.pending.front() else {
+                break;
+            };
+            if (len as usize) < vnet::LEN {
+                self.pending.pop_front();
+                self.recycle(head);
+                self.counters.drop_truncated += 1;
+                continue;
+            }
+            let buf = self.buf_of_head[usize::from(head)];
+            let mut raw = [0u8; vnet::LEN];
+            self.arena.mem().read_slice(&mut raw, buf)?;
+            let hdr = VnetHdr::parse(&raw);
+            let n = usize::from(hdr.num_buffers);
+            if n == 0 || n > usize::from(self.ring.size()) {
+                self.pending.pop_front();
+                self.recycle(head);
+                self.counters.drop_bad_header += 1;
+                continue;
+            }
+            if self.pending.len() < n {
+                // The rest has not been returned yet (vhost returns a merged
+                // frame's entries together; a partial one is a device bug).
+                if usize::from(self.ring.in_flight()) == 0 {
+                    let (h, _) = self.pending.pop_front().unwrap_or((head, 0));
+                    self.recycle(h);
+                    self.counters.drop_bad_header += 1;
+                    continue;
+                }
+                break;
+            }
+            segs.clear();
+            let mut total = 0usize;
+            for i in 0..n {
+                let (h, l) = self.pending.pop_front().unwrap_or((head, 0));
+                let b = self.buf_of_head[usize::from(h)];
+                let (a, l) = if i == 0 {
+                    (b.unchecked_add(u64::from(vnet::LEN_U32)), l - vnet::LEN_U32)
+                } else {
+                    (b, l)
+                };
+                let l = l.min(BUF_SIZE);
+                segs.push((a, l));
+                total += l as usize;
+                self.free_bufs.push(b);
+            }
+            f(RxFrame {
+                hdr,
+                segs: &segs,
+                arena: &self.arena,
+                len: total,
+            });
+            self.counters.packets += 1;
+            self.counters.bytes += total as u64;
+            done += 1;
+        }
+        self.refill(false)?;
+        Ok(done)
+    }
+
+    /// Blocks until the device signals (interrupt mode), after re-enabling
+    /// interrupts; returns at once if completions are already waiting.
+    pub fn wait(&mut self, timeout_ms: i32) -> Result<(), Error> {
+        if self.ring.enable_interrupts()? || !self.pending.is_empty() {
+            return Ok(());
+        }
+        wait_readable(&self.call, timeout_ms).map_err(Error::EventFd)?;
+        let _ = self.call.read();
+        Ok(())
+    }
+}
+
+/// Waits until `fd` is readable or `timeout_ms` passes.
+fn wait_readable(fd: &EventFd, timeout_ms: i32) -> std::io::Result<()> {
+    crate::sys::poll_readable(fd, timeout_ms).map(drop)
+}
+
+/// A frame to send.
+#[derive(Clone, Copy, Debug)]
+pub struct TxFrame<'a> {
+    /// Its virtio-net header.
+    pub hdr: VnetHdr,
+    /// Its bytes (Ethernet frame for TAP, IP packet for TUN).
+    pub data: &'a [u8],
+}
+
+/// A tx queue.
+#[derive(Debug)]
+pub struct TxQueue {
+    arena: Arena,
+    ring: DriverQueue,
+    pool: Vec<GuestAddress>,
+    bufs_of_head: Vec<Vec<GuestAddress>>,
+    kick: EventFd,
+    call: EventFd,
+    counters: Counters,
+}
+
+impl TxQueue {
+    /// A queue of `size` slots with a pool of `2 * size` buffers.
+    pub fn new(arena: &Arena, size: u16, indirect: bool, event_idx: bool) -> Result<Self, Error> {
+        let mut ring = DriverQueue::new(arena, size, indirect, event_idx)?;
+        // Tx completions are reaped at each burst: no interrupts needed.
+        ring.disable_interrupts()?;
+        let n = 2 * usize::from(size);
+        let base = arena.alloc(n * BUF_SIZE as usize, 4096)?;
+        let pool = (0..n)
+            .rev()
+            .map(|i| base.unchecked_add(i as u64 * u64::from(BUF_SIZE)))
+            .collect();
+        Ok(Self {
+            arena: arena.clone(),
+            ring,
+            pool,
+            bufs_of_head: vec![Vec::new(); usize::from(size)],
+            kick: eventfd()?,
+            call: eventfd()?,
+            counters: Counters::default(),
+        })
+    }
+
+    /// The device-facing parts.
+    pub fn device_side(&self) -> DeviceSide<'_> {
+        DeviceSide {
+            ring: &self.ring,
+            kick: &self.kick,
+            call: &self.call,
+        }
+    }
+
+    /// Counters.
+    pub fn counters(&self) -> Counters {
+        self.counters
+    }
+
+    /// Ring state.
+    pub fn state(&self) -> split::RingState {
+        self.ring.state()
+    }
+
+    /// Returns the buffers of completed chains to the pool.
+    pub fn reap(&mut self) -> Result<usize, Error> {
+        let mut n = 0;
+        while let Some((head, _)) = self.ring.pop_used()? {
+            let bufs = std::mem::take(&mut self.bufs_of_head[usize::from(head)]);
+            self.pool.extend(bufs);
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    /// Queues up to [`MAX_BURST`] frames; returns how many were queued (the
+    /// rest are counted as drops).
+    pub fn tx_burst(&mut self, frames: &[TxFrame<'_>]) -> Result<usize, Error> {
+        self.reap()?;
+        let mut sent = 0;
+        let mut segs: Vec<Segment> = Vec::with_capacity(4);
+        for f in frames.iter().take(MAX_BURST) {
+            if f.data.len() > MAX_FRAME {
+                self.counters.drop_too_big += 1;
+                continue;
+            }
+            let total = vnet::LEN + f.data.len();
+            let nbuf = total.div_ceil(BUF_SIZE as usize);
+            if nbuf > self.pool.len()
+                || self.ring.slots_for(nbuf) > usize::from(self.ring.num_free())
+            {
+                self.counters.drop_no_free_slots += 1;
+                continue;
+            }
+            let hdr = VnetHdr {
+                num_buffers: 0,
+                ..f.hdr
+            }
+            .to_bytes();
+            segs.clear();
+            let mut bufs = Vec::with_capacity(nbuf);
+            let mut rest = f.data;
+            for i in 0..nbuf {
+                let b = self.pool.pop().unwrap_or(GuestAddress(0));
+                let mut at = 0usize;
+                if i == 0 {
+                    self.arena.mem().write_slice(&hdr, b)?;
+                    at = vnet::LEN;
+                }
+                let take = rest.len().min(BUF_SIZE as usize - at);
+                self.arena
+                    .mem()
+                    .write_slice(&rest[..take], b.unchecked_add(at as u64))?;
+                rest = &rest[take..];
+                segs.push(Segment {
+                    addr: b,
+                    len: u32::try_from(at + take).unwrap_or(BUF_SIZE),
+                    device_writes: false,
+                });
+                bufs.push(b);
+            }
+            match self.ring.add(&segs) {
+                Ok(head) => self.bufs_of_head[usize::from(head)] = bufs,
+                Err(e) => {
+                    self.pool.extend(bufs);
+                    return Err(e.into());
+                }
+            }
+            self.counters.packets += 1;
+            self.counters.bytes += f.data.len() as u64;
+            sent += 1;
+        }
+        if sent > 0 {
+            self.ring.publish()?;
+            if self.ring.needs_kick()? {
+                self.kick.write(1).map_err(Error::EventFd)?;
+                self.counters.kicks += 1;
+            }
+        }
+        Ok(sent)
+    }
+}
