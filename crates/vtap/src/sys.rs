@@ -191,6 +191,35 @@ pub fn poll_readable(fd: &impl AsRawFd, timeout_ms: libc::c_int) -> io::Result<b
     }
 }
 
+/// `poll(2)` on several fds; `fds` holds `(fd, events)` and gets `revents`
+/// back in `revents`. Returns the number ready (0 on timeout or EINTR).
+pub fn poll(
+    fds: &[(RawFd, libc::c_short)],
+    revents: &mut [libc::c_short],
+    timeout_ms: libc::c_int,
+) -> io::Result<usize> {
+    let mut p: Vec<libc::pollfd> = fds
+        .iter()
+        .map(|&(fd, events)| libc::pollfd {
+            fd,
+            events,
+            revents: 0,
+        })
+        .collect();
+    let n = libc::nfds_t::try_from(p.len()).unwrap_or(0);
+    // SAFETY: `p` is a live array of `n` pollfds; poll writes only their
+    // `revents` fields.
+    let ready = match cvt(unsafe { libc::poll(p.as_mut_ptr(), n, timeout_ms) }) {
+        Ok(r) => r,
+        Err(e) if e.kind() == io::ErrorKind::Interrupted => 0,
+        Err(e) => return Err(e),
+    };
+    for (r, pf) in revents.iter_mut().zip(&p) {
+        *r = pf.revents;
+    }
+    Ok(usize::try_from(ready).unwrap_or(0))
+}
+
 /// Wraps an owned netlink socket in tokio's reactor.
 ///
 /// Must be called inside a tokio runtime. The socket keeps the network

@@ -3,11 +3,14 @@
 //! kernel by `tests/vm/run.sh` (`-- --ignored`). The guest has busybox only:
 //! state is read back from sysfs.
 
+mod common;
+
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use vtap::datapath::{self, DataPath, TxFrame};
+use common::respond;
+use vtap::datapath::{self, DataPath};
 use vtap::registry::{error_chain, Backend, Registry, Settings};
 use vtap::tun::offload;
 use vtap::CreateOptions;
@@ -89,40 +92,6 @@ async fn auto_picks_vhost_net_where_it_opens_and_uso_is_probed() {
             t.host_if_name
         );
     }
-}
-
-/// What the data-plane responder saw.
-#[derive(Debug, Default)]
-struct Seen {
-    frames: u64,
-    max_num_buffers: u16,
-    answered: u64,
-}
-
-/// Answers ARP/ICMP/UDP on rx queue 0 of `dp` until `stop`.
-fn respond(mut dp: DataPath, mac: [u8; 6], ip: [u8; 4], stop: Arc<AtomicBool>) -> (DataPath, Seen) {
-    let mut seen = Seen::default();
-    while !stop.load(Ordering::Relaxed) {
-        dp.wait_rx(0, 50).expect("wait");
-        let mut replies = vec![];
-        dp.rx_burst(0, 64, |f| {
-            seen.frames += 1;
-            seen.max_num_buffers = seen.max_num_buffers.max(f.hdr.num_buffers);
-            if let Some(r) = vtap_testkit::responder::answer(&f.to_vec(), mac, ip) {
-                replies.push(r);
-            }
-        })
-        .expect("rx_burst");
-        let frames: Vec<TxFrame<'_>> = replies
-            .iter()
-            .map(|r| TxFrame {
-                hdr: Default::default(),
-                data: r,
-            })
-            .collect();
-        seen.answered += dp.tx_burst(0, &frames).expect("tx_burst") as u64;
-    }
-    (dp, seen)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -6,6 +6,7 @@
 //! the rings is decided once, at start, and shown by [`DataPath::state`].
 
 pub mod queue;
+pub mod user;
 pub mod vhost;
 pub mod vnet;
 
@@ -31,12 +32,12 @@ pub enum Error {
     /// vhost-net.
     #[error(transparent)]
     Vhost(#[from] vhost::Error),
+    /// The userspace backend.
+    #[error(transparent)]
+    User(#[from] user::Error),
     /// A queue index out of range.
     #[error("queue {0} does not exist")]
     NoQueue(usize),
-    /// The backend asked for is not available in this build.
-    #[error("backend {0} cannot serve a data path yet")]
-    Unsupported(Backend),
 }
 
 /// How a data path is laid out.
@@ -82,16 +83,10 @@ pub struct State {
     pub tx: Vec<QueueState>,
 }
 
+#[derive(Debug)]
 enum Running {
     Vhost(vhost::VhostNetBackend),
-}
-
-impl std::fmt::Debug for Running {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Running::Vhost(v) => v.fmt(f),
-        }
-    }
+    User(user::UserspaceBackend),
 }
 
 /// A running data path.
@@ -128,32 +123,37 @@ impl DataPath {
     /// Lays out the queues and starts the backend on the tap queue fds.
     pub fn start(cfg: &Config, taps: &[File]) -> Result<Self, Error> {
         let arena = Arena::new(arena_size(cfg))?;
-        match cfg.backend {
-            Backend::VhostNet => {
-                let offered = vhost::probe_features(&arena)?;
-                let features = vhost::negotiate(offered, cfg.event_idx)?;
-                let event_idx = features & vhost::F_EVENT_IDX != 0;
-                let rx = (0..cfg.num_rx_queues)
-                    .map(|_| RxQueue::new(&arena, cfg.rx_ring_size, event_idx))
-                    .collect::<Result<Vec<_>, _>>()?;
-                let tx = (0..cfg.num_tx_queues)
-                    .map(|_| TxQueue::new(&arena, cfg.tx_ring_size, cfg.indirect, event_idx))
-                    .collect::<Result<Vec<_>, _>>()?;
-                let rx_sides: Vec<_> = rx.iter().map(RxQueue::device_side).collect();
-                let tx_sides: Vec<_> = tx.iter().map(TxQueue::device_side).collect();
-                let running =
-                    vhost::VhostNetBackend::start(&arena, features, taps, &rx_sides, &tx_sides)?;
-                Ok(Self {
-                    running: Running::Vhost(running),
-                    rx,
-                    tx,
-                    offered,
-                    backend: Backend::VhostNet,
-                    _arena: arena,
-                })
-            }
-            Backend::Userspace => Err(Error::Unsupported(Backend::Userspace)),
-        }
+        let offered = match cfg.backend {
+            Backend::VhostNet => vhost::probe_features(&arena)?,
+            Backend::Userspace => user::OFFERED,
+        };
+        let features = vhost::negotiate(offered, cfg.event_idx)?;
+        let event_idx = features & vhost::F_EVENT_IDX != 0;
+        let rx = (0..cfg.num_rx_queues)
+            .map(|_| RxQueue::new(&arena, cfg.rx_ring_size, event_idx))
+            .collect::<Result<Vec<_>, _>>()?;
+        let tx = (0..cfg.num_tx_queues)
+            .map(|_| TxQueue::new(&arena, cfg.tx_ring_size, cfg.indirect, event_idx))
+            .collect::<Result<Vec<_>, _>>()?;
+        let rx_sides: Vec<_> = rx.iter().map(RxQueue::device_side).collect();
+        let tx_sides: Vec<_> = tx.iter().map(TxQueue::device_side).collect();
+        let running = match cfg.backend {
+            Backend::VhostNet => Running::Vhost(vhost::VhostNetBackend::start(
+                &arena, features, taps, &rx_sides, &tx_sides,
+            )?),
+            Backend::Userspace => Running::User(user::UserspaceBackend::start(
+                &arena, features, taps, &rx_sides, &tx_sides,
+            )?),
+        };
+        drop((rx_sides, tx_sides));
+        Ok(Self {
+            running,
+            rx,
+            tx,
+            offered,
+            backend: cfg.backend,
+            _arena: arena,
+        })
     }
 
     /// Receives up to `max` frames from rx queue `q`.
@@ -184,6 +184,7 @@ impl DataPath {
     pub fn state(&self) -> State {
         let negotiated = match &self.running {
             Running::Vhost(v) => v.features(),
+            Running::User(u) => u.features(),
         };
         State {
             backend: self.backend,
