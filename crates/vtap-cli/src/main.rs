@@ -253,6 +253,48 @@ fn print_table(taps: &[Value]) {
                 .unwrap_or_default(),
             flags.join(" "),
         );
+        print_datapath(&t["datapath"]);
+    }
+}
+
+/// Ring state and counters, one line per queue.
+fn print_datapath(dp: &Value) {
+    if dp.is_null() {
+        return;
+    }
+    let hex = |k: &str| dp.get(k).and_then(Value::as_u64).unwrap_or(0);
+    println!(
+        "  backend {}  features offered {:#x} negotiated {:#x}",
+        opt(dp, "backend"),
+        hex("features_offered"),
+        hex("features_negotiated")
+    );
+    for dir in ["rx", "tx"] {
+        for (i, q) in dp[dir].as_array().into_iter().flatten().enumerate() {
+            let (r, c) = (&q["ring"], &q["counters"]);
+            let drops: u64 = [
+                "drop_bad_header",
+                "drop_truncated",
+                "drop_no_free_slots",
+                "drop_too_big",
+            ]
+            .iter()
+            .filter_map(|k| c[*k].as_u64())
+            .sum();
+            println!(
+                "  {dir}{i}: ring {} avail {} used {} last-used {} in-flight {} free {}  packets {} bytes {} kicks {} drops {}",
+                opt(r, "size"),
+                opt(r, "avail_idx"),
+                opt(r, "used_idx"),
+                opt(r, "last_used"),
+                opt(r, "in_flight"),
+                opt(r, "free"),
+                opt(c, "packets"),
+                opt(c, "bytes"),
+                opt(c, "kicks"),
+                drops,
+            );
+        }
     }
 }
 

@@ -36,6 +36,8 @@ pub enum Step {
     SetPersist,
     /// Choose the backend (probe `/dev/vhost-net`).
     SelectBackend,
+    /// Lay out the rings and start the backend serving them.
+    StartDataPath,
     /// Find the new interface's ifindex.
     LookupLink,
     /// Set the host MAC.
@@ -74,6 +76,7 @@ impl Step {
         Step::SetOffload,
         Step::SetPersist,
         Step::SelectBackend,
+        Step::StartDataPath,
         Step::LookupLink,
         Step::SetMac,
         Step::SetMtu,
@@ -101,6 +104,7 @@ impl Step {
             Step::SetOffload => "set-offload",
             Step::SetPersist => "set-persist",
             Step::SelectBackend => "select-backend",
+            Step::StartDataPath => "start-data-path",
             Step::LookupLink => "lookup-link",
             Step::SetMac => "set-mac",
             Step::SetMtu => "set-mtu",

@@ -33,6 +33,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use crate::datapath::{self, DataPath};
 use crate::fault::{Faults, Step};
 use crate::host::{self, Host};
 use crate::mac::MacAddr;
@@ -55,6 +56,10 @@ pub struct Settings {
     pub tun_device: CString,
     /// The vhost-net character device.
     pub vhost_device: PathBuf,
+    /// Start each interface's data path (rings + backend) at creation.
+    pub datapath: bool,
+    /// Allow `VIRTIO_RING_F_EVENT_IDX` on the rings.
+    pub event_idx: bool,
 }
 
 impl Default for Settings {
@@ -64,6 +69,8 @@ impl Default for Settings {
             allow_uso: true,
             tun_device: tun::DEV_NET_TUN.to_owned(),
             vhost_device: PathBuf::from(DEV_VHOST_NET),
+            datapath: true,
+            event_idx: true,
         }
     }
 }
@@ -149,6 +156,10 @@ pub struct TapInfo {
     pub tun_offload: u32,
     /// Its bits by name.
     pub tun_offload_flags: Vec<String>,
+    /// Rings, features and counters of the running data path (`null` when
+    /// the registry runs without data paths).
+    #[serde(default)]
+    pub datapath: Option<crate::datapath::State>,
 }
 
 impl TapInfo {
@@ -253,6 +264,9 @@ pub enum StepError {
     /// Another OS error.
     #[error(transparent)]
     Io(#[from] io::Error),
+    /// The data path (rings, backend).
+    #[error(transparent)]
+    DataPath(#[from] datapath::Error),
     /// The fault-injection seam.
     #[error("injected fault")]
     Injected(#[source] io::Error),
@@ -448,6 +462,7 @@ enum Undo {
 #[derive(Debug, Default)]
 struct Rollback {
     host: Option<Host>,
+    datapath: Option<DataPath>,
     queues: Vec<OwnedFd>,
     name: String,
     undo: Vec<Undo>,
@@ -457,6 +472,8 @@ impl Rollback {
     /// Runs every inverse, newest first, then closes the queue fds.
     /// Failures are logged: rollback goes on with the rest regardless.
     async fn run(mut self) {
+        // The data path goes first: its backend holds the queue fds.
+        self.datapath = None;
         while let Some(u) = self.undo.pop() {
             let result = match (&u, &self.host) {
                 (Undo::ClearPersist, _) => match self.queues.first() {
@@ -492,8 +509,20 @@ impl Rollback {
 #[derive(Debug)]
 struct Tap {
     info: TapInfo,
+    // Declared before `queues`: the data path stops before the fds close.
+    datapath: Option<DataPath>,
     ns: Netns,
     queues: Vec<OwnedFd>,
+}
+
+impl Tap {
+    /// The info with the data path's live state.
+    fn snapshot(&self) -> TapInfo {
+        TapInfo {
+            datapath: self.datapath.as_ref().map(DataPath::state),
+            ..self.info.clone()
+        }
+    }
 }
 
 /// The interfaces this process owns.
@@ -567,13 +596,13 @@ impl Registry {
 
     /// Every interface, by id.
     pub fn list(&self) -> Vec<TapInfo> {
-        self.taps.values().map(|t| t.info.clone()).collect()
+        self.taps.values().map(Tap::snapshot).collect()
     }
 
     /// One interface by `tap<id>`, `tun<id>` or the bare id.
     pub fn get(&self, key: &str) -> Result<TapInfo, Error> {
         let id = self.resolve(key)?;
-        Ok(self.taps[&id].info.clone())
+        Ok(self.taps[&id].snapshot())
     }
 
     /// The id `key` names.
@@ -612,7 +641,7 @@ impl Registry {
         let mut rb = Rollback::default();
         match self.build(&cfg, &mut rb).await {
             Ok(tap) => {
-                let info = tap.info.clone();
+                let info = tap.snapshot();
                 tracing::info!(
                     id = info.id,
                     host_if_name = %info.host_if_name,
@@ -733,6 +762,13 @@ impl Registry {
         }
         let backend = step(f, Step::SelectBackend, || Ok(()))
             .and_then(|()| self.select_backend(cfg.backend))?;
+        if self.settings.datapath {
+            let dp = step(f, Step::StartDataPath, || {
+                self.start_datapath(cfg, backend, &rb.queues)
+                    .map_err(Into::into)
+            })?;
+            rb.datapath = Some(dp);
+        }
 
         let link = astep(f, Step::LookupLink, async {
             host.link_by_name(&name).await?.ok_or_else(|| {
@@ -895,13 +931,48 @@ impl Registry {
             backend,
             tun_offload: 0,
             tun_offload_flags: Vec::new(),
+            datapath: None,
         };
         info.set_offload(cfg.offload, cfg.gro_coalesce, mask);
         Ok(Tap {
             info,
+            datapath: rb.datapath.take(),
             ns,
             queues: std::mem::take(&mut rb.queues),
         })
+    }
+
+    fn start_datapath(
+        &self,
+        cfg: &TapConfig,
+        backend: Backend,
+        queues: &[OwnedFd],
+    ) -> Result<DataPath, datapath::Error> {
+        let taps = queues
+            .iter()
+            .map(|q| q.try_clone().map(std::fs::File::from))
+            .collect::<io::Result<Vec<_>>>()
+            .map_err(|e| datapath::Error::Queue(datapath::queue::Error::EventFd(e)))?;
+        // Validated to 1..=32768, which fits.
+        let ring = |n: u32| u16::try_from(n).unwrap_or(crate::virtq::split::MAX_SIZE);
+        DataPath::start(
+            &datapath::Config {
+                rx_ring_size: ring(cfg.rx_ring_size),
+                tx_ring_size: ring(cfg.tx_ring_size),
+                num_rx_queues: cfg.num_rx_queues,
+                num_tx_queues: cfg.num_tx_queues,
+                event_idx: self.settings.event_idx,
+                indirect: true,
+                backend,
+            },
+            &taps,
+        )
+    }
+
+    /// Mutable access to an interface's data path, to drive its queues.
+    pub fn datapath_mut(&mut self, key: &str) -> Result<Option<&mut DataPath>, Error> {
+        let id = self.resolve(key)?;
+        Ok(self.taps.get_mut(&id).and_then(|t| t.datapath.as_mut()))
     }
 
     fn kernel_offers_mq(&self) -> bool {

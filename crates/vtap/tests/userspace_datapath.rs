@@ -5,7 +5,6 @@
 mod common;
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
 use common::respond;
@@ -31,7 +30,12 @@ fn config(event_idx: bool, indirect: bool) -> datapath::Config {
 async fn arp_icmp_and_jumbo_udp_through_the_userspace_backend() {
     for (i, (event_idx, indirect)) in [(true, true), (false, false)].into_iter().enumerate() {
         let ns = TestNs::new("usr");
-        let mut reg = Registry::new(Settings::default()).expect("registry");
+        // The test drives its own data path (to choose EVENT_IDX/indirect).
+        let mut reg = Registry::new(Settings {
+            datapath: false,
+            ..Settings::default()
+        })
+        .expect("registry");
         let info = reg
             .create(&CreateOptions {
                 host_ns: Some(ns.name.clone()),
@@ -43,46 +47,45 @@ async fn arp_icmp_and_jumbo_udp_through_the_userspace_backend() {
             .await
             .unwrap_or_else(|e| panic!("{}", error_chain(&e)));
         let taps = reg.dup_queues(&info.name).expect("queues");
-        let dp = DataPath::start(&config(event_idx, indirect), &taps)
+        let mut dp = DataPath::start(&config(event_idx, indirect), &taps)
             .unwrap_or_else(|e| panic!("{}", error_chain(&e)));
         assert_eq!(dp.state().backend, Backend::Userspace);
         let mac = info.hw_addr.expect("mac").octets();
-        let stop = Arc::new(AtomicBool::new(false));
-        let worker = {
-            let stop = stop.clone();
-            std::thread::spawn(move || respond(dp, mac, [198, 18, 0, 2], stop))
-        };
+        let stop = AtomicBool::new(false);
+        let seen = std::thread::scope(|s| {
+            let worker = s.spawn(|| respond(&mut dp, mac, [198, 18, 0, 2], &stop));
 
-        let ping = ns.exec("ping", &["-c", "3", "-i", "0.2", "-W", "2", "198.18.0.2"]);
-        assert!(
-            ping.status.success(),
-            "run {i}: ping: {}{}",
-            String::from_utf8_lossy(&ping.stdout),
-            String::from_utf8_lossy(&ping.stderr)
-        );
-
-        // A socket opened inside the namespace keeps it.
-        let netns = Netns::open(&NetnsSpec::Name(ns.name.clone())).expect("netns");
-        let sock = netns
-            .run_in(|| std::net::UdpSocket::bind("198.18.0.1:0"))
-            .expect("enter")
-            .expect("bind");
-        sock.set_read_timeout(Some(Duration::from_secs(3)))
-            .expect("timeout");
-        for size in [64usize, 1400, 8000] {
-            let payload: Vec<u8> = (0..size).map(|i| (i * 7 + 3).to_le_bytes()[0]).collect();
-            sock.send_to(&payload, "198.18.0.2:7777").expect("send");
-            let mut back = vec![0u8; 9000];
-            let (n, _) = sock.recv_from(&mut back).expect("echo arrives");
-            assert_eq!(
-                &back[..n],
-                &payload[..],
-                "run {i}: {size} bytes intact both ways"
+            let ping = ns.exec("ping", &["-c", "3", "-i", "0.2", "-W", "2", "198.18.0.2"]);
+            assert!(
+                ping.status.success(),
+                "run {i}: ping: {}{}",
+                String::from_utf8_lossy(&ping.stdout),
+                String::from_utf8_lossy(&ping.stderr)
             );
-        }
 
-        stop.store(true, Ordering::Relaxed);
-        let (dp, seen) = worker.join().expect("responder");
+            // A socket opened inside the namespace keeps it.
+            let netns = Netns::open(&NetnsSpec::Name(ns.name.clone())).expect("netns");
+            let sock = netns
+                .run_in(|| std::net::UdpSocket::bind("198.18.0.1:0"))
+                .expect("enter")
+                .expect("bind");
+            sock.set_read_timeout(Some(Duration::from_secs(3)))
+                .expect("timeout");
+            for size in [64usize, 1400, 8000] {
+                let payload: Vec<u8> = (0..size).map(|i| (i * 7 + 3).to_le_bytes()[0]).collect();
+                sock.send_to(&payload, "198.18.0.2:7777").expect("send");
+                let mut back = vec![0u8; 9000];
+                let (n, _) = sock.recv_from(&mut back).expect("echo arrives");
+                assert_eq!(
+                    &back[..n],
+                    &payload[..],
+                    "run {i}: {size} bytes intact both ways"
+                );
+            }
+
+            stop.store(true, Ordering::Relaxed);
+            worker.join().expect("responder")
+        });
         assert!(seen.max_num_buffers >= 4, "merged rx buffers: {seen:?}");
         let st = dp.state();
         assert_eq!(st.rx[0].counters.packets, seen.frames);
@@ -98,29 +101,69 @@ async fn arp_icmp_and_jumbo_udp_through_the_userspace_backend() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_idle_userspace_backend_sleeps() {
-    let ns = TestNs::new("idle");
+async fn the_registry_runs_a_data_path_per_interface_and_shows_it() {
+    let ns = TestNs::new("reg");
     let mut reg = Registry::new(Settings::default()).expect("registry");
     let info = reg
         .create(&CreateOptions {
             host_ns: Some(ns.name.clone()),
             host_ip4_addr: Some("198.18.1.1/24".into()),
+            rx_ring_size: Some(512),
+            tx_ring_size: Some(128),
+            num_rx_queues: Some(2),
+            num_tx_queues: Some(2),
             ..Default::default()
         })
         .await
         .unwrap_or_else(|e| panic!("{}", error_chain(&e)));
-    let taps = reg.dup_queues(&info.name).expect("queues");
-    let dp = DataPath::start(&config(true, true), &taps).expect("start");
-    // Let the link settle (IPv6 router solicitations etc.), then measure the
-    // backend thread's CPU time over a quiet second.
+    let st = info.datapath.clone().expect("data path state in show");
+    assert_eq!(st.backend, Backend::Userspace);
+    assert_eq!((st.rx.len(), st.tx.len()), (2, 2));
+    for q in &st.rx {
+        assert_eq!(q.ring.size, 512);
+        assert_eq!(q.ring.avail_idx, 512, "rx ring filled at start");
+        assert_eq!(q.ring.in_flight, 512);
+    }
+    assert!(st
+        .tx
+        .iter()
+        .all(|q| q.ring.size == 128 && q.ring.in_flight == 0));
+    assert_eq!(
+        st.features_negotiated & datapath::vhost::REQUIRED,
+        datapath::vhost::REQUIRED
+    );
+
+    // The registry's own data path answers a ping (whichever rx queue the
+    // kernel picks for the flow), and show counts it.
+    let mac = info.hw_addr.expect("mac").octets();
+    let dp = reg.datapath_mut(&info.name).expect("tap").expect("running");
+    let stop = AtomicBool::new(false);
+    let seen = std::thread::scope(|s| {
+        let worker = s.spawn(|| common::respond_all(dp, mac, [198, 18, 1, 2], &stop));
+        let ping = ns.exec("ping", &["-c", "2", "-i", "0.2", "-W", "2", "198.18.1.2"]);
+        stop.store(true, Ordering::Relaxed);
+        let seen = worker.join().expect("responder");
+        assert!(
+            ping.status.success(),
+            "ping: {}",
+            String::from_utf8_lossy(&ping.stdout)
+        );
+        seen
+    });
+    let st = reg.get(&info.name).expect("get").datapath.expect("state");
+    let rx: u64 = st.rx.iter().map(|q| q.counters.packets).sum();
+    let tx: u64 = st.tx.iter().map(|q| q.counters.packets).sum();
+    assert_eq!((rx, tx), (seen.frames, seen.answered));
+    assert!(tx >= 3, "ARP + 2 echo replies: {seen:?}");
+
+    // An idle data path sleeps: its backend threads use no CPU.
     std::thread::sleep(Duration::from_millis(300));
-    let cpu = || backend_cpu_ticks();
-    let before = cpu();
+    let before = backend_cpu_ticks();
     std::thread::sleep(Duration::from_secs(1));
-    let used = cpu() - before;
-    // Clock ticks are 10 ms: a busy loop would show ~100.
+    let used = backend_cpu_ticks() - before;
+    // Clock ticks are 10 ms: a busy loop would show ~100 per thread.
     assert!(used <= 2, "idle backend used {used} ticks in 1 s");
-    drop(dp);
+    reg.delete(&info.name).await.expect("delete");
 }
 
 /// utime+stime (clock ticks) of this process's `vtap-user-*` threads.

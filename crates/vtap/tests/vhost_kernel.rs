@@ -6,7 +6,6 @@
 mod common;
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
 use common::respond;
@@ -99,7 +98,12 @@ async fn auto_picks_vhost_net_where_it_opens_and_uso_is_probed() {
 async fn arp_icmp_and_jumbo_udp_through_vhost_net() {
     // (EVENT_IDX, indirect tx chains)
     for (event_idx, indirect) in [(true, true), (false, false)] {
-        let mut reg = Registry::new(Settings::default()).expect("registry");
+        // The test drives its own data path (to choose EVENT_IDX/indirect).
+        let mut reg = Registry::new(Settings {
+            datapath: false,
+            ..Settings::default()
+        })
+        .expect("registry");
         let info = reg
             .create(&CreateOptions {
                 host_ip4_addr: Some("198.18.0.1/24".into()),
@@ -118,7 +122,7 @@ async fn arp_icmp_and_jumbo_udp_through_vhost_net() {
             indirect,
             backend: Backend::VhostNet,
         };
-        let dp = DataPath::start(&cfg, &taps).unwrap_or_else(|e| panic!("{}", error_chain(&e)));
+        let mut dp = DataPath::start(&cfg, &taps).unwrap_or_else(|e| panic!("{}", error_chain(&e)));
         let st = dp.state();
         assert_eq!(
             st.features_negotiated & datapath::vhost::REQUIRED,
@@ -129,36 +133,35 @@ async fn arp_icmp_and_jumbo_udp_through_vhost_net() {
             event_idx
         );
         let mac = info.hw_addr.expect("mac").octets();
-        let stop = Arc::new(AtomicBool::new(false));
-        let worker = {
-            let stop = stop.clone();
-            std::thread::spawn(move || respond(dp, mac, [198, 18, 0, 2], stop))
-        };
+        let stop = AtomicBool::new(false);
+        let seen = std::thread::scope(|s| {
+            let worker = s.spawn(|| respond(&mut dp, mac, [198, 18, 0, 2], &stop));
 
-        let ping = std::process::Command::new("ping")
-            .args(["-c", "3", "-W", "2", "198.18.0.2"])
-            .output()
-            .expect("busybox ping");
-        assert!(
-            ping.status.success(),
-            "ping: {}",
-            String::from_utf8_lossy(&ping.stdout)
-        );
+            let ping = std::process::Command::new("ping")
+                .args(["-c", "3", "-W", "2", "198.18.0.2"])
+                .output()
+                .expect("busybox ping");
+            assert!(
+                ping.status.success(),
+                "ping: {}",
+                String::from_utf8_lossy(&ping.stdout)
+            );
 
-        // 8000 bytes in one frame: rx spreads it over merged 2 KiB buffers,
-        // the echo goes back as a multi-buffer tx chain.
-        let sock = std::net::UdpSocket::bind("198.18.0.1:0").expect("bind");
-        sock.set_read_timeout(Some(Duration::from_secs(3)))
-            .expect("timeout");
-        let payload: Vec<u8> = (0..8000u32).map(|i| (i * 7 + 3).to_le_bytes()[0]).collect();
-        sock.send_to(&payload, "198.18.0.2:7777").expect("send");
-        let mut back = vec![0u8; 9000];
-        let (n, from) = sock.recv_from(&mut back).expect("echo arrives");
-        assert_eq!(from.to_string(), "198.18.0.2:7777");
-        assert_eq!(&back[..n], &payload[..], "payload intact both ways");
+            // 8000 bytes in one frame: rx spreads it over merged 2 KiB buffers,
+            // the echo goes back as a multi-buffer tx chain.
+            let sock = std::net::UdpSocket::bind("198.18.0.1:0").expect("bind");
+            sock.set_read_timeout(Some(Duration::from_secs(3)))
+                .expect("timeout");
+            let payload: Vec<u8> = (0..8000u32).map(|i| (i * 7 + 3).to_le_bytes()[0]).collect();
+            sock.send_to(&payload, "198.18.0.2:7777").expect("send");
+            let mut back = vec![0u8; 9000];
+            let (n, from) = sock.recv_from(&mut back).expect("echo arrives");
+            assert_eq!(from.to_string(), "198.18.0.2:7777");
+            assert_eq!(&back[..n], &payload[..], "payload intact both ways");
 
-        stop.store(true, Ordering::Relaxed);
-        let (dp, seen) = worker.join().expect("responder");
+            stop.store(true, Ordering::Relaxed);
+            worker.join().expect("responder")
+        });
         assert!(
             seen.max_num_buffers >= 4,
             "merged rx buffers used: {seen:?}"
@@ -175,4 +178,51 @@ async fn arp_icmp_and_jumbo_udp_through_vhost_net() {
         drop(dp);
         reg.delete(&info.name).await.expect("delete");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs /dev/vhost-net: run tests/vm/run.sh"]
+async fn multi_queue_through_the_registrys_vhost_net_data_path() {
+    let mut reg = Registry::new(Settings::default()).expect("registry");
+    let info = reg
+        .create(&CreateOptions {
+            host_ip4_addr: Some("198.18.2.1/24".into()),
+            num_rx_queues: Some(2),
+            num_tx_queues: Some(2),
+            ..Default::default()
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{}", error_chain(&e)));
+    let st = info.datapath.clone().expect("data path");
+    assert_eq!(st.backend, Backend::VhostNet);
+    assert_eq!((st.rx.len(), st.tx.len()), (2, 2));
+    assert_eq!(
+        st.features_negotiated & datapath::vhost::REQUIRED,
+        datapath::vhost::REQUIRED
+    );
+    let mac = info.hw_addr.expect("mac").octets();
+    let dp = reg.datapath_mut(&info.name).expect("tap").expect("running");
+    let stop = AtomicBool::new(false);
+    let seen = std::thread::scope(|s| {
+        let worker = s.spawn(|| common::respond_all(dp, mac, [198, 18, 2, 2], &stop));
+        // Sixteen flows (source ports): the tap spreads them over its queues.
+        for _ in 0..16 {
+            let sock = std::net::UdpSocket::bind("198.18.2.1:0").expect("bind");
+            sock.set_read_timeout(Some(Duration::from_secs(3)))
+                .expect("timeout");
+            sock.send_to(b"multi-queue", "198.18.2.2:7777")
+                .expect("send");
+            let mut back = [0u8; 64];
+            let (n, _) = sock.recv_from(&mut back).expect("echo");
+            assert_eq!(&back[..n], b"multi-queue");
+        }
+        stop.store(true, Ordering::Relaxed);
+        worker.join().expect("responder")
+    });
+    let st = reg.get(&info.name).expect("get").datapath.expect("state");
+    let per_queue: Vec<u64> = st.rx.iter().map(|q| q.counters.packets).collect();
+    assert_eq!(per_queue.iter().sum::<u64>(), seen.frames);
+    eprintln!("rx frames per queue: {per_queue:?}");
+    assert!(seen.answered >= 17, "ARP + 16 echoes: {seen:?}");
+    reg.delete(&info.name).await.expect("delete");
 }

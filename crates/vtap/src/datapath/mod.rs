@@ -12,7 +12,7 @@ pub mod vnet;
 
 use std::fs::File;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 pub use queue::{Counters, RxFrame, RxQueue, TxFrame, TxQueue, BUF_SIZE, MAX_BURST};
 pub use vnet::VnetHdr;
@@ -60,7 +60,7 @@ pub struct Config {
 }
 
 /// One queue's state, for `show`.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct QueueState {
     /// The ring's indices.
     pub ring: split::RingState,
@@ -69,7 +69,7 @@ pub struct QueueState {
 }
 
 /// The data path's state, for `show`.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct State {
     /// Backend.
     pub backend: Backend,

@@ -57,7 +57,7 @@ pub enum Error {
 }
 
 /// Per-queue counters (VPP's, by reason).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Counters {
     /// Frames delivered (rx) or queued (tx).
     pub packets: u64,

@@ -120,7 +120,7 @@ pub struct RingAddrs {
 }
 
 /// A snapshot of the ring's indices, for `show`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct RingState {
     /// Ring size.
     pub size: u16,
