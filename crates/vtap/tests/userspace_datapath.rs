@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use common::respond;
-use vtap::datapath::{self, DataPath};
+use vtap::datapath::{self, DataPath, RxMode};
 use vtap::netns::{Netns, NetnsSpec};
 use vtap::registry::{error_chain, Backend, Registry, Settings};
 use vtap::CreateOptions;
@@ -28,7 +28,12 @@ fn config(event_idx: bool, indirect: bool) -> datapath::Config {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn arp_icmp_and_jumbo_udp_through_the_userspace_backend() {
-    for (i, (event_idx, indirect)) in [(true, true), (false, false)].into_iter().enumerate() {
+    let runs = [
+        (true, true, RxMode::Interrupt),
+        (false, false, RxMode::Adaptive),
+        (true, false, RxMode::Polling),
+    ];
+    for (i, (event_idx, indirect, mode)) in runs.into_iter().enumerate() {
         let ns = TestNs::new("usr");
         // The test drives its own data path (to choose EVENT_IDX/indirect).
         let mut reg = Registry::new(Settings {
@@ -50,6 +55,8 @@ async fn arp_icmp_and_jumbo_udp_through_the_userspace_backend() {
         let mut dp = DataPath::start(&config(event_idx, indirect), &taps)
             .unwrap_or_else(|e| panic!("{}", error_chain(&e)));
         assert_eq!(dp.state().backend, Backend::Userspace);
+        dp.set_rx_mode(0, mode).expect("mode");
+        assert_eq!(dp.state().rx[0].mode, Some(mode));
         let mac = info.hw_addr.expect("mac").octets();
         let stop = AtomicBool::new(false);
         let seen = std::thread::scope(|s| {

@@ -14,7 +14,7 @@ use std::fs::File;
 
 use serde::{Deserialize, Serialize};
 
-pub use queue::{Counters, RxFrame, RxQueue, TxFrame, TxQueue, BUF_SIZE, MAX_BURST};
+pub use queue::{Counters, RxFrame, RxMode, RxQueue, TxFrame, TxQueue, BUF_SIZE, MAX_BURST};
 pub use vnet::VnetHdr;
 
 use crate::registry::Backend;
@@ -62,6 +62,9 @@ pub struct Config {
 /// One queue's state, for `show`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct QueueState {
+    /// Rx mode (rx queues only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<RxMode>,
     /// The ring's indices.
     pub ring: split::RingState,
     /// Its counters.
@@ -173,6 +176,24 @@ impl DataPath {
         Ok(txq.tx_burst(frames)?)
     }
 
+    /// Sets rx queue `q`'s mode.
+    pub fn set_rx_mode(&mut self, q: usize, mode: RxMode) -> Result<(), Error> {
+        let rxq = self.rx.get_mut(q).ok_or(Error::NoQueue(q))?;
+        Ok(rxq.set_mode(mode)?)
+    }
+
+    /// One burst on rx queue `q` in its mode (see [`RxQueue::rx_burst_wait`]).
+    pub fn rx_burst_wait(
+        &mut self,
+        q: usize,
+        max: usize,
+        timeout_ms: i32,
+        f: impl FnMut(RxFrame<'_>),
+    ) -> Result<usize, Error> {
+        let rxq = self.rx.get_mut(q).ok_or(Error::NoQueue(q))?;
+        Ok(rxq.rx_burst_wait(max, timeout_ms, f)?)
+    }
+
     /// Blocks on rx queue `q` until the device signals or `timeout_ms` passes
     /// (interrupt mode).
     pub fn wait_rx(&mut self, q: usize, timeout_ms: i32) -> Result<(), Error> {
@@ -194,6 +215,7 @@ impl DataPath {
                 .rx
                 .iter()
                 .map(|q| QueueState {
+                    mode: Some(q.mode()),
                     ring: q.state(),
                     counters: q.counters(),
                 })
@@ -202,6 +224,7 @@ impl DataPath {
                 .tx
                 .iter()
                 .map(|q| QueueState {
+                    mode: None,
                     ring: q.state(),
                     counters: q.counters(),
                 })

@@ -139,6 +139,24 @@ impl<'a> RxFrame<'a> {
     }
 }
 
+/// How the consumer of an rx queue waits for frames.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RxMode {
+    /// Never sleep; the device is asked not to interrupt
+    /// (`VRING_AVAIL_F_NO_INTERRUPT`), saving it an eventfd write per batch.
+    Polling,
+    /// Sleep on the call eventfd whenever a burst comes back empty.
+    #[default]
+    Interrupt,
+    /// Poll while frames keep coming; after [`ADAPTIVE_IDLE_BURSTS`] empty
+    /// bursts in a row, sleep as in interrupt mode.
+    Adaptive,
+}
+
+/// Empty bursts before an adaptive queue goes to sleep.
+pub const ADAPTIVE_IDLE_BURSTS: u32 = 64;
+
 /// An rx queue.
 #[derive(Debug)]
 pub struct RxQueue {
@@ -152,6 +170,8 @@ pub struct RxQueue {
     kick: EventFd,
     call: EventFd,
     counters: Counters,
+    mode: RxMode,
+    idle_bursts: u32,
 }
 
 impl RxQueue {
@@ -173,9 +193,66 @@ impl RxQueue {
             kick: eventfd()?,
             call: eventfd()?,
             counters: Counters::default(),
+            mode: RxMode::default(),
+            idle_bursts: 0,
         };
         q.refill(true)?;
         Ok(q)
+    }
+
+    /// The rx mode.
+    pub fn mode(&self) -> RxMode {
+        self.mode
+    }
+
+    /// Changes the rx mode (takes effect at once).
+    pub fn set_mode(&mut self, mode: RxMode) -> Result<(), Error> {
+        self.mode = mode;
+        self.idle_bursts = 0;
+        match mode {
+            RxMode::Polling => self.ring.disable_interrupts()?,
+            RxMode::Interrupt | RxMode::Adaptive => {
+                self.ring.enable_interrupts()?;
+            }
+        }
+        Ok(())
+    }
+
+    /// One burst in the queue's mode: in interrupt mode (and in adaptive mode
+    /// once idle) an empty burst sleeps up to `timeout_ms` for the device,
+    /// then tries again. Returns the frames received.
+    pub fn rx_burst_wait(
+        &mut self,
+        max: usize,
+        timeout_ms: i32,
+        mut f: impl FnMut(RxFrame<'_>),
+    ) -> Result<usize, Error> {
+        let n = self.rx_burst(max, &mut f)?;
+        if n > 0 {
+            self.idle_bursts = 0;
+            return Ok(n);
+        }
+        let sleep = match self.mode {
+            RxMode::Polling => false,
+            RxMode::Interrupt => true,
+            RxMode::Adaptive => {
+                self.idle_bursts = self.idle_bursts.saturating_add(1);
+                self.idle_bursts >= ADAPTIVE_IDLE_BURSTS
+            }
+        };
+        if !sleep {
+            return Ok(0);
+        }
+        self.wait(timeout_ms)?;
+        if self.mode == RxMode::Adaptive {
+            // Busy again after a wake-up: back to polling without interrupts.
+            self.ring.disable_interrupts()?;
+        }
+        let n = self.rx_burst(max, &mut f)?;
+        if n > 0 {
+            self.idle_bursts = 0;
+        }
+        Ok(n)
     }
 
     /// The device-facing parts.

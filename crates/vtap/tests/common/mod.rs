@@ -16,9 +16,8 @@ pub struct Seen {
 pub fn respond(dp: &mut DataPath, mac: [u8; 6], ip: [u8; 4], stop: &AtomicBool) -> Seen {
     let mut seen = Seen::default();
     while !stop.load(Ordering::Relaxed) {
-        dp.wait_rx(0, 50).expect("wait");
         let mut replies = vec![];
-        dp.rx_burst(0, 64, |f| {
+        dp.rx_burst_wait(0, 64, 50, |f| {
             seen.frames += 1;
             seen.max_num_buffers = seen.max_num_buffers.max(f.hdr.num_buffers);
             if let Some(r) = vtap_testkit::responder::answer(&f.to_vec(), mac, ip) {
