@@ -358,3 +358,183 @@ pub mod responder {
         }
     }
 }
+
+/// An `AF_PACKET` socket with `PACKET_VNET_HDR` on one interface: sends and
+/// receives whole frames with their 10-byte `virtio_net_hdr`, so a test can
+/// inject or capture GSO super-frames on the host side of a tap.
+// The casts are sizes of small C structs and libc constants passed to the
+// socket API in the types it declares.
+#[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+pub mod packet {
+    use std::io;
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+
+    /// `SOL_PACKET` (`<linux/socket.h>`).
+    const SOL_PACKET: libc::c_int = 263;
+    /// `PACKET_VNET_HDR` (`<linux/if_packet.h>`).
+    const PACKET_VNET_HDR: libc::c_int = 15;
+    /// `PACKET_OUTGOING`: a frame this host sent.
+    pub const PACKET_OUTGOING: u8 = 4;
+    /// `sizeof(struct virtio_net_hdr)`.
+    pub const VNET_HDR_LEN: usize = 10;
+
+    fn cvt(r: libc::c_int) -> io::Result<libc::c_int> {
+        if r < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(r)
+        }
+    }
+
+    /// The socket.
+    #[derive(Debug)]
+    pub struct PacketSocket(OwnedFd);
+
+    impl PacketSocket {
+        /// Opens and binds to `ifindex` (in the calling thread's namespace).
+        pub fn bind(ifindex: u32) -> io::Result<Self> {
+            let proto = (libc::ETH_P_ALL as u16).to_be();
+            // SAFETY: socket takes no pointers.
+            let fd = cvt(unsafe {
+                libc::socket(
+                    libc::AF_PACKET,
+                    libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+                    libc::c_int::from(proto),
+                )
+            })?;
+            // SAFETY: `fd` was just returned by socket and is owned by nobody else.
+            let sock = Self(unsafe { OwnedFd::from_raw_fd(fd) });
+            let on: libc::c_int = 1;
+            // SAFETY: the option value points to a live c_int of the given size.
+            cvt(unsafe {
+                libc::setsockopt(
+                    sock.0.as_raw_fd(),
+                    SOL_PACKET,
+                    PACKET_VNET_HDR,
+                    std::ptr::from_ref(&on).cast(),
+                    std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+                )
+            })?;
+            let tv = libc::timeval {
+                tv_sec: 3,
+                tv_usec: 0,
+            };
+            // SAFETY: the option value points to a live timeval of the given size.
+            cvt(unsafe {
+                libc::setsockopt(
+                    sock.0.as_raw_fd(),
+                    libc::SOL_SOCKET,
+                    libc::SO_RCVTIMEO,
+                    std::ptr::from_ref(&tv).cast(),
+                    std::mem::size_of::<libc::timeval>() as libc::socklen_t,
+                )
+            })?;
+            // SAFETY: sockaddr_ll is plain data; all-zero is valid.
+            let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+            sll.sll_family = libc::AF_PACKET as u16;
+            sll.sll_protocol = proto;
+            sll.sll_ifindex = ifindex as libc::c_int;
+            // SAFETY: the address points to a live sockaddr_ll of the given size.
+            cvt(unsafe {
+                libc::bind(
+                    sock.0.as_raw_fd(),
+                    std::ptr::from_ref(&sll).cast(),
+                    std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
+                )
+            })?;
+            Ok(sock)
+        }
+
+        /// Sends `vnet_hdr` + `frame` out of the interface.
+        pub fn send(&self, vnet_hdr: &[u8; VNET_HDR_LEN], frame: &[u8]) -> io::Result<()> {
+            let mut buf = vnet_hdr.to_vec();
+            buf.extend_from_slice(frame);
+            // SAFETY: the buffer pointer and length describe `buf`.
+            let n = unsafe { libc::send(self.0.as_raw_fd(), buf.as_ptr().cast(), buf.len(), 0) };
+            if n < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(())
+        }
+
+        /// Receives one frame: `(packet type, vnet header, frame)`.
+        pub fn recv(&self) -> io::Result<(u8, [u8; VNET_HDR_LEN], Vec<u8>)> {
+            let mut buf = vec![0u8; 70_000];
+            // SAFETY: sockaddr_ll is plain data; all-zero is valid.
+            let mut from: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+            let mut len = std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t;
+            // SAFETY: buffer and address pointers describe live, writable memory
+            // of the given sizes.
+            let n = unsafe {
+                libc::recvfrom(
+                    self.0.as_raw_fd(),
+                    buf.as_mut_ptr().cast(),
+                    buf.len(),
+                    0,
+                    std::ptr::from_mut(&mut from).cast(),
+                    &mut len,
+                )
+            };
+            if n < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            let n = n.unsigned_abs();
+            if n < VNET_HDR_LEN {
+                return Err(io::Error::other("short frame"));
+            }
+            let mut hdr = [0u8; VNET_HDR_LEN];
+            hdr.copy_from_slice(&buf[..VNET_HDR_LEN]);
+            Ok((from.sll_pkttype, hdr, buf[VNET_HDR_LEN..n].to_vec()))
+        }
+    }
+
+    /// An Ethernet + IPv4 + TCP (ACK|PSH) frame carrying `payload`, IPv4
+    /// checksum complete, TCP checksum left as the pseudo-header sum for
+    /// checksum offload (`NEEDS_CSUM`, csum_start 34, csum_offset 16).
+    pub fn tcp4_frame(
+        dst: [u8; 6],
+        src: [u8; 6],
+        sip: [u8; 4],
+        dip: [u8; 4],
+        payload: &[u8],
+    ) -> Vec<u8> {
+        let ip_len = u16::try_from(20 + 20 + payload.len()).expect("fits an IPv4 packet");
+        let mut f = Vec::with_capacity(54 + payload.len());
+        f.extend_from_slice(&dst);
+        f.extend_from_slice(&src);
+        f.extend_from_slice(&[0x08, 0x00]);
+        f.extend_from_slice(&[0x45, 0, 0, 0, 0x12, 0x34, 0x40, 0, 64, 6, 0, 0]);
+        f[16..18].copy_from_slice(&ip_len.to_be_bytes());
+        f.extend_from_slice(&sip);
+        f.extend_from_slice(&dip);
+        let c = super::responder::csum(&f[14..34]);
+        f[24..26].copy_from_slice(&c.to_be_bytes());
+        // TCP: ports 40000 -> 5001, seq 1, ack 1, data offset 5, ACK|PSH, window.
+        f.extend_from_slice(&[
+            0x9c, 0x40, 0x13, 0x89, 0, 0, 0, 1, 0, 0, 0, 1, 0x50, 0x18, 0xff, 0xff, 0, 0, 0, 0,
+        ]);
+        // Pseudo-header sum (not complemented), as NEEDS_CSUM expects.
+        let tcp_len = u16::try_from(20 + payload.len()).expect("fits");
+        let mut ph = Vec::with_capacity(12);
+        ph.extend_from_slice(&sip);
+        ph.extend_from_slice(&dip);
+        ph.extend_from_slice(&[0, 6]);
+        ph.extend_from_slice(&tcp_len.to_be_bytes());
+        let partial = !super::responder::csum(&ph);
+        f[50..52].copy_from_slice(&partial.to_be_bytes());
+        f.extend_from_slice(payload);
+        f
+    }
+
+    /// The 10-byte header of a TCPv4 GSO super-frame built by [`tcp4_frame`].
+    pub fn tcp4_gso_hdr(mss: u16) -> [u8; VNET_HDR_LEN] {
+        let mut h = [0u8; VNET_HDR_LEN];
+        h[0] = 1; // NEEDS_CSUM
+        h[1] = 1; // GSO_TCPV4
+        h[2..4].copy_from_slice(&54u16.to_le_bytes()); // hdr_len
+        h[4..6].copy_from_slice(&mss.to_le_bytes()); // gso_size
+        h[6..8].copy_from_slice(&34u16.to_le_bytes()); // csum_start
+        h[8..10].copy_from_slice(&16u16.to_le_bytes()); // csum_offset
+        h
+    }
+}

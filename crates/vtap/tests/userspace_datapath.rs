@@ -193,3 +193,32 @@ fn backend_cpu_ticks() -> u64 {
     }
     total
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tcp_gso_super_frames_both_ways_through_the_userspace_backend() {
+    let ns = TestNs::new("gso");
+    let mut reg = Registry::new(Settings {
+        datapath: false,
+        ..Settings::default()
+    })
+    .expect("registry");
+    let info = reg
+        .create(&CreateOptions {
+            host_ns: Some(ns.name.clone()),
+            host_ip4_addr: Some("198.18.3.1/24".into()),
+            gso: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{}", error_chain(&e)));
+    let taps = reg.dup_queues(&info.name).expect("queues");
+    let mut dp = DataPath::start(&config(true, true), &taps).expect("start");
+    let netns = Netns::open(&NetnsSpec::Name(ns.name.clone())).expect("netns");
+    let sock = netns
+        .run_in(|| vtap_testkit::packet::PacketSocket::bind(info.host_ifindex))
+        .expect("enter")
+        .expect("AF_PACKET socket");
+    common::gso_both_ways(&mut dp, &info, &sock);
+    drop(dp);
+    reg.delete(&info.name).await.expect("delete");
+}

@@ -226,3 +226,40 @@ async fn multi_queue_through_the_registrys_vhost_net_data_path() {
     assert!(seen.answered >= 17, "ARP + 16 echoes: {seen:?}");
     reg.delete(&info.name).await.expect("delete");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs /dev/vhost-net: run tests/vm/run.sh"]
+async fn tcp_gso_super_frames_both_ways_over_merged_buffers() {
+    use vtap::datapath::RxMode;
+
+    let mut reg = Registry::new(Settings {
+        datapath: false,
+        ..Settings::default()
+    })
+    .expect("registry");
+    let info = reg
+        .create(&CreateOptions {
+            host_ip4_addr: Some("198.18.3.1/24".into()),
+            gso: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{}", error_chain(&e)));
+    let taps = reg.dup_queues(&info.name).expect("queues");
+    let cfg = datapath::Config {
+        rx_ring_size: 256,
+        tx_ring_size: 256,
+        num_rx_queues: 1,
+        num_tx_queues: 1,
+        event_idx: true,
+        indirect: true,
+        backend: Backend::VhostNet,
+    };
+    let mut dp = DataPath::start(&cfg, &taps).unwrap_or_else(|e| panic!("{}", error_chain(&e)));
+    dp.set_rx_mode(0, RxMode::Interrupt).expect("mode");
+    let sock =
+        vtap_testkit::packet::PacketSocket::bind(info.host_ifindex).expect("AF_PACKET socket");
+    common::gso_both_ways(&mut dp, &info, &sock);
+    drop(dp);
+    reg.delete(&info.name).await.expect("delete");
+}
