@@ -29,11 +29,12 @@ fn config(event_idx: bool, indirect: bool) -> datapath::Config {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn arp_icmp_and_jumbo_udp_through_the_userspace_backend() {
     let runs = [
-        (true, true, RxMode::Interrupt),
-        (false, false, RxMode::Adaptive),
-        (true, false, RxMode::Polling),
+        // (EVENT_IDX, indirect, rx mode, checksum offload on the tap)
+        (true, true, RxMode::Interrupt, false),
+        (false, false, RxMode::Adaptive, true),
+        (true, false, RxMode::Polling, true),
     ];
-    for (i, (event_idx, indirect, mode)) in runs.into_iter().enumerate() {
+    for (i, (event_idx, indirect, mode, csum)) in runs.into_iter().enumerate() {
         let ns = TestNs::new("usr");
         // The test drives its own data path (to choose EVENT_IDX/indirect).
         let mut reg = Registry::new(Settings {
@@ -46,6 +47,7 @@ async fn arp_icmp_and_jumbo_udp_through_the_userspace_backend() {
                 host_ns: Some(ns.name.clone()),
                 host_ip4_addr: Some("198.18.0.1/24".into()),
                 host_mtu_size: Some(9000),
+                csum_offload: csum,
                 backend: Some("userspace".into()),
                 ..Default::default()
             })
@@ -94,6 +96,11 @@ async fn arp_icmp_and_jumbo_udp_through_the_userspace_backend() {
             worker.join().expect("responder")
         });
         assert!(seen.max_num_buffers >= 4, "merged rx buffers: {seen:?}");
+        assert_eq!(
+            seen.partial_csum > 0,
+            csum,
+            "run {i}: checksum-partial frames: {seen:?}"
+        );
         let st = dp.state();
         assert_eq!(st.rx[0].counters.packets, seen.frames);
         assert_eq!(st.tx[0].counters.packets, seen.answered);

@@ -97,7 +97,8 @@ async fn auto_picks_vhost_net_where_it_opens_and_uso_is_probed() {
 #[ignore = "needs /dev/vhost-net: run tests/vm/run.sh"]
 async fn arp_icmp_and_jumbo_udp_through_vhost_net() {
     // (EVENT_IDX, indirect tx chains)
-    for (event_idx, indirect) in [(true, true), (false, false)] {
+    // (EVENT_IDX, indirect tx chains, checksum offload on the tap)
+    for (event_idx, indirect, csum) in [(true, true, false), (false, false, true)] {
         // The test drives its own data path (to choose EVENT_IDX/indirect).
         let mut reg = Registry::new(Settings {
             datapath: false,
@@ -108,6 +109,7 @@ async fn arp_icmp_and_jumbo_udp_through_vhost_net() {
             .create(&CreateOptions {
                 host_ip4_addr: Some("198.18.0.1/24".into()),
                 host_mtu_size: Some(9000),
+                csum_offload: csum,
                 ..Default::default()
             })
             .await
@@ -167,6 +169,14 @@ async fn arp_icmp_and_jumbo_udp_through_vhost_net() {
             "merged rx buffers used: {seen:?}"
         );
         assert!(seen.answered >= 5, "ARP + 3 echo + UDP: {seen:?}");
+        // With csum-offload the host sends UDP checksum-partial, and the
+        // echo goes back partial for the kernel to complete: the socket
+        // receiving it intact proves both directions.
+        assert_eq!(
+            seen.partial_csum > 0,
+            csum,
+            "checksum-partial frames: {seen:?}"
+        );
         let st = dp.state();
         assert_eq!(st.rx[0].counters.packets, seen.frames);
         assert_eq!(st.tx[0].counters.packets, seen.answered);

@@ -2,7 +2,7 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use vtap::datapath::{DataPath, TxFrame, VnetHdr};
+use vtap::datapath::{vnet, DataPath, TxFrame, VnetHdr};
 use vtap_testkit::packet::{tcp4_frame, tcp4_gso_hdr, PacketSocket, PACKET_OUTGOING};
 
 /// What the data-plane responder saw.
@@ -11,62 +11,72 @@ pub struct Seen {
     pub frames: u64,
     pub max_num_buffers: u16,
     pub answered: u64,
+    /// Frames that arrived checksum-partial (`NEEDS_CSUM`).
+    pub partial_csum: u64,
 }
 
-/// Answers ARP/ICMP/UDP on rx queue 0 of `dp` until `stop`.
+/// One burst on queue `q`: answers what is addressed to `ip`, on the tx queue
+/// of the same number. A checksum-partial request gets a checksum-partial
+/// reply (the responder only swaps addresses and ports, which keeps the
+/// partial sum valid), so the kernel completes the checksum. Returns the
+/// frames received.
+fn answer_burst(
+    dp: &mut DataPath,
+    q: usize,
+    wait: bool,
+    mac: [u8; 6],
+    ip: [u8; 4],
+    seen: &mut Seen,
+) -> usize {
+    let mut replies = vec![];
+    let mut on_frame = |f: vtap::datapath::RxFrame<'_>| {
+        seen.frames += 1;
+        seen.max_num_buffers = seen.max_num_buffers.max(f.hdr.num_buffers);
+        let partial = f.hdr.flags & vnet::F_NEEDS_CSUM != 0;
+        seen.partial_csum += u64::from(partial);
+        if let Some(r) = vtap_testkit::responder::answer(&f.to_vec(), mac, ip) {
+            let hdr = VnetHdr {
+                flags: f.hdr.flags & vnet::F_NEEDS_CSUM,
+                csum_start: f.hdr.csum_start,
+                csum_offset: f.hdr.csum_offset,
+                ..VnetHdr::default()
+            };
+            replies.push((hdr, r));
+        }
+    };
+    let n = if wait {
+        dp.rx_burst_wait(q, 64, 50, &mut on_frame)
+    } else {
+        dp.rx_burst(q, 64, &mut on_frame)
+    }
+    .expect("rx_burst");
+    let frames: Vec<TxFrame<'_>> = replies
+        .iter()
+        .map(|(hdr, r)| TxFrame { hdr: *hdr, data: r })
+        .collect();
+    seen.answered += dp.tx_burst(q, &frames).expect("tx_burst") as u64;
+    n
+}
+
+/// Answers ARP/ICMP/UDP on queue 0 of `dp` until `stop`, waiting in the
+/// queue's rx mode.
 pub fn respond(dp: &mut DataPath, mac: [u8; 6], ip: [u8; 4], stop: &AtomicBool) -> Seen {
     let mut seen = Seen::default();
     while !stop.load(Ordering::Relaxed) {
-        let mut replies = vec![];
-        dp.rx_burst_wait(0, 64, 50, |f| {
-            seen.frames += 1;
-            seen.max_num_buffers = seen.max_num_buffers.max(f.hdr.num_buffers);
-            if let Some(r) = vtap_testkit::responder::answer(&f.to_vec(), mac, ip) {
-                replies.push(r);
-            }
-        })
-        .expect("rx_burst");
-        let frames: Vec<TxFrame<'_>> = replies
-            .iter()
-            .map(|r| TxFrame {
-                hdr: Default::default(),
-                data: r,
-            })
-            .collect();
-        seen.answered += dp.tx_burst(0, &frames).expect("tx_burst") as u64;
+        answer_burst(dp, 0, true, mac, ip, &mut seen);
     }
     seen
 }
 
-/// Like [`respond`], on every rx queue (replies leave on the tx queue of the
-/// same number), polling rather than waiting.
+/// Like [`respond`], on every queue, polling them in turn.
 pub fn respond_all(dp: &mut DataPath, mac: [u8; 6], ip: [u8; 4], stop: &AtomicBool) -> Seen {
     let mut seen = Seen::default();
     let queues = dp.state().rx.len();
     while !stop.load(Ordering::Relaxed) {
-        let mut idle = true;
-        for q in 0..queues {
-            let mut replies = vec![];
-            let n = dp
-                .rx_burst(q, 64, |f| {
-                    seen.frames += 1;
-                    seen.max_num_buffers = seen.max_num_buffers.max(f.hdr.num_buffers);
-                    if let Some(r) = vtap_testkit::responder::answer(&f.to_vec(), mac, ip) {
-                        replies.push(r);
-                    }
-                })
-                .expect("rx_burst");
-            idle &= n == 0;
-            let frames: Vec<TxFrame<'_>> = replies
-                .iter()
-                .map(|r| TxFrame {
-                    hdr: Default::default(),
-                    data: r,
-                })
-                .collect();
-            seen.answered += dp.tx_burst(q, &frames).expect("tx_burst") as u64;
-        }
-        if idle {
+        let got: usize = (0..queues)
+            .map(|q| answer_burst(dp, q, false, mac, ip, &mut seen))
+            .sum();
+        if got == 0 {
             std::thread::sleep(std::time::Duration::from_millis(2));
         }
     }
