@@ -213,42 +213,30 @@ impl Host {
 
     /// The link called `name`, if there is one.
     pub async fn link_by_name(&self, name: &str) -> Result<Option<Link>, Error> {
-        let mut req = self
-            .handle
-            .link()
-            .get()
-            .match_name(name.to_string())
-            .execute();
-        match req.try_next().await {
-            Ok(m) => Ok(m.as_ref().map(Link::from_message)),
-            Err(e) => {
-                let source = to_io(e);
-                if source.raw_os_error() == Some(libc::ENODEV) {
-                    Ok(None)
-                } else {
-                    Err(Error {
-                        op: format!("look up link {name}"),
-                        source,
-                    })
-                }
-            }
-        }
+        let req = self.handle.link().get().match_name(name.to_string());
+        Self::first_link(req, || format!("look up link {name}")).await
     }
 
     /// The link with ifindex `index`, if there is one.
     pub async fn link_by_index(&self, index: u32) -> Result<Option<Link>, Error> {
-        let mut req = self.handle.link().get().match_index(index).execute();
-        match req.try_next().await {
+        let req = self.handle.link().get().match_index(index);
+        Self::first_link(req, || format!("look up link #{index}")).await
+    }
+
+    /// The first answer to a link query; "no such device" is `None`.
+    async fn first_link(
+        req: rtnetlink::LinkGetRequest,
+        op: impl FnOnce() -> String,
+    ) -> Result<Option<Link>, Error> {
+        let mut answers = req.execute();
+        match answers.try_next().await {
             Ok(m) => Ok(m.as_ref().map(Link::from_message)),
             Err(e) => {
                 let source = to_io(e);
                 if source.raw_os_error() == Some(libc::ENODEV) {
                     Ok(None)
                 } else {
-                    Err(Error {
-                        op: format!("look up link #{index}"),
-                        source,
-                    })
+                    Err(Error { op: op(), source })
                 }
             }
         }

@@ -14,18 +14,6 @@ use vtap::registry::{error_chain, Backend, Registry, Settings};
 use vtap::CreateOptions;
 use vtap_testkit::TestNs;
 
-fn config(event_idx: bool, indirect: bool) -> datapath::Config {
-    datapath::Config {
-        rx_ring_size: 256,
-        tx_ring_size: 256,
-        num_rx_queues: 1,
-        num_tx_queues: 1,
-        event_idx,
-        indirect,
-        backend: Backend::Userspace,
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn arp_icmp_and_jumbo_udp_through_the_userspace_backend() {
     let runs = [
@@ -36,12 +24,7 @@ async fn arp_icmp_and_jumbo_udp_through_the_userspace_backend() {
     ];
     for (i, (event_idx, indirect, mode, csum)) in runs.into_iter().enumerate() {
         let ns = TestNs::new("usr");
-        // The test drives its own data path (to choose EVENT_IDX/indirect).
-        let mut reg = Registry::new(Settings {
-            datapath: false,
-            ..Settings::default()
-        })
-        .expect("registry");
+        let mut reg = common::bare_registry();
         let info = reg
             .create(&CreateOptions {
                 host_ns: Some(ns.name.clone()),
@@ -54,8 +37,11 @@ async fn arp_icmp_and_jumbo_udp_through_the_userspace_backend() {
             .await
             .unwrap_or_else(|e| panic!("{}", error_chain(&e)));
         let taps = reg.dup_queues(&info.name).expect("queues");
-        let mut dp = DataPath::start(&config(event_idx, indirect), &taps)
-            .unwrap_or_else(|e| panic!("{}", error_chain(&e)));
+        let mut dp = DataPath::start(
+            &common::one_pair(Backend::Userspace, event_idx, indirect),
+            &taps,
+        )
+        .unwrap_or_else(|e| panic!("{}", error_chain(&e)));
         assert_eq!(dp.state().backend, Backend::Userspace);
         dp.set_rx_mode(0, mode).expect("mode");
         assert_eq!(dp.state().rx[0].mode, Some(mode));
@@ -204,11 +190,7 @@ fn backend_cpu_ticks() -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tcp_gso_super_frames_both_ways_through_the_userspace_backend() {
     let ns = TestNs::new("gso");
-    let mut reg = Registry::new(Settings {
-        datapath: false,
-        ..Settings::default()
-    })
-    .expect("registry");
+    let mut reg = common::bare_registry();
     let info = reg
         .create(&CreateOptions {
             host_ns: Some(ns.name.clone()),
@@ -219,7 +201,8 @@ async fn tcp_gso_super_frames_both_ways_through_the_userspace_backend() {
         .await
         .unwrap_or_else(|e| panic!("{}", error_chain(&e)));
     let taps = reg.dup_queues(&info.name).expect("queues");
-    let mut dp = DataPath::start(&config(true, true), &taps).expect("start");
+    let mut dp =
+        DataPath::start(&common::one_pair(Backend::Userspace, true, true), &taps).expect("start");
     let netns = Netns::open(&NetnsSpec::Name(ns.name.clone())).expect("netns");
     let sock = netns
         .run_in(|| vtap_testkit::packet::PacketSocket::bind(info.host_ifindex))

@@ -99,12 +99,7 @@ async fn arp_icmp_and_jumbo_udp_through_vhost_net() {
     // (EVENT_IDX, indirect tx chains)
     // (EVENT_IDX, indirect tx chains, checksum offload on the tap)
     for (event_idx, indirect, csum) in [(true, true, false), (false, false, true)] {
-        // The test drives its own data path (to choose EVENT_IDX/indirect).
-        let mut reg = Registry::new(Settings {
-            datapath: false,
-            ..Settings::default()
-        })
-        .expect("registry");
+        let mut reg = common::bare_registry();
         let info = reg
             .create(&CreateOptions {
                 host_ip4_addr: Some("198.18.0.1/24".into()),
@@ -115,15 +110,7 @@ async fn arp_icmp_and_jumbo_udp_through_vhost_net() {
             .await
             .unwrap_or_else(|e| panic!("{}", error_chain(&e)));
         let taps = reg.dup_queues(&info.name).expect("queues");
-        let cfg = datapath::Config {
-            rx_ring_size: 256,
-            tx_ring_size: 256,
-            num_rx_queues: 1,
-            num_tx_queues: 1,
-            event_idx,
-            indirect,
-            backend: Backend::VhostNet,
-        };
+        let cfg = common::one_pair(Backend::VhostNet, event_idx, indirect);
         let mut dp = DataPath::start(&cfg, &taps).unwrap_or_else(|e| panic!("{}", error_chain(&e)));
         let st = dp.state();
         assert_eq!(
@@ -242,11 +229,7 @@ async fn multi_queue_through_the_registrys_vhost_net_data_path() {
 async fn tcp_gso_super_frames_both_ways_over_merged_buffers() {
     use vtap::datapath::RxMode;
 
-    let mut reg = Registry::new(Settings {
-        datapath: false,
-        ..Settings::default()
-    })
-    .expect("registry");
+    let mut reg = common::bare_registry();
     let info = reg
         .create(&CreateOptions {
             host_ip4_addr: Some("198.18.3.1/24".into()),
@@ -256,15 +239,7 @@ async fn tcp_gso_super_frames_both_ways_over_merged_buffers() {
         .await
         .unwrap_or_else(|e| panic!("{}", error_chain(&e)));
     let taps = reg.dup_queues(&info.name).expect("queues");
-    let cfg = datapath::Config {
-        rx_ring_size: 256,
-        tx_ring_size: 256,
-        num_rx_queues: 1,
-        num_tx_queues: 1,
-        event_idx: true,
-        indirect: true,
-        backend: Backend::VhostNet,
-    };
+    let cfg = common::one_pair(Backend::VhostNet, true, true);
     let mut dp = DataPath::start(&cfg, &taps).unwrap_or_else(|e| panic!("{}", error_chain(&e)));
     dp.set_rx_mode(0, RxMode::Interrupt).expect("mode");
     let sock =

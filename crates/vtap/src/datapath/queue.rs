@@ -90,6 +90,44 @@ pub struct DeviceSide<'a> {
     pub call: &'a EventFd,
 }
 
+/// What rx and tx queues share: the ring, the eventfds, the counters.
+#[derive(Debug)]
+struct Core {
+    ring: DriverQueue,
+    kick: EventFd,
+    call: EventFd,
+    counters: Counters,
+}
+
+impl Core {
+    fn new(ring: DriverQueue) -> Result<Self, Error> {
+        Ok(Self {
+            ring,
+            kick: eventfd()?,
+            call: eventfd()?,
+            counters: Counters::default(),
+        })
+    }
+
+    fn device_side(&self) -> DeviceSide<'_> {
+        DeviceSide {
+            ring: &self.ring,
+            kick: &self.kick,
+            call: &self.call,
+        }
+    }
+
+    /// Makes what was added visible and kicks the device if it wants it.
+    fn publish_and_kick(&mut self) -> Result<(), Error> {
+        self.ring.publish()?;
+        if self.ring.needs_kick()? {
+            self.kick.write(1).map_err(Error::EventFd)?;
+            self.counters.kicks += 1;
+        }
+        Ok(())
+    }
+}
+
 /// A received frame: its header and its bytes, still in the arena.
 #[derive(Debug)]
 pub struct RxFrame<'a> {
@@ -161,15 +199,12 @@ pub const ADAPTIVE_IDLE_BURSTS: u32 = 64;
 #[derive(Debug)]
 pub struct RxQueue {
     arena: Arena,
-    ring: DriverQueue,
+    core: Core,
     /// Buffer of each in-flight head.
     buf_of_head: Vec<GuestAddress>,
     free_bufs: Vec<GuestAddress>,
     /// Reaped used entries not yet consumed as a whole frame.
     pending: VecDeque<(u16, u32)>,
-    kick: EventFd,
-    call: EventFd,
-    counters: Counters,
     mode: RxMode,
     idle_bursts: u32,
 }
@@ -186,13 +221,10 @@ impl RxQueue {
             .collect();
         let mut q = Self {
             arena: arena.clone(),
-            ring,
+            core: Core::new(ring)?,
             buf_of_head: vec![GuestAddress(0); n],
             free_bufs,
             pending: VecDeque::new(),
-            kick: eventfd()?,
-            call: eventfd()?,
-            counters: Counters::default(),
             mode: RxMode::default(),
             idle_bursts: 0,
         };
@@ -210,9 +242,9 @@ impl RxQueue {
         self.mode = mode;
         self.idle_bursts = 0;
         match mode {
-            RxMode::Polling => self.ring.disable_interrupts()?,
+            RxMode::Polling => self.core.ring.disable_interrupts()?,
             RxMode::Interrupt | RxMode::Adaptive => {
-                self.ring.enable_interrupts()?;
+                self.core.ring.enable_interrupts()?;
             }
         }
         Ok(())
@@ -246,7 +278,7 @@ impl RxQueue {
         self.wait(timeout_ms)?;
         if self.mode == RxMode::Adaptive {
             // Busy again after a wake-up: back to polling without interrupts.
-            self.ring.disable_interrupts()?;
+            self.core.ring.disable_interrupts()?;
         }
         let n = self.rx_burst(max, &mut f)?;
         if n > 0 {
@@ -257,33 +289,24 @@ impl RxQueue {
 
     /// The device-facing parts.
     pub fn device_side(&self) -> DeviceSide<'_> {
-        DeviceSide {
-            ring: &self.ring,
-            kick: &self.kick,
-            call: &self.call,
-        }
+        self.core.device_side()
     }
 
     /// Counters.
     pub fn counters(&self) -> Counters {
-        self.counters
-    }
-
-    /// The ring (for `show` and interrupt control).
-    pub fn ring_mut(&mut self) -> &mut DriverQueue {
-        &mut self.ring
+        self.core.counters
     }
 
     /// Ring state.
     pub fn state(&self) -> split::RingState {
-        self.ring.state()
+        self.core.ring.state()
     }
 
     /// Posts free buffers: all of them if `force`, else only once at least
     /// size/8 are free (VPP's chunked refill). Kicks if the device wants it.
     fn refill(&mut self, force: bool) -> Result<(), Error> {
-        let free = usize::from(self.ring.num_free());
-        let chunk = (usize::from(self.ring.size()) / 8).max(1);
+        let free = usize::from(self.core.ring.num_free());
+        let chunk = (usize::from(self.core.ring.size()) / 8).max(1);
         if free == 0 || (!force && free < chunk) {
             return Ok(());
         }
@@ -293,7 +316,7 @@ impl RxQueue {
                 len: BUF_SIZE,
                 device_writes: true,
             };
-            match self.ring.add(&[seg]) {
+            match self.core.ring.add(&[seg]) {
                 Ok(head) => self.buf_of_head[usize::from(head)] = buf,
                 Err(split::Error::Full { .. }) => {
                     self.free_bufs.push(buf);
@@ -305,12 +328,7 @@ impl RxQueue {
                 }
             }
         }
-        self.ring.publish()?;
-        if self.ring.needs_kick()? {
-            self.kick.write(1).map_err(Error::EventFd)?;
-            self.counters.kicks += 1;
-        }
-        Ok(())
+        self.core.publish_and_kick()
     }
 
     fn recycle(&mut self, head: u16) {
@@ -322,7 +340,7 @@ impl RxQueue {
         let mut done = 0;
         let mut segs: Vec<(GuestAddress, u32)> = Vec::with_capacity(4);
         while done < max.min(MAX_BURST) {
-            while let Some(u) = self.ring.pop_used()? {
+            while let Some(u) = self.core.ring.pop_used()? {
                 self.pending.push_back(u);
             }
             let Some(&(head, len)) = self.pending.front() else {
@@ -331,7 +349,7 @@ impl RxQueue {
             if (len as usize) < vnet::LEN {
                 self.pending.pop_front();
                 self.recycle(head);
-                self.counters.drop_truncated += 1;
+                self.core.counters.drop_truncated += 1;
                 continue;
             }
             let buf = self.buf_of_head[usize::from(head)];
@@ -339,19 +357,19 @@ impl RxQueue {
             self.arena.mem().read_slice(&mut raw, buf)?;
             let hdr = VnetHdr::parse(&raw);
             let n = usize::from(hdr.num_buffers);
-            if n == 0 || n > usize::from(self.ring.size()) {
+            if n == 0 || n > usize::from(self.core.ring.size()) {
                 self.pending.pop_front();
                 self.recycle(head);
-                self.counters.drop_bad_header += 1;
+                self.core.counters.drop_bad_header += 1;
                 continue;
             }
             if self.pending.len() < n {
                 // The rest has not been returned yet (vhost returns a merged
                 // frame's entries together; a partial one is a device bug).
-                if usize::from(self.ring.in_flight()) == 0 {
+                if usize::from(self.core.ring.in_flight()) == 0 {
                     let (h, _) = self.pending.pop_front().unwrap_or((head, 0));
                     self.recycle(h);
-                    self.counters.drop_bad_header += 1;
+                    self.core.counters.drop_bad_header += 1;
                     continue;
                 }
                 break;
@@ -377,8 +395,8 @@ impl RxQueue {
                 arena: &self.arena,
                 len: total,
             });
-            self.counters.packets += 1;
-            self.counters.bytes += total as u64;
+            self.core.counters.packets += 1;
+            self.core.counters.bytes += total as u64;
             done += 1;
         }
         self.refill(false)?;
@@ -388,11 +406,11 @@ impl RxQueue {
     /// Blocks until the device signals (interrupt mode), after re-enabling
     /// interrupts; returns at once if completions are already waiting.
     pub fn wait(&mut self, timeout_ms: i32) -> Result<(), Error> {
-        if self.ring.enable_interrupts()? || !self.pending.is_empty() {
+        if self.core.ring.enable_interrupts()? || !self.pending.is_empty() {
             return Ok(());
         }
-        wait_readable(&self.call, timeout_ms).map_err(Error::EventFd)?;
-        let _ = self.call.read();
+        wait_readable(&self.core.call, timeout_ms).map_err(Error::EventFd)?;
+        let _ = self.core.call.read();
         Ok(())
     }
 }
@@ -415,12 +433,9 @@ pub struct TxFrame<'a> {
 #[derive(Debug)]
 pub struct TxQueue {
     arena: Arena,
-    ring: DriverQueue,
+    core: Core,
     pool: Vec<GuestAddress>,
     bufs_of_head: Vec<Vec<GuestAddress>>,
-    kick: EventFd,
-    call: EventFd,
-    counters: Counters,
 }
 
 impl TxQueue {
@@ -437,38 +452,31 @@ impl TxQueue {
             .collect();
         Ok(Self {
             arena: arena.clone(),
-            ring,
+            core: Core::new(ring)?,
             pool,
             bufs_of_head: vec![Vec::new(); usize::from(size)],
-            kick: eventfd()?,
-            call: eventfd()?,
-            counters: Counters::default(),
         })
     }
 
     /// The device-facing parts.
     pub fn device_side(&self) -> DeviceSide<'_> {
-        DeviceSide {
-            ring: &self.ring,
-            kick: &self.kick,
-            call: &self.call,
-        }
+        self.core.device_side()
     }
 
     /// Counters.
     pub fn counters(&self) -> Counters {
-        self.counters
+        self.core.counters
     }
 
     /// Ring state.
     pub fn state(&self) -> split::RingState {
-        self.ring.state()
+        self.core.ring.state()
     }
 
     /// Returns the buffers of completed chains to the pool.
     pub fn reap(&mut self) -> Result<usize, Error> {
         let mut n = 0;
-        while let Some((head, _)) = self.ring.pop_used()? {
+        while let Some((head, _)) = self.core.ring.pop_used()? {
             let bufs = std::mem::take(&mut self.bufs_of_head[usize::from(head)]);
             self.pool.extend(bufs);
             n += 1;
@@ -484,15 +492,15 @@ impl TxQueue {
         let mut segs: Vec<Segment> = Vec::with_capacity(4);
         for f in frames.iter().take(MAX_BURST) {
             if f.data.len() > MAX_FRAME {
-                self.counters.drop_too_big += 1;
+                self.core.counters.drop_too_big += 1;
                 continue;
             }
             let total = vnet::LEN + f.data.len();
             let nbuf = total.div_ceil(BUF_SIZE as usize);
             if nbuf > self.pool.len()
-                || self.ring.slots_for(nbuf) > usize::from(self.ring.num_free())
+                || self.core.ring.slots_for(nbuf) > usize::from(self.core.ring.num_free())
             {
-                self.counters.drop_no_free_slots += 1;
+                self.core.counters.drop_no_free_slots += 1;
                 continue;
             }
             let hdr = VnetHdr {
@@ -522,23 +530,19 @@ impl TxQueue {
                 });
                 bufs.push(b);
             }
-            match self.ring.add(&segs) {
+            match self.core.ring.add(&segs) {
                 Ok(head) => self.bufs_of_head[usize::from(head)] = bufs,
                 Err(e) => {
                     self.pool.extend(bufs);
                     return Err(e.into());
                 }
             }
-            self.counters.packets += 1;
-            self.counters.bytes += f.data.len() as u64;
+            self.core.counters.packets += 1;
+            self.core.counters.bytes += f.data.len() as u64;
             sent += 1;
         }
         if sent > 0 {
-            self.ring.publish()?;
-            if self.ring.needs_kick()? {
-                self.kick.write(1).map_err(Error::EventFd)?;
-                self.counters.kicks += 1;
-            }
+            self.core.publish_and_kick()?;
         }
         Ok(sent)
     }

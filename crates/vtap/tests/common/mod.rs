@@ -1,9 +1,33 @@
-//! Shared by the data-path tests: a data-plane responder loop.
+//! Shared by the data-path tests: set-up helpers and a data-plane responder.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use vtap::datapath::{vnet, DataPath, TxFrame, VnetHdr};
+use vtap::datapath::{self, vnet, DataPath, TxFrame, VnetHdr};
+use vtap::registry::{Backend, Registry, Settings};
 use vtap_testkit::packet::{tcp4_frame, tcp4_gso_hdr, PacketSocket, PACKET_OUTGOING};
+
+/// A registry whose interfaces get no data path: the test starts its own
+/// (to choose EVENT_IDX, indirect chains and the backend).
+pub fn bare_registry() -> Registry {
+    Registry::new(Settings {
+        datapath: false,
+        ..Settings::default()
+    })
+    .expect("registry")
+}
+
+/// One queue pair of 256-entry rings.
+pub fn one_pair(backend: Backend, event_idx: bool, indirect: bool) -> datapath::Config {
+    datapath::Config {
+        rx_ring_size: 256,
+        tx_ring_size: 256,
+        num_rx_queues: 1,
+        num_tx_queues: 1,
+        event_idx,
+        indirect,
+        backend,
+    }
+}
 
 /// What the data-plane responder saw.
 #[derive(Debug, Default)]
