@@ -37,7 +37,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use virtio_queue::{Queue, QueueT};
-use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
+use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryMmap, WriteVolatile};
 use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
 use super::queue::DeviceSide;
@@ -142,6 +142,13 @@ impl DevQueue {
             .avail_idx(mem, Ordering::Acquire)
             .map(|i| i.0 != self.q.next_avail())
             .unwrap_or(false)
+    }
+}
+
+fn io_error(e: vm_memory::VolatileMemoryError) -> std::io::Error {
+    match e {
+        vm_memory::VolatileMemoryError::IOError(io) => io,
+        other => std::io::Error::other(other.to_string()),
     }
 }
 
@@ -253,36 +260,52 @@ impl Worker {
         }
         while let Some(chain) = tx.q.pop_descriptor_chain(mem) {
             let head = chain.head_index();
-            let mut len = 0usize;
-            let mut bad = false;
-            for d in chain {
-                let l = d.len() as usize;
-                if d.is_write_only() || len + l > self.buf.len() {
-                    bad = true;
-                    break;
-                }
-                if mem
-                    .read_slice(&mut self.buf[len..len + l], d.addr())
-                    .is_err()
-                {
-                    bad = true;
-                    break;
-                }
-                len += l;
-            }
-            if bad || len < vnet::LEN {
+            let descs: Vec<_> = chain.collect();
+            let readable = descs.iter().all(|d| !d.is_write_only());
+            let total: usize = descs.iter().map(|d| d.len() as usize).sum();
+            if !readable || total < vnet::LEN || total > self.buf.len() {
                 self.counters.bad_chains.fetch_add(1, Ordering::Relaxed);
                 let _ = tx.q.add_used(mem, head, 0);
                 done += 1;
                 continue;
             }
-            match (&self.tap).write(&self.buf[..len]) {
-                Ok(_) => {
+            let written = match descs.as_slice() {
+                // The common case (a frame in one buffer): write(2) straight
+                // from the arena, no bounce copy.
+                [d] => match mem.get_slice(d.addr(), d.len() as usize) {
+                    Ok(slice) => (&self.tap).write_volatile(&slice).map(drop).map_err(io_error),
+                    Err(_) => Err(std::io::Error::other("descriptor outside the arena")),
+                },
+                // Several buffers: gather, so the tap sees one frame per write.
+                _ => {
+                    let mut len = 0usize;
+                    let mut ok = true;
+                    for d in &descs {
+                        let l = d.len() as usize;
+                        ok &= mem.read_slice(&mut self.buf[len..len + l], d.addr()).is_ok();
+                        len += l;
+                    }
+                    if ok {
+                        (&self.tap).write(&self.buf[..len]).map(drop)
+                    } else {
+                        Err(std::io::Error::other("descriptor outside the arena"))
+                    }
+                }
+            };
+            match written {
+                Ok(()) => {
                     self.counters.tx_frames.fetch_add(1, Ordering::Relaxed);
                 }
                 Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                    // Keep the frame (gathered) and the chain; retry on POLLOUT.
                     self.counters.tx_eagain.fetch_add(1, Ordering::Relaxed);
-                    self.tx_blocked = Some((head, self.buf[..len].to_vec()));
+                    let mut frame = Vec::with_capacity(total);
+                    for d in &descs {
+                        let mut part = vec![0u8; d.len() as usize];
+                        let _ = mem.read_slice(&mut part, d.addr());
+                        frame.extend_from_slice(&part);
+                    }
+                    self.tx_blocked = Some((head, frame));
                     break;
                 }
                 Err(_) => {
