@@ -33,8 +33,14 @@ fn udp_frame(dst: [u8; 6], src: [u8; 6]) -> Vec<u8> {
 }
 
 fn rx_packets(ns: &TestNs, dev: &str) -> u64 {
-    let out = ns.exec("cat", &[&format!("/sys/class/net/{dev}/statistics/rx_packets")]);
-    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap_or(0)
+    let out = ns.exec(
+        "cat",
+        &[&format!("/sys/class/net/{dev}/statistics/rx_packets")],
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .unwrap_or(0)
 }
 
 fn rate(n: u64, d: Duration) -> f64 {
@@ -64,7 +70,10 @@ fn flood(ns: &TestNs, dur: Duration) -> std::thread::JoinHandle<u64> {
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
-    let secs: u64 = std::env::args().nth(1).and_then(|s| s.parse().ok()).unwrap_or(2);
+    let secs: u64 = std::env::args()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(2);
     let dur = Duration::from_secs(secs);
     let ns = TestNs::new("bench");
     let mut reg = Registry::new(Settings {
@@ -82,7 +91,15 @@ async fn main() {
         .await
         .expect("create");
     let dp_mac = info.hw_addr.expect("mac");
-    ns.ip(&["neigh", "add", "198.18.9.2", "lladdr", &dp_mac.to_string(), "dev", "bench0"]);
+    ns.ip(&[
+        "neigh",
+        "add",
+        "198.18.9.2",
+        "lladdr",
+        &dp_mac.to_string(),
+        "dev",
+        "bench0",
+    ]);
     let frame = udp_frame(info.host_mac_addr.expect("mac").octets(), dp_mac.octets());
     let taps = reg.dup_queues(&info.name).expect("queues");
     println!("| path | direction | kpps | offered kpps |");
@@ -113,7 +130,10 @@ async fn main() {
         }
         std::thread::sleep(Duration::from_millis(200));
         let got = rx_packets(&ns, "bench0") - before;
-        println!("| rings + userspace backend | tx (to host) | {:.0} | - |", rate(got, dur));
+        println!(
+            "| rings + userspace backend | tx (to host) | {:.0} | - |",
+            rate(got, dur)
+        );
 
         // Drain what the host sent meanwhile, then measure rx.
         while dp.rx_burst(0, 256, |_| {}).expect("rx") > 0 {}
@@ -124,7 +144,11 @@ async fn main() {
             n += dp.rx_burst_wait(0, 256, 10, |_| {}).expect("rx") as u64;
         }
         let sent = sender.join().expect("sender");
-        println!("| rings + userspace backend | rx (from host) | {:.0} | {:.0} |", rate(n, dur), rate(sent, dur));
+        println!(
+            "| rings + userspace backend | rx (from host) | {:.0} | {:.0} |",
+            rate(n, dur),
+            rate(sent, dur)
+        );
     }
 
     // Direct read/write on the tap fd, no rings.
@@ -141,7 +165,10 @@ async fn main() {
         }
         std::thread::sleep(Duration::from_millis(200));
         let got = rx_packets(&ns, "bench0") - before;
-        println!("| direct write(2) | tx (to host) | {:.0} | - |", rate(got, dur));
+        println!(
+            "| direct write(2) | tx (to host) | {:.0} | - |",
+            rate(got, dur)
+        );
 
         let mut rbuf = vec![0u8; 65_600];
         while (&*tap).read(&mut rbuf).is_ok() {}
@@ -158,7 +185,11 @@ async fn main() {
             }
         }
         let sent = sender.join().expect("sender");
-        println!("| direct read(2) | rx (from host) | {:.0} | {:.0} |", rate(n, dur), rate(sent, dur));
+        println!(
+            "| direct read(2) | rx (from host) | {:.0} | {:.0} |",
+            rate(n, dur),
+            rate(sent, dur)
+        );
     }
     reg.delete(&info.name).await.expect("delete");
 }

@@ -80,6 +80,9 @@ pub struct State {
     pub features_offered: u64,
     /// Features negotiated.
     pub features_negotiated: u64,
+    /// vhost-net only: how the kernel runs its workers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vhost_worker_mode: Option<vhost::WorkerMode>,
     /// Rx queues.
     pub rx: Vec<QueueState>,
     /// Tx queues.
@@ -203,14 +206,15 @@ impl DataPath {
 
     /// Rings, counters, features.
     pub fn state(&self) -> State {
-        let negotiated = match &self.running {
-            Running::Vhost(v) => v.features(),
-            Running::User(u) => u.features(),
+        let (negotiated, vhost_worker_mode) = match &self.running {
+            Running::Vhost(v) => (v.features(), Some(v.worker_mode())),
+            Running::User(u) => (u.features(), None),
         };
         State {
             backend: self.backend,
             features_offered: self.offered,
             features_negotiated: negotiated,
+            vhost_worker_mode,
             rx: self
                 .rx
                 .iter()

@@ -273,7 +273,10 @@ impl Worker {
                 // The common case (a frame in one buffer): write(2) straight
                 // from the arena, no bounce copy.
                 [d] => match mem.get_slice(d.addr(), d.len() as usize) {
-                    Ok(slice) => (&self.tap).write_volatile(&slice).map(drop).map_err(io_error),
+                    Ok(slice) => (&self.tap)
+                        .write_volatile(&slice)
+                        .map(drop)
+                        .map_err(io_error),
                     Err(_) => Err(std::io::Error::other("descriptor outside the arena")),
                 },
                 // Several buffers: gather, so the tap sees one frame per write.
@@ -282,7 +285,9 @@ impl Worker {
                     let mut ok = true;
                     for d in &descs {
                         let l = d.len() as usize;
-                        ok &= mem.read_slice(&mut self.buf[len..len + l], d.addr()).is_ok();
+                        ok &= mem
+                            .read_slice(&mut self.buf[len..len + l], d.addr())
+                            .is_ok();
                         len += l;
                     }
                     if ok {
