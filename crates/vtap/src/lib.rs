@@ -40,6 +40,7 @@
 
 pub mod datapath;
 pub mod fault;
+pub mod forward;
 pub mod host;
 pub mod mac;
 pub mod netns;

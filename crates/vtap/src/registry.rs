@@ -30,6 +30,7 @@ use std::io;
 use std::net::IpAddr;
 use std::os::fd::OwnedFd;
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use serde::{Deserialize, Serialize};
 
@@ -447,6 +448,16 @@ fn ns_label(spec: Option<&NetnsSpec>) -> String {
     }
 }
 
+/// A data path shared between the registry (for `show`) and whoever drives
+/// its queues. The lock is taken per burst, not per frame.
+pub type SharedDataPath = Arc<Mutex<DataPath>>;
+
+/// Locks a data path; a panic in another holder does not poison it for us
+/// (the queues stay consistent between bursts).
+pub fn lock(d: &SharedDataPath) -> MutexGuard<'_, DataPath> {
+    d.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 /// One inverse operation, run if a later step fails.
 #[derive(Debug)]
 enum Undo {
@@ -509,8 +520,9 @@ impl Rollback {
 #[derive(Debug)]
 struct Tap {
     info: TapInfo,
-    // Declared before `queues`: the data path stops before the fds close.
-    datapath: Option<DataPath>,
+    // Declared before `queues`: the data path stops before the fds close
+    // (the forwarding plane holds clones only while the interface exists).
+    datapath: Option<SharedDataPath>,
     ns: Netns,
     queues: Vec<OwnedFd>,
 }
@@ -519,7 +531,7 @@ impl Tap {
     /// The info with the data path's live state.
     fn snapshot(&self) -> TapInfo {
         TapInfo {
-            datapath: self.datapath.as_ref().map(DataPath::state),
+            datapath: self.datapath.as_ref().map(|d| lock(d).state()),
             ..self.info.clone()
         }
     }
@@ -936,7 +948,7 @@ impl Registry {
         info.set_offload(cfg.offload, cfg.gro_coalesce, mask);
         Ok(Tap {
             info,
-            datapath: rb.datapath.take(),
+            datapath: rb.datapath.take().map(|d| Arc::new(Mutex::new(d))),
             ns,
             queues: std::mem::take(&mut rb.queues),
         })
@@ -969,10 +981,23 @@ impl Registry {
         )
     }
 
-    /// Mutable access to an interface's data path, to drive its queues.
-    pub fn datapath_mut(&mut self, key: &str) -> Result<Option<&mut DataPath>, Error> {
+    /// The interface as one end of a cross-connect.
+    pub fn end(&self, key: &str) -> Result<crate::forward::End, Error> {
         let id = self.resolve(key)?;
-        Ok(self.taps.get_mut(&id).and_then(|t| t.datapath.as_mut()))
+        let t = &self.taps[&id];
+        Ok(crate::forward::End {
+            id,
+            name: t.info.name.clone(),
+            tun: t.info.tun,
+            datapath: t.datapath.clone(),
+        })
+    }
+
+    /// An interface's data path, to drive its queues (the forwarding plane,
+    /// a test). `None` when the registry runs without data paths.
+    pub fn datapath(&self, key: &str) -> Result<Option<SharedDataPath>, Error> {
+        let id = self.resolve(key)?;
+        Ok(self.taps.get(&id).and_then(|t| t.datapath.clone()))
     }
 
     fn kernel_offers_mq(&self) -> bool {

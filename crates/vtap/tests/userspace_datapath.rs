@@ -136,10 +136,17 @@ async fn the_registry_runs_a_data_path_per_interface_and_shows_it() {
     // The registry's own data path answers a ping (whichever rx queue the
     // kernel picks for the flow), and show counts it.
     let mac = info.hw_addr.expect("mac").octets();
-    let dp = reg.datapath_mut(&info.name).expect("tap").expect("running");
+    let shared = reg.datapath(&info.name).expect("tap").expect("running");
     let stop = AtomicBool::new(false);
     let seen = std::thread::scope(|s| {
-        let worker = s.spawn(|| common::respond_all(dp, mac, [198, 18, 1, 2], &stop));
+        let worker = s.spawn(|| {
+            common::respond_all(
+                &mut vtap::registry::lock(&shared),
+                mac,
+                [198, 18, 1, 2],
+                &stop,
+            )
+        });
         let ping = ns.exec("ping", &["-c", "2", "-i", "0.2", "-W", "2", "198.18.1.2"]);
         stop.store(true, Ordering::Relaxed);
         let seen = worker.join().expect("responder");

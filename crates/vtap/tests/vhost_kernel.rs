@@ -209,10 +209,17 @@ async fn multi_queue_through_the_registrys_vhost_net_data_path() {
         datapath::vhost::REQUIRED
     );
     let mac = info.hw_addr.expect("mac").octets();
-    let dp = reg.datapath_mut(&info.name).expect("tap").expect("running");
+    let shared = reg.datapath(&info.name).expect("tap").expect("running");
     let stop = AtomicBool::new(false);
     let seen = std::thread::scope(|s| {
-        let worker = s.spawn(|| common::respond_all(dp, mac, [198, 18, 2, 2], &stop));
+        let worker = s.spawn(|| {
+            common::respond_all(
+                &mut vtap::registry::lock(&shared),
+                mac,
+                [198, 18, 2, 2],
+                &stop,
+            )
+        });
         // Sixteen flows (source ports): the tap spreads them over its queues.
         for _ in 0..16 {
             let sock = std::net::UdpSocket::bind("198.18.2.1:0").expect("bind");

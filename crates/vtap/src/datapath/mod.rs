@@ -197,6 +197,21 @@ impl DataPath {
         Ok(rxq.rx_burst_wait(max, timeout_ms, f)?)
     }
 
+    /// Number of rx queues.
+    pub fn num_rx(&self) -> usize {
+        self.rx.len()
+    }
+
+    /// Number of tx queues.
+    pub fn num_tx(&self) -> usize {
+        self.tx.len()
+    }
+
+    /// Rx queue `q` itself (to arm it and wait on its call fd).
+    pub fn rx_queue(&mut self, q: usize) -> Result<&mut RxQueue, Error> {
+        self.rx.get_mut(q).ok_or(Error::NoQueue(q))
+    }
+
     /// Blocks on rx queue `q` until the device signals or `timeout_ms` passes
     /// (interrupt mode).
     pub fn wait_rx(&mut self, q: usize, timeout_ms: i32) -> Result<(), Error> {
