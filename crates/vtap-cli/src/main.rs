@@ -7,6 +7,7 @@
 //! stderr that names the field and the reason.
 
 mod client;
+mod demo;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -52,6 +53,26 @@ enum Command {
         /// Print JSON (a list of objects).
         #[arg(long)]
         json: bool,
+    },
+    /// Cross-connect two interfaces (L2: TAP-TAP or TUN-TUN), or remove one.
+    Xconnect {
+        /// One end.
+        iface: Option<String>,
+        /// The other end.
+        peer: Option<String>,
+        /// Remove the cross-connect IF is part of.
+        #[arg(long)]
+        delete: bool,
+        /// List the cross-connects (JSON).
+        #[arg(long)]
+        list: bool,
+    },
+    /// Two namespaces joined through vtap: latency, throughput, counters.
+    /// Runs in this process (root needed; no daemon), cleans up after itself.
+    Demo {
+        /// Seconds of TCP throughput measurement.
+        #[arg(long, default_value_t = 5)]
+        duration: u64,
     },
     /// Change an interface at run time.
     Set {
@@ -341,6 +362,42 @@ async fn run(cli: Cli) -> Result<(), String> {
             }
             Ok(())
         }
+        Command::Xconnect {
+            iface,
+            peer,
+            delete,
+            list,
+        } => match (iface, peer, delete, list) {
+            (None, None, false, true) => {
+                let v = call(Method::GET, "/v1/xconnects".into(), None).await?;
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&v).map_err(|e| e.to_string())?
+                );
+                Ok(())
+            }
+            (Some(i), None, true, false) => {
+                let path = format!(
+                    "/v1/xconnects/{}",
+                    iface_path(&i)?.trim_start_matches("/v1/taps/")
+                );
+                call(Method::DELETE, path, None).await?;
+                Ok(())
+            }
+            (Some(a), Some(b), false, false) => {
+                iface_path(&a)?;
+                iface_path(&b)?;
+                call(
+                    Method::POST,
+                    "/v1/xconnects".into(),
+                    Some(json!({ "a": a, "b": b })),
+                )
+                .await?;
+                Ok(())
+            }
+            _ => Err("xconnect: give IF1 IF2 to connect, IF --delete to remove, or --list".into()),
+        },
+        Command::Demo { duration } => demo::demo(duration).await,
         Command::Set {
             iface,
             what: SetCommand::Offload { action },

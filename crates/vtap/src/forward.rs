@@ -261,6 +261,20 @@ impl Forwarder {
     }
 }
 
+impl Forwarder {
+    /// Removes every cross-connect (workers keep running, idle).
+    pub fn clear(&mut self) {
+        let ends: Vec<(u32, String)> = self
+            .xconnects
+            .values()
+            .map(|(a, _, _)| (a.id, a.name.clone()))
+            .collect();
+        for (id, name) in ends {
+            let _ = self.remove(id, &name);
+        }
+    }
+}
+
 impl Drop for Forwarder {
     fn drop(&mut self) {
         for w in &self.workers {

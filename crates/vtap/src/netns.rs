@@ -299,6 +299,64 @@ impl Netns {
     }
 }
 
+/// A named network namespace this process created (`ip netns add`); removed
+/// on drop (`ip netns del`). For the demo and tests: vtap never creates the
+/// namespaces it is asked to plug into.
+#[derive(Debug)]
+pub struct OwnedNetns {
+    name: String,
+    path: std::ffi::CString,
+}
+
+impl OwnedNetns {
+    /// Creates `/var/run/netns/NAME` (an error if it exists).
+    pub fn create(name: &str) -> Result<Self, Error> {
+        let spec: NetnsSpec = name.parse()?;
+        let NetnsSpec::Name(name) = spec else {
+            return Err(invalid(name, "expected a plain namespace name"));
+        };
+        let open_err = |source| Error::Open {
+            spec: name.clone(),
+            path: Path::new(NETNS_RUN_DIR).join(&name),
+            source,
+        };
+        std::fs::create_dir_all(NETNS_RUN_DIR).map_err(open_err)?;
+        let path = Path::new(NETNS_RUN_DIR).join(&name);
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .map_err(open_err)?;
+        let cpath = std::ffi::CString::new(path.as_os_str().as_encoded_bytes())
+            .map_err(|_| invalid(&name, "contains a NUL byte"))?;
+        let me = Self { name, path: cpath };
+        // A new namespace on a throwaway thread, pinned by a bind mount of its
+        // namespace file: it lives on after the thread.
+        let mounted = std::thread::scope(|s| {
+            s.spawn(|| {
+                crate::sys::unshare_net()?;
+                crate::sys::bind_mount(c"/proc/thread-self/ns/net", &me.path)
+            })
+            .join()
+            .unwrap_or_else(|_| Err(io::Error::other("namespace thread panicked")))
+        });
+        mounted.map_err(Error::Enter)?;
+        Ok(me)
+    }
+
+    /// Its name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+impl Drop for OwnedNetns {
+    fn drop(&mut self) {
+        let _ = crate::sys::umount_detach(&self.path);
+        let _ = std::fs::remove_file(Path::new(NETNS_RUN_DIR).join(&self.name));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -154,6 +154,37 @@ pub fn setns_net(fd: BorrowedFd<'_>) -> io::Result<()> {
     Ok(())
 }
 
+/// `unshare(CLONE_NEWNET)`: gives the calling thread a new network namespace.
+pub fn unshare_net() -> io::Result<()> {
+    // SAFETY: unshare takes no pointers; it changes only the calling thread,
+    // which callers confine to a thread they own.
+    cvt(unsafe { libc::unshare(libc::CLONE_NEWNET) })?;
+    Ok(())
+}
+
+/// `mount(src, dst, NULL, MS_BIND, NULL)`.
+pub fn bind_mount(src: &CStr, dst: &CStr) -> io::Result<()> {
+    // SAFETY: both paths are valid NUL-terminated strings; the null pointers
+    // are allowed for a bind mount.
+    cvt(unsafe {
+        libc::mount(
+            src.as_ptr(),
+            dst.as_ptr(),
+            std::ptr::null(),
+            libc::MS_BIND,
+            std::ptr::null(),
+        )
+    })?;
+    Ok(())
+}
+
+/// `umount2(path, MNT_DETACH)`.
+pub fn umount_detach(path: &CStr) -> io::Result<()> {
+    // SAFETY: `path` is a valid NUL-terminated string.
+    cvt(unsafe { libc::umount2(path.as_ptr(), libc::MNT_DETACH) })?;
+    Ok(())
+}
+
 /// Fills `buf` from the kernel's random pool (`getrandom(2)`).
 pub fn fill_random(buf: &mut [u8]) -> io::Result<()> {
     let mut filled = 0;

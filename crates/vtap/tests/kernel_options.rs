@@ -476,3 +476,31 @@ async fn host_ns_accepts_name_path_and_pid() {
         "{e}"
     );
 }
+
+#[test]
+fn owned_namespaces_are_real_and_removed_on_drop() {
+    vtap_testkit::require_root();
+    let name = format!("vt-own-{}", vtap_testkit::unique());
+    {
+        let ns = vtap::netns::OwnedNetns::create(&name).expect("create");
+        assert_eq!(ns.name(), name);
+        let listed = vtap_testkit::run_ok("ip", &["netns", "list"]);
+        assert!(
+            listed
+                .lines()
+                .any(|l| l.split_whitespace().next() == Some(name.as_str())),
+            "{listed}"
+        );
+        let spec = vtap::netns::NetnsSpec::Name(name.clone());
+        let opened = vtap::netns::Netns::open(&spec).expect("a network namespace");
+        let own = std::fs::metadata("/proc/self/ns/net").expect("self");
+        assert_ne!(
+            opened.inode(),
+            std::os::unix::fs::MetadataExt::ino(&own),
+            "a new namespace"
+        );
+        let e = vtap::netns::OwnedNetns::create(&name).expect_err("exists");
+        assert!(e.to_string().contains(&name), "{e}");
+    }
+    assert!(!std::path::Path::new("/var/run/netns").join(&name).exists());
+}

@@ -8,6 +8,9 @@
 //! | GET | `/v1/taps/{if}` | | the interface |
 //! | DELETE | `/v1/taps/{if}` | | the deleted interface |
 //! | POST | `/v1/taps/{if}/offload` | `{"action": "gso-enable"}` | the interface |
+//! | GET | `/v1/xconnects` | | list of cross-connects |
+//! | POST | `/v1/xconnects` | `{"a": "tap0", "b": "tap1"}` | 201 + the cross-connect |
+//! | DELETE | `/v1/xconnects/{if}` | | the removed cross-connect (either end names it) |
 //! | PUT/DELETE | `/v1/debug/fault` | `{"step": "set-mtu", "errno": 5}` | 204 (only with `[debug] fault_injection`) |
 //!
 //! `{if}` is `tap<id>`, `tun<id>` or the id. Every error is
@@ -27,6 +30,7 @@ use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use tokio::sync::Mutex;
 use vtap::fault::Fault;
+use vtap::forward::{Forwarder, Xconnect};
 use vtap::registry::{error_chain, ErrorKind, OffloadAction, Registry};
 use vtap::CreateOptions;
 
@@ -35,6 +39,8 @@ use vtap::CreateOptions;
 pub struct AppState {
     /// The interfaces; one control operation at a time.
     pub registry: Mutex<Registry>,
+    /// The forwarding plane (locked after `registry`, never before).
+    pub forwarder: std::sync::Mutex<Forwarder>,
     /// Whether `/v1/debug/fault` is enabled.
     pub fault_injection: bool,
     /// The socket path, for `/v1/info`.
@@ -109,6 +115,11 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/taps", get(list).post(create))
         .route("/v1/taps/{iface}", get(show).delete(delete))
         .route("/v1/taps/{iface}/offload", post(offload))
+        .route("/v1/xconnects", get(list_xconnects).post(add_xconnect))
+        .route(
+            "/v1/xconnects/{iface}",
+            axum::routing::delete(remove_xconnect),
+        )
         .route("/v1/debug/fault", put(arm_fault).delete(disarm_fault))
         .fallback(|| async {
             ApiError {
@@ -169,7 +180,68 @@ async fn delete(
     State(s): State<Arc<AppState>>,
     Path(iface): Path<String>,
 ) -> Result<Json<vtap::TapInfo>, ApiError> {
-    Ok(Json(s.registry.lock().await.delete(&iface).await?))
+    let mut reg = s.registry.lock().await;
+    let id = reg.resolve(&iface)?;
+    if let Some(x) = forwarder(&s).involving(id) {
+        return Err(ApiError {
+            status: StatusCode::CONFLICT,
+            message: format!(
+                "interface '{iface}': cross-connected ({} <-> {}); remove the xconnect first",
+                x.a, x.b
+            ),
+        });
+    }
+    Ok(Json(reg.delete(&iface).await?))
+}
+
+fn forwarder(s: &AppState) -> std::sync::MutexGuard<'_, Forwarder> {
+    s.forwarder.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn xconnect_error(e: vtap::forward::Error) -> ApiError {
+    use vtap::forward::Error as E;
+    let status = match e {
+        E::Busy { .. } => StatusCode::CONFLICT,
+        E::NotFound(_) => StatusCode::NOT_FOUND,
+        E::Worker(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        _ => StatusCode::BAD_REQUEST,
+    };
+    ApiError {
+        status,
+        message: error_chain(&e),
+    }
+}
+
+/// `POST /v1/xconnects` body.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct XconnectRequest {
+    /// One end (`tap0`, `tun1` or an id).
+    pub a: String,
+    /// The other end.
+    pub b: String,
+}
+
+async fn list_xconnects(State(s): State<Arc<AppState>>) -> Json<Vec<Xconnect>> {
+    Json(forwarder(&s).list())
+}
+
+async fn add_xconnect(State(s): State<Arc<AppState>>, body: Bytes) -> Result<Response, ApiError> {
+    let req: XconnectRequest = parse_body(&body)?;
+    let reg = s.registry.lock().await;
+    let (a, b) = (reg.end(&req.a)?, reg.end(&req.b)?);
+    let x = forwarder(&s).xconnect(a, b).map_err(xconnect_error)?;
+    Ok((StatusCode::CREATED, Json(x)).into_response())
+}
+
+async fn remove_xconnect(
+    State(s): State<Arc<AppState>>,
+    Path(iface): Path<String>,
+) -> Result<Json<Xconnect>, ApiError> {
+    let reg = s.registry.lock().await;
+    let id = reg.resolve(&iface)?;
+    let x = forwarder(&s).remove(id, &iface).map_err(xconnect_error)?;
+    Ok(Json(x))
 }
 
 /// `POST /v1/taps/{if}/offload` body.

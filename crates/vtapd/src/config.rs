@@ -75,6 +75,14 @@ impl Default for TapSection {
     }
 }
 
+/// `[forwarding]`.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ForwardingSection {
+    /// Worker threads; one per CPU beyond the first if absent.
+    pub workers: Option<usize>,
+}
+
 /// `[log]`.
 #[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
 #[serde(default, deny_unknown_fields)]
@@ -101,6 +109,8 @@ pub struct Config {
     pub socket: Option<PathBuf>,
     /// Interface defaults.
     pub tap: TapSection,
+    /// The forwarding plane.
+    pub forwarding: ForwardingSection,
     /// Logging.
     pub log: LogSection,
     /// Debugging aids.
@@ -121,6 +131,16 @@ impl Config {
                     key: "tap.host_mtu",
                     value: mtu.to_string(),
                     reason: "must be in 68..=65521 (the kernel's range for a tap)".into(),
+                });
+            }
+        }
+        if let Some(w) = cfg.forwarding.workers {
+            if !(1..=256).contains(&w) {
+                return Err(Error::Value {
+                    path: path.to_path_buf(),
+                    key: "forwarding.workers",
+                    value: w.to_string(),
+                    reason: "must be in 1..=256".into(),
                 });
             }
         }

@@ -46,6 +46,9 @@ pub enum Error {
     /// The registry could not be created.
     #[error(transparent)]
     Registry(#[from] vtap::registry::Error),
+    /// The forwarding plane could not start.
+    #[error(transparent)]
+    Forwarding(vtap::forward::Error),
     /// Serving failed.
     #[error("serving the API")]
     Serve(#[source] io::Error),
@@ -137,9 +140,15 @@ pub async fn run(opts: DaemonOptions) -> Result<(), Error> {
         ..Settings::default()
     };
     let registry = Registry::new(settings)?;
+    let workers = cfg
+        .forwarding
+        .workers
+        .unwrap_or_else(vtap::forward::default_workers);
+    let forwarder = vtap::forward::Forwarder::new(workers).map_err(Error::Forwarding)?;
     let listener = bind_socket(&socket).await?;
     let state = Arc::new(api::AppState {
         registry: Mutex::new(registry),
+        forwarder: std::sync::Mutex::new(forwarder),
         fault_injection: cfg.debug.fault_injection,
         socket: socket.display().to_string(),
     });
@@ -150,5 +159,11 @@ pub async fn run(opts: DaemonOptions) -> Result<(), Error> {
     let _ = std::fs::remove_file(&socket);
     let n = state.registry.lock().await.len();
     tracing::info!(interfaces = n, "vtapd stopping; closing queues");
+    // Stop pumping before the interfaces (and their data paths) go.
+    state
+        .forwarder
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clear();
     served.map_err(Error::Serve)
 }
