@@ -46,10 +46,12 @@ enum Command {
         /// The interface.
         iface: String,
     },
-    /// Show interfaces.
+    /// Show interfaces (`vtap show bridge BD` shows a bridge).
     Show {
-        /// One interface (all if absent).
+        /// One interface (all if absent), or `bridge`.
         iface: Option<String>,
+        /// With `bridge`: the bridge's name.
+        bridge: Option<String>,
         /// Print JSON (a list of objects).
         #[arg(long)]
         json: bool,
@@ -67,6 +69,11 @@ enum Command {
         #[arg(long)]
         list: bool,
     },
+    /// L2 bridge domains.
+    Bridge {
+        #[command(subcommand)]
+        what: BridgeCommand,
+    },
     /// Two namespaces joined through vtap: latency, throughput, counters.
     /// Runs in this process (root needed; no daemon), cleans up after itself.
     Demo {
@@ -80,6 +87,39 @@ enum Command {
         iface: String,
         #[command(subcommand)]
         what: SetCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum BridgeCommand {
+    /// Create an empty bridge domain.
+    Create {
+        /// Its name.
+        bd: String,
+    },
+    /// Add an interface (TAP) to a bridge.
+    Add {
+        /// The bridge.
+        bd: String,
+        /// The interface.
+        iface: String,
+    },
+    /// Remove an interface from a bridge.
+    Remove {
+        /// The bridge.
+        bd: String,
+        /// The interface.
+        iface: String,
+    },
+    /// Delete an empty bridge domain.
+    Delete {
+        /// Its name.
+        bd: String,
+    },
+    /// Show bridges with their MAC tables (JSON).
+    Show {
+        /// One bridge.
+        bd: Option<String>,
     },
 }
 
@@ -210,6 +250,20 @@ fn iface_path(iface: &str) -> Result<String, String> {
         ));
     }
     Ok(format!("/v1/taps/{iface}"))
+}
+
+/// Path of a bridge resource (refuses what cannot be a bridge name).
+fn bridge_path(bd: &str) -> Result<String, String> {
+    let valid = (1..=32).contains(&bd.len())
+        && bd
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_');
+    if !valid {
+        return Err(format!(
+            "bridge '{bd}': a name is 1-32 letters, digits, '-' or '_'"
+        ));
+    }
+    Ok(format!("/v1/bridges/{bd}"))
 }
 
 fn opt(v: &Value, key: &str) -> String {
@@ -344,7 +398,22 @@ async fn run(cli: Cli) -> Result<(), String> {
             call(Method::DELETE, iface_path(&iface)?, None).await?;
             Ok(())
         }
-        Command::Show { iface, json } => {
+        Command::Show {
+            iface: Some(kw),
+            bridge: Some(bd),
+            ..
+        } if kw == "bridge" => {
+            let v = call(Method::GET, bridge_path(&bd)?, None).await?;
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&v).map_err(|e| e.to_string())?
+            );
+            Ok(())
+        }
+        Command::Show {
+            bridge: Some(b), ..
+        } => Err(format!("show: unexpected argument '{b}'")),
+        Command::Show { iface, json, .. } => {
             let taps = match iface {
                 Some(i) => vec![call(Method::GET, iface_path(&i)?, None).await?],
                 None => match call(Method::GET, "/v1/taps".into(), None).await? {
@@ -397,6 +466,45 @@ async fn run(cli: Cli) -> Result<(), String> {
             }
             _ => Err("xconnect: give IF1 IF2 to connect, IF --delete to remove, or --list".into()),
         },
+        Command::Bridge { what } => {
+            let (method, path, body) = match what {
+                BridgeCommand::Create { bd } => (
+                    Method::POST,
+                    "/v1/bridges".to_string(),
+                    Some(json!({ "name": bd })),
+                ),
+                BridgeCommand::Add { bd, iface } => {
+                    iface_path(&iface)?;
+                    (
+                        Method::POST,
+                        format!("{}/interfaces", bridge_path(&bd)?),
+                        Some(json!({ "iface": iface })),
+                    )
+                }
+                BridgeCommand::Remove { bd, iface } => {
+                    iface_path(&iface)?;
+                    (
+                        Method::DELETE,
+                        format!("{}/interfaces/{iface}", bridge_path(&bd)?),
+                        None,
+                    )
+                }
+                BridgeCommand::Delete { bd } => (Method::DELETE, bridge_path(&bd)?, None),
+                BridgeCommand::Show { bd } => match bd {
+                    Some(bd) => (Method::GET, bridge_path(&bd)?, None),
+                    None => (Method::GET, "/v1/bridges".to_string(), None),
+                },
+            };
+            let show = method == Method::GET;
+            let v = call(method, path, body).await?;
+            if show {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&v).map_err(|e| e.to_string())?
+                );
+            }
+            Ok(())
+        }
         Command::Demo { duration } => demo::demo(duration).await,
         Command::Set {
             iface,

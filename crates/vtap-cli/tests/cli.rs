@@ -631,3 +631,59 @@ fn an_idle_daemon_with_50_interfaces_uses_no_cpu() {
     );
     eprintln!("idle daemon with 50 interfaces: {used} ticks (10 ms) in 3 s");
 }
+
+#[test]
+fn bridge_through_the_daemon() {
+    let nss = [TestNs::new("cb1"), TestNs::new("cb2"), TestNs::new("cb3")];
+    let d = Daemon::start(None);
+    for (i, ns) in nss.iter().enumerate() {
+        d.ok(&[
+            "create",
+            "--host-ns",
+            &ns.name,
+            "--host-ip4-addr",
+            &format!("198.18.5.{}/24", i + 1),
+        ]);
+    }
+    d.ok(&["bridge", "create", "bd1"]);
+    for t in ["tap0", "tap1", "tap2"] {
+        d.ok(&["bridge", "add", "bd1", t]);
+    }
+    for (args, want) in [
+        (&["bridge", "create", "bd1"][..], "already exists"),
+        (&["bridge", "create", "../x"][..], "a name is"),
+        (&["bridge", "add", "bd2", "tap0"][..], "no such bridge"),
+        (&["bridge", "delete", "bd1"][..], "remove them first"),
+        (&["delete", "tap2"][..], "in bridge bd1"),
+        (&["xconnect", "tap0", "tap1"][..], "bridge bd1"),
+    ] {
+        let line = one_line_error(&d.vtap(args));
+        assert!(line.contains(want), "{args:?}: {line}");
+    }
+    let ping = nss[0].exec("ping", &["-c", "2", "-i", "0.2", "-W", "2", "198.18.5.3"]);
+    assert!(
+        ping.status.success(),
+        "ping: {}",
+        String::from_utf8_lossy(&ping.stdout)
+    );
+    let bd: Value = serde_json::from_str(&d.ok(&["show", "bridge", "bd1"])).expect("json");
+    assert_eq!(
+        bd["interfaces"],
+        serde_json::json!(["tap0", "tap1", "tap2"])
+    );
+    let learned: Vec<&str> = bd["macs"]
+        .as_array()
+        .expect("macs")
+        .iter()
+        .filter_map(|m| m["iface"].as_str())
+        .collect();
+    assert!(
+        learned.contains(&"tap0") && learned.contains(&"tap2"),
+        "{bd}"
+    );
+    for t in ["tap0", "tap1", "tap2"] {
+        d.ok(&["bridge", "remove", "bd1", t]);
+    }
+    d.ok(&["bridge", "delete", "bd1"]);
+    assert_eq!(d.ok(&["bridge", "show"]).trim(), "[]");
+}

@@ -1,5 +1,7 @@
 //! The forwarding plane: worker threads that move frames between
-//! interfaces' data paths. Today: L2 cross-connects (VPP's `xconnect`).
+//! interfaces' data paths: L2 cross-connects (VPP's `xconnect`) and L2
+//! bridge domains (MAC learning with aging, flooding of unknown unicast and
+//! broadcast).
 //!
 //! # Design
 //!
@@ -18,13 +20,16 @@
 //! message plus a wake-up; removal waits until the worker has let go, so an
 //! interface is never deleted under a running pump.
 //!
-//! A data path is locked per burst, one side at a time: no two locks are ever
-//! held together, so no lock order can deadlock.
+//! A data path is locked per burst, one side at a time. A bridge domain is
+//! locked for a whole round by its worker, and its ports' data paths inside
+//! that (always bridge, then data path; the control plane takes only one of
+//! the two), so no lock order can deadlock.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::os::fd::{AsRawFd, RawFd};
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc, Mutex};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
@@ -65,6 +70,34 @@ pub enum Error {
     /// No cross-connect involves the interface.
     #[error("xconnect {0}: the interface is not cross-connected")]
     NotFound(String),
+    /// A bridge domain name is malformed.
+    #[error("bridge '{0}': a name is 1-32 letters, digits, '-' or '_'")]
+    BridgeName(String),
+    /// The bridge domain exists already.
+    #[error("bridge '{0}': already exists")]
+    BridgeExists(String),
+    /// No such bridge domain.
+    #[error("bridge '{0}': no such bridge")]
+    NoBridge(String),
+    /// The bridge domain still has interfaces.
+    #[error("bridge '{0}': still has interfaces; remove them first")]
+    BridgeNotEmpty(String),
+    /// A TUN interface in a bridge.
+    #[error("bridge {bridge}: {iface} is a TUN (L3) interface; a bridge takes TAP interfaces")]
+    BridgeTun {
+        /// The bridge.
+        bridge: String,
+        /// The interface.
+        iface: String,
+    },
+    /// The interface is not in the bridge.
+    #[error("bridge {bridge}: {iface} is not one of its interfaces")]
+    NotAPort {
+        /// The bridge.
+        bridge: String,
+        /// The interface.
+        iface: String,
+    },
     /// A worker could not be started.
     #[error("cannot start a forwarding worker")]
     Worker(#[source] std::io::Error),
@@ -94,9 +127,62 @@ pub struct Xconnect {
     pub worker: usize,
 }
 
+/// How long a learned MAC address stays without being seen again.
+pub const MAC_AGING: Duration = Duration::from_secs(300);
+
+/// A bridge port: an interface's id, name and data path.
+struct Port {
+    id: u32,
+    name: String,
+    datapath: SharedDataPath,
+}
+
+/// A bridge domain: ports and the MAC table (address -> port index, last seen).
+struct BridgeDomain {
+    name: String,
+    ports: Vec<Port>,
+    macs: HashMap<[u8; 6], (u32, Instant)>,
+    aging: Duration,
+    last_aging: Instant,
+}
+
+/// One learned address, for `show`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MacEntry {
+    /// The address.
+    pub mac: String,
+    /// The interface it was last seen on.
+    pub iface: String,
+    /// Seconds since then.
+    pub age_s: u64,
+}
+
+/// A bridge domain as `show` prints it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BridgeInfo {
+    /// Its name.
+    pub name: String,
+    /// Its interfaces.
+    pub interfaces: Vec<String>,
+    /// The MAC table.
+    pub macs: Vec<MacEntry>,
+    /// The worker thread that serves it.
+    pub worker: usize,
+}
+
+type SharedBridge = Arc<Mutex<BridgeDomain>>;
+
+fn lock_bd(b: &SharedBridge) -> std::sync::MutexGuard<'_, BridgeDomain> {
+    b.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 enum Cmd {
     Add(u32, SharedDataPath, SharedDataPath),
     Remove(u32, mpsc::Sender<()>),
+    AddBridge(SharedBridge),
+    RemoveBridge(String, mpsc::Sender<()>),
+    /// Re-read what is served (a bridge gained or lost a port).
+    Wake,
     Stop,
 }
 
@@ -119,6 +205,8 @@ pub struct Forwarder {
     workers: Vec<WorkerHandle>,
     /// Keyed by the lower id of the two ends.
     xconnects: BTreeMap<u32, (End, End, usize)>,
+    /// Bridge domains by name, with their worker.
+    bridges: BTreeMap<String, (SharedBridge, usize)>,
 }
 
 impl std::fmt::Debug for Forwarder {
@@ -145,6 +233,7 @@ impl Forwarder {
         let mut me = Self {
             workers: Vec::new(),
             xconnects: BTreeMap::new(),
+            bridges: BTreeMap::new(),
         };
         for i in 0..workers.max(1) {
             let (tx, rx) = mpsc::channel();
@@ -205,6 +294,12 @@ impl Forwarder {
                     peer,
                 });
             }
+            if let Some(bd) = self.bridge_of(end.id) {
+                return Err(Error::Busy {
+                    iface: end.name.clone(),
+                    peer: format!("bridge {bd}"),
+                });
+            }
         }
         if a.tun != b.tun {
             return Err(Error::Mismatch {
@@ -220,10 +315,7 @@ impl Forwarder {
             .datapath
             .clone()
             .ok_or_else(|| Error::NoDataPath(b.name.clone()))?;
-        let load = |w: usize| self.xconnects.values().filter(|x| x.2 == w).count();
-        let worker = (0..self.workers.len())
-            .min_by_key(|&w| load(w))
-            .unwrap_or(0);
+        let worker = self.least_loaded();
         let key = a.id.min(b.id);
         self.workers[worker].send(Cmd::Add(key, dpa, dpb));
         tracing::info!(a = %a.name, b = %b.name, worker, "xconnect added");
@@ -262,6 +354,163 @@ impl Forwarder {
 }
 
 impl Forwarder {
+    fn least_loaded(&self) -> usize {
+        let load = |w: usize| {
+            self.xconnects.values().filter(|x| x.2 == w).count()
+                + self.bridges.values().filter(|b| b.1 == w).count()
+        };
+        (0..self.workers.len())
+            .min_by_key(|&w| load(w))
+            .unwrap_or(0)
+    }
+
+    /// The bridge interface `id` is in, if any.
+    pub fn bridge_of(&self, id: u32) -> Option<String> {
+        self.bridges
+            .iter()
+            .find(|(_, (b, _))| lock_bd(b).ports.iter().any(|p| p.id == id))
+            .map(|(n, _)| n.clone())
+    }
+
+    /// What `id` is attached to, in words, if anything.
+    pub fn attachment(&self, id: u32) -> Option<String> {
+        self.involving(id)
+            .map(|x| format!("cross-connected ({} <-> {})", x.a, x.b))
+            .or_else(|| self.bridge_of(id).map(|b| format!("in bridge {b}")))
+    }
+
+    fn shared_bridge(&self, name: &str) -> Result<(SharedBridge, usize), Error> {
+        self.bridges
+            .get(name)
+            .cloned()
+            .ok_or_else(|| Error::NoBridge(name.to_string()))
+    }
+
+    /// Creates an empty bridge domain.
+    pub fn bridge_create(&mut self, name: &str) -> Result<BridgeInfo, Error> {
+        let valid = (1..=32).contains(&name.len())
+            && name
+                .bytes()
+                .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_');
+        if !valid {
+            return Err(Error::BridgeName(name.to_string()));
+        }
+        if self.bridges.contains_key(name) {
+            return Err(Error::BridgeExists(name.to_string()));
+        }
+        let bd = Arc::new(Mutex::new(BridgeDomain {
+            name: name.to_string(),
+            ports: Vec::new(),
+            macs: HashMap::new(),
+            aging: MAC_AGING,
+            last_aging: Instant::now(),
+        }));
+        let worker = self.least_loaded();
+        self.workers[worker].send(Cmd::AddBridge(bd.clone()));
+        self.bridges.insert(name.to_string(), (bd, worker));
+        tracing::info!(bridge = name, worker, "bridge created");
+        self.bridge(name)
+    }
+
+    /// Adds interface `end` to bridge `name`.
+    pub fn bridge_add(&mut self, name: &str, end: End) -> Result<BridgeInfo, Error> {
+        let (bd, worker) = self.shared_bridge(name)?;
+        if end.tun {
+            return Err(Error::BridgeTun {
+                bridge: name.to_string(),
+                iface: end.name,
+            });
+        }
+        if let Some(what) = self.attachment(end.id) {
+            return Err(Error::Busy {
+                iface: end.name,
+                peer: what,
+            });
+        }
+        let datapath = end
+            .datapath
+            .ok_or_else(|| Error::NoDataPath(end.name.clone()))?;
+        lock_bd(&bd).ports.push(Port {
+            id: end.id,
+            name: end.name.clone(),
+            datapath,
+        });
+        self.workers[worker].send(Cmd::Wake);
+        tracing::info!(bridge = name, iface = %end.name, "bridge port added");
+        self.bridge(name)
+    }
+
+    /// Removes interface `id` (named `iface`) from bridge `name`; once this
+    /// returns the worker no longer pumps it.
+    pub fn bridge_remove(&mut self, name: &str, id: u32, iface: &str) -> Result<BridgeInfo, Error> {
+        let (bd, worker) = self.shared_bridge(name)?;
+        {
+            // The worker pumps a bridge under this lock: once we hold it and
+            // drop the port, the worker cannot touch the port again.
+            let mut b = lock_bd(&bd);
+            let before = b.ports.len();
+            b.ports.retain(|p| p.id != id);
+            if b.ports.len() == before {
+                return Err(Error::NotAPort {
+                    bridge: name.to_string(),
+                    iface: iface.to_string(),
+                });
+            }
+            // Port indexes shifted: the learned table is stale; relearn.
+            b.macs.clear();
+        }
+        self.workers[worker].send(Cmd::Wake);
+        tracing::info!(bridge = name, iface, "bridge port removed");
+        self.bridge(name)
+    }
+
+    /// Deletes an empty bridge domain.
+    pub fn bridge_delete(&mut self, name: &str) -> Result<(), Error> {
+        let (bd, worker) = self.shared_bridge(name)?;
+        if !lock_bd(&bd).ports.is_empty() {
+            return Err(Error::BridgeNotEmpty(name.to_string()));
+        }
+        let (done_tx, done_rx) = mpsc::channel();
+        self.workers[worker].send(Cmd::RemoveBridge(name.to_string(), done_tx));
+        let _ = done_rx.recv();
+        self.bridges.remove(name);
+        tracing::info!(bridge = name, "bridge deleted");
+        Ok(())
+    }
+
+    /// One bridge domain, with its MAC table.
+    pub fn bridge(&self, name: &str) -> Result<BridgeInfo, Error> {
+        let (bd, worker) = self.shared_bridge(name)?;
+        let b = lock_bd(&bd);
+        let mut macs: Vec<MacEntry> = b
+            .macs
+            .iter()
+            .filter_map(|(mac, (port, seen))| {
+                let p = b.ports.get(usize::try_from(*port).ok()?)?;
+                Some(MacEntry {
+                    mac: crate::MacAddr(*mac).to_string(),
+                    iface: p.name.clone(),
+                    age_s: seen.elapsed().as_secs(),
+                })
+            })
+            .collect();
+        macs.sort_by(|x, y| x.mac.cmp(&y.mac));
+        Ok(BridgeInfo {
+            name: b.name.clone(),
+            interfaces: b.ports.iter().map(|p| p.name.clone()).collect(),
+            macs,
+            worker,
+        })
+    }
+
+    /// Every bridge domain.
+    pub fn bridges(&self) -> Vec<BridgeInfo> {
+        self.bridges
+            .keys()
+            .filter_map(|n| self.bridge(n).ok())
+            .collect()
+    }
+
     /// Removes every cross-connect (workers keep running, idle).
     pub fn clear(&mut self) {
         let ends: Vec<(u32, String)> = self
@@ -292,6 +541,7 @@ struct Worker {
     rx: mpsc::Receiver<Cmd>,
     wake: EventFd,
     xcs: Vec<(u32, SharedDataPath, SharedDataPath)>,
+    bds: Vec<SharedBridge>,
     /// Frames of one burst, reused.
     frames: Vec<(VnetHdr, Vec<u8>)>,
 }
@@ -302,6 +552,7 @@ impl Worker {
             rx,
             wake,
             xcs: Vec::new(),
+            bds: Vec::new(),
             frames: Vec::with_capacity(MAX_BURST),
         }
     }
@@ -315,6 +566,12 @@ impl Worker {
                     self.xcs.retain(|x| x.0 != key);
                     let _ = done.send(());
                 }
+                Cmd::AddBridge(bd) => self.bds.push(bd),
+                Cmd::RemoveBridge(name, done) => {
+                    self.bds.retain(|b| lock_bd(b).name != name);
+                    let _ = done.send(());
+                }
+                Cmd::Wake => {}
                 Cmd::Stop => return false,
             }
         }
@@ -331,6 +588,10 @@ impl Worker {
             for i in 0..self.xcs.len() {
                 let (a, b) = (self.xcs[i].1.clone(), self.xcs[i].2.clone());
                 moved += self.pump(&a, &b) + self.pump(&b, &a);
+            }
+            for i in 0..self.bds.len() {
+                let bd = self.bds[i].clone();
+                moved += self.bridge_round(&mut lock_bd(&bd));
             }
             if moved > 0 {
                 idle = 0;
@@ -375,19 +636,112 @@ impl Worker {
         moved
     }
 
+    /// One round of a bridge: a burst from every port, each frame learned
+    /// and forwarded (known unicast) or flooded (unknown unicast, broadcast,
+    /// multicast) to every other port. Returns frames received.
+    fn bridge_round(&mut self, bd: &mut BridgeDomain) -> usize {
+        let now = Instant::now();
+        if now.duration_since(bd.last_aging) >= Duration::from_secs(1) {
+            let aging = bd.aging;
+            bd.macs
+                .retain(|_, (_, seen)| now.duration_since(*seen) < aging);
+            bd.last_aging = now;
+        }
+        let n = bd.ports.len();
+        let mut received = 0;
+        for i in 0..n {
+            let in_port = u32::try_from(i).unwrap_or(u32::MAX);
+            let nq = lock(&bd.ports[i].datapath).num_rx();
+            for q in 0..nq {
+                let frames = &mut self.frames;
+                frames.clear();
+                let got = lock(&bd.ports[i].datapath).rx_burst(q, MAX_BURST, |f| {
+                    let hdr = VnetHdr {
+                        num_buffers: 0,
+                        ..f.hdr
+                    };
+                    frames.push((hdr, f.to_vec()));
+                });
+                if !matches!(got, Ok(k) if k > 0) {
+                    continue;
+                }
+                received += self.frames.len();
+                // For each egress port, the frames bound for it.
+                let mut out: Vec<Vec<usize>> = vec![Vec::new(); n];
+                for (k, (_, data)) in self.frames.iter().enumerate() {
+                    let (Some(dst), Some(src)) = (data.get(0..6), data.get(6..12)) else {
+                        continue;
+                    };
+                    let mut d = [0u8; 6];
+                    d.copy_from_slice(dst);
+                    let mut s = [0u8; 6];
+                    s.copy_from_slice(src);
+                    if s[0] & 1 == 0 {
+                        bd.macs.insert(s, (in_port, now));
+                    }
+                    match bd.macs.get(&d) {
+                        Some(&(p, _)) if d[0] & 1 == 0 => {
+                            // Known unicast: to its port (filtered if it is
+                            // the port it came in on).
+                            if p != in_port {
+                                if let Some(o) =
+                                    usize::try_from(p).ok().and_then(|p| out.get_mut(p))
+                                {
+                                    o.push(k);
+                                }
+                            }
+                        }
+                        _ => {
+                            for (j, o) in out.iter_mut().enumerate() {
+                                if j != i {
+                                    o.push(k);
+                                }
+                            }
+                        }
+                    }
+                }
+                for (j, idx) in out.iter().enumerate().filter(|(_, idx)| !idx.is_empty()) {
+                    let burst: Vec<TxFrame<'_>> = idx
+                        .iter()
+                        .map(|&k| TxFrame {
+                            hdr: self.frames[k].0,
+                            data: &self.frames[k].1,
+                        })
+                        .collect();
+                    let mut d = lock(&bd.ports[j].datapath);
+                    let txq = q % d.num_tx().max(1);
+                    let _ = d.tx_burst(txq, &burst);
+                }
+            }
+        }
+        received
+    }
+
+    /// Every data path this worker serves.
+    fn served(&self) -> Vec<SharedDataPath> {
+        let mut all: Vec<SharedDataPath> = self
+            .xcs
+            .iter()
+            .flat_map(|(_, a, b)| [a.clone(), b.clone()])
+            .collect();
+        for bd in &self.bds {
+            all.extend(lock_bd(bd).ports.iter().map(|p| p.datapath.clone()));
+        }
+        all
+    }
+
     /// Arms every rx queue served and sleeps until one signals, a command
     /// arrives, or the safety timeout passes.
     fn sleep(&mut self) {
         let mut fds: Vec<(RawFd, libc::c_short)> = vec![(self.wake.as_raw_fd(), libc::POLLIN)];
         let mut pending = false;
-        for (_, a, b) in &self.xcs {
-            for dp in [a, b] {
-                let mut d = lock(dp);
-                for q in 0..d.num_rx() {
-                    if let Ok(rxq) = d.rx_queue(q) {
-                        pending |= rxq.arm().unwrap_or(true);
-                        fds.push((rxq.call_fd(), libc::POLLIN));
-                    }
+        let served = self.served();
+        for dp in &served {
+            let mut d = lock(dp);
+            for q in 0..d.num_rx() {
+                if let Ok(rxq) = d.rx_queue(q) {
+                    pending |= rxq.arm().unwrap_or(true);
+                    fds.push((rxq.call_fd(), libc::POLLIN));
                 }
             }
         }
@@ -397,13 +751,11 @@ impl Worker {
         let mut rev = vec![0; fds.len()];
         let _ = crate::sys::poll(&fds, &mut rev, SLEEP_MS);
         let _ = self.wake.read();
-        for (_, a, b) in &self.xcs {
-            for dp in [a, b] {
-                let mut d = lock(dp);
-                for q in 0..d.num_rx() {
-                    if let Ok(rxq) = d.rx_queue(q) {
-                        rxq.ack();
-                    }
+        for dp in &served {
+            let mut d = lock(dp);
+            for q in 0..d.num_rx() {
+                if let Ok(rxq) = d.rx_queue(q) {
+                    rxq.ack();
                 }
             }
         }

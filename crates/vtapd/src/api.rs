@@ -11,6 +11,10 @@
 //! | GET | `/v1/xconnects` | | list of cross-connects |
 //! | POST | `/v1/xconnects` | `{"a": "tap0", "b": "tap1"}` | 201 + the cross-connect |
 //! | DELETE | `/v1/xconnects/{if}` | | the removed cross-connect (either end names it) |
+//! | GET/POST | `/v1/bridges` | `{"name": "bd1"}` | list / 201 + the bridge |
+//! | GET/DELETE | `/v1/bridges/{bd}` | | the bridge with its MAC table / 204 |
+//! | POST | `/v1/bridges/{bd}/interfaces` | `{"iface": "tap0"}` | the bridge |
+//! | DELETE | `/v1/bridges/{bd}/interfaces/{if}` | | the bridge |
 //! | PUT/DELETE | `/v1/debug/fault` | `{"step": "set-mtu", "errno": 5}` | 204 (only with `[debug] fault_injection`) |
 //!
 //! `{if}` is `tap<id>`, `tun<id>` or the id. Every error is
@@ -30,7 +34,7 @@ use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use tokio::sync::Mutex;
 use vtap::fault::Fault;
-use vtap::forward::{Forwarder, Xconnect};
+use vtap::forward::{BridgeInfo, Forwarder, Xconnect};
 use vtap::registry::{error_chain, ErrorKind, OffloadAction, Registry};
 use vtap::CreateOptions;
 
@@ -120,6 +124,13 @@ pub fn router(state: Arc<AppState>) -> Router {
             "/v1/xconnects/{iface}",
             axum::routing::delete(remove_xconnect),
         )
+        .route("/v1/bridges", get(list_bridges).post(create_bridge))
+        .route("/v1/bridges/{bd}", get(show_bridge).delete(delete_bridge))
+        .route("/v1/bridges/{bd}/interfaces", post(add_bridge_port))
+        .route(
+            "/v1/bridges/{bd}/interfaces/{iface}",
+            axum::routing::delete(remove_bridge_port),
+        )
         .route("/v1/debug/fault", put(arm_fault).delete(disarm_fault))
         .fallback(|| async {
             ApiError {
@@ -182,13 +193,10 @@ async fn delete(
 ) -> Result<Json<vtap::TapInfo>, ApiError> {
     let mut reg = s.registry.lock().await;
     let id = reg.resolve(&iface)?;
-    if let Some(x) = forwarder(&s).involving(id) {
+    if let Some(what) = forwarder(&s).attachment(id) {
         return Err(ApiError {
             status: StatusCode::CONFLICT,
-            message: format!(
-                "interface '{iface}': cross-connected ({} <-> {}); remove the xconnect first",
-                x.a, x.b
-            ),
+            message: format!("interface '{iface}': {what}; remove it from there first"),
         });
     }
     Ok(Json(reg.delete(&iface).await?))
@@ -198,11 +206,11 @@ fn forwarder(s: &AppState) -> std::sync::MutexGuard<'_, Forwarder> {
     s.forwarder.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-fn xconnect_error(e: vtap::forward::Error) -> ApiError {
+fn forwarding_error(e: vtap::forward::Error) -> ApiError {
     use vtap::forward::Error as E;
     let status = match e {
-        E::Busy { .. } => StatusCode::CONFLICT,
-        E::NotFound(_) => StatusCode::NOT_FOUND,
+        E::Busy { .. } | E::BridgeExists(_) | E::BridgeNotEmpty(_) => StatusCode::CONFLICT,
+        E::NotFound(_) | E::NoBridge(_) | E::NotAPort { .. } => StatusCode::NOT_FOUND,
         E::Worker(_) => StatusCode::INTERNAL_SERVER_ERROR,
         _ => StatusCode::BAD_REQUEST,
     };
@@ -230,7 +238,7 @@ async fn add_xconnect(State(s): State<Arc<AppState>>, body: Bytes) -> Result<Res
     let req: XconnectRequest = parse_body(&body)?;
     let reg = s.registry.lock().await;
     let (a, b) = (reg.end(&req.a)?, reg.end(&req.b)?);
-    let x = forwarder(&s).xconnect(a, b).map_err(xconnect_error)?;
+    let x = forwarder(&s).xconnect(a, b).map_err(forwarding_error)?;
     Ok((StatusCode::CREATED, Json(x)).into_response())
 }
 
@@ -240,7 +248,7 @@ async fn remove_xconnect(
 ) -> Result<Json<Xconnect>, ApiError> {
     let reg = s.registry.lock().await;
     let id = reg.resolve(&iface)?;
-    let x = forwarder(&s).remove(id, &iface).map_err(xconnect_error)?;
+    let x = forwarder(&s).remove(id, &iface).map_err(forwarding_error)?;
     Ok(Json(x))
 }
 
@@ -289,4 +297,75 @@ async fn disarm_fault(State(s): State<Arc<AppState>>) -> Result<StatusCode, ApiE
     fault_gate(&s)?;
     s.registry.lock().await.faults().disarm();
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// `POST /v1/bridges` body.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BridgeRequest {
+    /// The bridge name (1-32 letters, digits, '-', '_').
+    pub name: String,
+}
+
+/// `POST /v1/bridges/{bd}/interfaces` body.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PortRequest {
+    /// The interface (`tap0` or an id).
+    pub iface: String,
+}
+
+async fn list_bridges(State(s): State<Arc<AppState>>) -> Json<Vec<BridgeInfo>> {
+    Json(forwarder(&s).bridges())
+}
+
+async fn create_bridge(State(s): State<Arc<AppState>>, body: Bytes) -> Result<Response, ApiError> {
+    let req: BridgeRequest = parse_body(&body)?;
+    let b = forwarder(&s)
+        .bridge_create(&req.name)
+        .map_err(forwarding_error)?;
+    Ok((StatusCode::CREATED, Json(b)).into_response())
+}
+
+async fn show_bridge(
+    State(s): State<Arc<AppState>>,
+    Path(bd): Path<String>,
+) -> Result<Json<BridgeInfo>, ApiError> {
+    Ok(Json(forwarder(&s).bridge(&bd).map_err(forwarding_error)?))
+}
+
+async fn delete_bridge(
+    State(s): State<Arc<AppState>>,
+    Path(bd): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    forwarder(&s).bridge_delete(&bd).map_err(forwarding_error)?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn add_bridge_port(
+    State(s): State<Arc<AppState>>,
+    Path(bd): Path<String>,
+    body: Bytes,
+) -> Result<Json<BridgeInfo>, ApiError> {
+    let req: PortRequest = parse_body(&body)?;
+    let reg = s.registry.lock().await;
+    let end = reg.end(&req.iface)?;
+    Ok(Json(
+        forwarder(&s)
+            .bridge_add(&bd, end)
+            .map_err(forwarding_error)?,
+    ))
+}
+
+async fn remove_bridge_port(
+    State(s): State<Arc<AppState>>,
+    Path((bd, iface)): Path<(String, String)>,
+) -> Result<Json<BridgeInfo>, ApiError> {
+    let reg = s.registry.lock().await;
+    let id = reg.resolve(&iface)?;
+    Ok(Json(
+        forwarder(&s)
+            .bridge_remove(&bd, id, &iface)
+            .map_err(forwarding_error)?,
+    ))
 }
