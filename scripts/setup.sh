@@ -7,6 +7,7 @@ PKGS=(
 	iproute2    # ip: the tests read the kernel's state back with `ip -j`
 	ethtool     # ethtool -k: the tests check offloads as the kernel shows them
 	iputils-ping # ping from the host side through the data path
+	tcpdump     # reads the pcap files of vtap capture back in tests
 	util-linux  # setpriv, unshare: tests of missing privileges and /dev/net/tun
 	gcc         # some crates build C
 )

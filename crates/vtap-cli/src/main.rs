@@ -69,6 +69,23 @@ enum Command {
         #[arg(long)]
         list: bool,
     },
+    /// Capture an interface's frames to a pcap file (or stop a capture).
+    Capture {
+        /// The interface.
+        iface: String,
+        /// rx (from the host side), tx (to it) or both.
+        #[arg(default_value = "both")]
+        direction: String,
+        /// The pcap file (absolute path; the daemon writes it).
+        #[arg(long)]
+        file: Option<String>,
+        /// Stop after this many frames.
+        #[arg(long)]
+        count: Option<u64>,
+        /// Stop the running capture.
+        #[arg(long)]
+        stop: bool,
+    },
     /// L2 bridge domains.
     Bridge {
         #[command(subcommand)]
@@ -503,6 +520,28 @@ async fn run(cli: Cli) -> Result<(), String> {
                     serde_json::to_string_pretty(&v).map_err(|e| e.to_string())?
                 );
             }
+            Ok(())
+        }
+        Command::Capture {
+            iface,
+            direction,
+            file,
+            count,
+            stop,
+        } => {
+            let path = format!("{}/capture", iface_path(&iface)?);
+            if stop {
+                let v = call(Method::DELETE, path, None).await?;
+                println!("{} frames in {}", opt(&v, "captured"), opt(&v, "file"));
+                return Ok(());
+            }
+            if !["rx", "tx", "both"].contains(&direction.as_str()) {
+                return Err(format!("direction '{direction}': expected rx, tx or both"));
+            }
+            let file = file.ok_or("capture: --file F is needed (or --stop)")?;
+            let file = std::path::absolute(&file).map_err(|e| format!("file '{file}': {e}"))?;
+            let body = json!({ "direction": direction, "file": file, "count": count });
+            call(Method::POST, path, Some(body)).await?;
             Ok(())
         }
         Command::Demo { duration } => demo::demo(duration).await,

@@ -687,3 +687,66 @@ fn bridge_through_the_daemon() {
     d.ok(&["bridge", "delete", "bd1"]);
     assert_eq!(d.ok(&["bridge", "show"]).trim(), "[]");
 }
+
+#[test]
+fn capture_a_ping_to_pcap_and_read_it_with_tcpdump() {
+    let (na, nb) = (TestNs::new("cpa"), TestNs::new("cpb"));
+    let d = Daemon::start(None);
+    d.ok(&[
+        "create",
+        "--host-ns",
+        &na.name,
+        "--host-ip4-addr",
+        "198.18.6.1/24",
+    ]);
+    d.ok(&[
+        "create",
+        "--host-ns",
+        &nb.name,
+        "--host-ip4-addr",
+        "198.18.6.2/24",
+    ]);
+    d.ok(&["xconnect", "tap0", "tap1"]);
+    let dir = tempfile::tempdir().expect("tmp");
+    let pcap = dir.path().join("tap0.pcap");
+    let file = pcap.to_str().expect("utf8");
+    for (args, want) in [
+        (
+            &["capture", "tap0", "sideways", "--file", file][..],
+            "direction 'sideways'",
+        ),
+        (&["capture", "tap0"][..], "--file"),
+        (&["capture", "tap0", "--stop"][..], "no capture is running"),
+        (
+            &["capture", "tap9", "--file", file][..],
+            "no such interface",
+        ),
+    ] {
+        let line = one_line_error(&d.vtap(args));
+        assert!(line.contains(want), "{args:?}: {line}");
+    }
+    d.ok(&["capture", "tap0", "both", "--file", file, "--count", "8"]);
+    let ping = na.exec("ping", &["-c", "3", "-i", "0.2", "-W", "2", "198.18.6.2"]);
+    assert!(
+        ping.status.success(),
+        "ping: {}",
+        String::from_utf8_lossy(&ping.stdout)
+    );
+    let dump = vtap_testkit::run_ok("tcpdump", &["-nr", file]);
+    assert!(dump.contains("ARP, Request who-has 198.18.6.2"), "{dump}");
+    assert!(
+        dump.contains("198.18.6.1 > 198.18.6.2: ICMP echo request"),
+        "{dump}"
+    );
+    assert!(
+        dump.contains("198.18.6.2 > 198.18.6.1: ICMP echo reply"),
+        "{dump}"
+    );
+    assert_eq!(dump.lines().count(), 8, "stopped at the count: {dump}");
+    let line = one_line_error(&d.vtap(&["capture", "tap0", "--stop"]));
+    assert!(
+        line.contains("no capture is running"),
+        "ended by itself: {line}"
+    );
+    d.ok(&["xconnect", "tap0", "--delete"]);
+}

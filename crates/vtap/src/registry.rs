@@ -366,6 +366,17 @@ pub enum Error {
         /// Why.
         reason: String,
     },
+    /// A capture could not start.
+    #[error(transparent)]
+    Capture(#[from] datapath::capture::Error),
+    /// The interface runs no data path (or no capture, to stop).
+    #[error("interface '{iface}': {reason}")]
+    NoDataPath {
+        /// The interface.
+        iface: String,
+        /// What is missing.
+        reason: &'static str,
+    },
     /// A step failed in the kernel (or by injection).
     #[error("step {step} failed")]
     Step {
@@ -406,7 +417,9 @@ impl Error {
             | Error::GatewayUnreachable { .. }
             | Error::Offload { .. }
             | Error::AttachMissing { .. }
-            | Error::AttachMismatch { .. } => ErrorKind::Invalid,
+            | Error::AttachMismatch { .. }
+            | Error::Capture(_) => ErrorKind::Invalid,
+            Error::NoDataPath { .. } => ErrorKind::NotFound,
             Error::NotFound(_) => ErrorKind::NotFound,
             Error::IdTaken(_) | Error::NoFreeId | Error::NameTaken { .. } => ErrorKind::Conflict,
             Error::RouteExists { .. } => ErrorKind::Conflict,
@@ -991,6 +1004,38 @@ impl Registry {
             tun: t.info.tun,
             datapath: t.datapath.clone(),
         })
+    }
+
+    /// Starts a pcap capture on an interface's data path.
+    pub fn start_capture(
+        &self,
+        key: &str,
+        path: &std::path::Path,
+        direction: datapath::capture::Direction,
+        count: Option<u64>,
+    ) -> Result<datapath::capture::CaptureState, Error> {
+        let id = self.resolve(key)?;
+        let t = &self.taps[&id];
+        let dp = t.datapath.as_ref().ok_or_else(|| Error::NoDataPath {
+            iface: key.to_string(),
+            reason: "runs no data path",
+        })?;
+        let st = lock(dp).start_capture(path, direction, count, t.info.tun)?;
+        tracing::info!(id, file = %st.file, "capture started");
+        Ok(st)
+    }
+
+    /// Stops an interface's capture; returns what it wrote.
+    pub fn stop_capture(&self, key: &str) -> Result<datapath::capture::CaptureState, Error> {
+        let id = self.resolve(key)?;
+        let none = || Error::NoDataPath {
+            iface: key.to_string(),
+            reason: "no capture is running",
+        };
+        let dp = self.taps[&id].datapath.as_ref().ok_or_else(none)?;
+        let st = lock(dp).stop_capture().ok_or_else(none)?;
+        tracing::info!(id, file = %st.file, frames = st.captured, "capture stopped");
+        Ok(st)
     }
 
     /// An interface's data path, to drive its queues (the forwarding plane,

@@ -74,6 +74,18 @@ async fn ping_and_a_hashed_tcp_transfer_cross_a_vtap_xconnect() {
         String::from_utf8_lossy(&ping.stdout)
     );
 
+    // Capture what tap0 receives during the transfer (pcap, read back by
+    // tcpdump below): GSO super-frames must be recorded whole.
+    let dir = tempfile_dir();
+    let pcap = dir.join("rx.pcap");
+    reg.start_capture(
+        &a.name,
+        &pcap,
+        vtap::datapath::capture::Direction::Rx,
+        Some(40),
+    )
+    .expect("capture");
+
     // 64 MB over TCP, hashed on both ends.
     let listener = netns(&ns_b)
         .run_in(|| TcpListener::bind("198.18.0.2:5201"))
@@ -134,6 +146,20 @@ async fn ping_and_a_hashed_tcp_transfer_cross_a_vtap_xconnect() {
         bytes / pkts.max(1)
     );
 
+    let dump = vtap_testkit::run_ok("tcpdump", &["-nr", pcap.to_str().expect("utf8")]);
+    let lines: Vec<&str> = dump.lines().collect();
+    assert_eq!(lines.len(), 40, "the count was honoured: {dump}");
+    let big = lines
+        .iter()
+        .filter_map(|l| {
+            l.rsplit_once("length ")
+                .and_then(|(_, n)| n.trim().parse::<usize>().ok())
+        })
+        .filter(|&n| n > 1500)
+        .count();
+    assert!(big > 0, "super-frames recorded whole: {dump}");
+    let _ = std::fs::remove_dir_all(&dir);
+
     // Removing the xconnect cuts the path.
     fwd.remove(a.id, &a.name).expect("remove");
     assert!(fwd.list().is_empty());
@@ -143,4 +169,10 @@ async fn ping_and_a_hashed_tcp_transfer_cross_a_vtap_xconnect() {
     for t in [&a, &b] {
         reg.delete(&t.name).await.expect("delete");
     }
+}
+
+fn tempfile_dir() -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!("vtap-xc-{}", vtap_testkit::unique()));
+    std::fs::create_dir_all(&d).expect("temp dir");
+    d
 }

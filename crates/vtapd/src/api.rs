@@ -11,6 +11,8 @@
 //! | GET | `/v1/xconnects` | | list of cross-connects |
 //! | POST | `/v1/xconnects` | `{"a": "tap0", "b": "tap1"}` | 201 + the cross-connect |
 //! | DELETE | `/v1/xconnects/{if}` | | the removed cross-connect (either end names it) |
+//! | POST | `/v1/taps/{if}/capture` | `{"direction": "both", "file": "/tmp/x.pcap", "count": 100}` | the capture |
+//! | DELETE | `/v1/taps/{if}/capture` | | what it wrote |
 //! | GET/POST | `/v1/bridges` | `{"name": "bd1"}` | list / 201 + the bridge |
 //! | GET/DELETE | `/v1/bridges/{bd}` | | the bridge with its MAC table / 204 |
 //! | POST | `/v1/bridges/{bd}/interfaces` | `{"iface": "tap0"}` | the bridge |
@@ -119,6 +121,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/taps", get(list).post(create))
         .route("/v1/taps/{iface}", get(show).delete(delete))
         .route("/v1/taps/{iface}/offload", post(offload))
+        .route(
+            "/v1/taps/{iface}/capture",
+            post(start_capture).delete(stop_capture),
+        )
         .route("/v1/xconnects", get(list_xconnects).post(add_xconnect))
         .route(
             "/v1/xconnects/{iface}",
@@ -368,4 +374,46 @@ async fn remove_bridge_port(
             .bridge_remove(&bd, id, &iface)
             .map_err(forwarding_error)?,
     ))
+}
+
+/// `POST /v1/taps/{if}/capture` body.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CaptureRequest {
+    /// `rx`, `tx` or `both` (default `both`).
+    #[serde(default)]
+    pub direction: Option<vtap::datapath::capture::Direction>,
+    /// Absolute path of the pcap file (created or truncated).
+    pub file: String,
+    /// Stop after this many frames.
+    #[serde(default)]
+    pub count: Option<u64>,
+}
+
+async fn start_capture(
+    State(s): State<Arc<AppState>>,
+    Path(iface): Path<String>,
+    body: Bytes,
+) -> Result<Json<vtap::datapath::capture::CaptureState>, ApiError> {
+    let req: CaptureRequest = parse_body(&body)?;
+    if req.count == Some(0) {
+        return Err(ApiError::bad_request("count '0': must be at least 1"));
+    }
+    let reg = s.registry.lock().await;
+    let dir = req
+        .direction
+        .unwrap_or(vtap::datapath::capture::Direction::Both);
+    Ok(Json(reg.start_capture(
+        &iface,
+        std::path::Path::new(&req.file),
+        dir,
+        req.count,
+    )?))
+}
+
+async fn stop_capture(
+    State(s): State<Arc<AppState>>,
+    Path(iface): Path<String>,
+) -> Result<Json<vtap::datapath::capture::CaptureState>, ApiError> {
+    Ok(Json(s.registry.lock().await.stop_capture(&iface)?))
 }

@@ -5,6 +5,7 @@
 //! on numbered queues; whether the kernel's vhost-net or a vtap thread serves
 //! the rings is decided once, at start, and shown by [`DataPath::state`].
 
+pub mod capture;
 pub mod queue;
 pub mod user;
 pub mod vhost;
@@ -80,6 +81,9 @@ pub struct State {
     pub features_offered: u64,
     /// Features negotiated.
     pub features_negotiated: u64,
+    /// A running pcap capture.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capture: Option<capture::CaptureState>,
     /// vhost-net only: how the kernel runs its workers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vhost_worker_mode: Option<vhost::WorkerMode>,
@@ -103,6 +107,7 @@ pub struct DataPath {
     running: Running,
     rx: Vec<RxQueue>,
     tx: Vec<TxQueue>,
+    capture: Option<capture::Capture>,
     offered: u64,
     backend: Backend,
     _arena: Arena,
@@ -156,6 +161,7 @@ impl DataPath {
             running,
             rx,
             tx,
+            capture: None,
             offered,
             backend: cfg.backend,
             _arena: arena,
@@ -167,16 +173,65 @@ impl DataPath {
         &mut self,
         q: usize,
         max: usize,
-        f: impl FnMut(RxFrame<'_>),
+        mut f: impl FnMut(RxFrame<'_>),
     ) -> Result<usize, Error> {
         let rxq = self.rx.get_mut(q).ok_or(Error::NoQueue(q))?;
-        Ok(rxq.rx_burst(max, f)?)
+        let n = match self.capture.as_mut().filter(|c| c.wants(true)) {
+            Some(cap) => rxq.rx_burst(max, |frame| {
+                cap.write(&frame.to_vec());
+                f(frame);
+            })?,
+            None => rxq.rx_burst(max, f)?,
+        };
+        self.capture_burst_done(n);
+        Ok(n)
     }
 
     /// Sends frames on tx queue `q`; returns how many were queued.
     pub fn tx_burst(&mut self, q: usize, frames: &[TxFrame<'_>]) -> Result<usize, Error> {
         let txq = self.tx.get_mut(q).ok_or(Error::NoQueue(q))?;
-        Ok(txq.tx_burst(frames)?)
+        if let Some(cap) = self.capture.as_mut().filter(|c| c.wants(false)) {
+            for fr in frames {
+                cap.write(fr.data);
+            }
+        }
+        let n = txq.tx_burst(frames)?;
+        self.capture_burst_done(frames.len());
+        Ok(n)
+    }
+
+    /// After a burst that saw frames: flush the capture, end it if its count
+    /// is reached.
+    fn capture_burst_done(&mut self, frames: usize) {
+        if frames == 0 {
+            return;
+        }
+        if let Some(cap) = self.capture.as_mut() {
+            cap.flush();
+            if cap.done() {
+                tracing::info!(file = %cap.state().file, frames = cap.state().captured, "capture complete");
+                self.capture = None;
+            }
+        }
+    }
+
+    /// Starts a pcap capture (replacing a running one).
+    pub fn start_capture(
+        &mut self,
+        path: &std::path::Path,
+        direction: capture::Direction,
+        count: Option<u64>,
+        tun: bool,
+    ) -> Result<capture::CaptureState, capture::Error> {
+        let cap = capture::Capture::start(path, direction, count, tun)?;
+        let st = cap.state().clone();
+        self.capture = Some(cap);
+        Ok(st)
+    }
+
+    /// Stops the running capture; returns what it wrote.
+    pub fn stop_capture(&mut self) -> Option<capture::CaptureState> {
+        self.capture.take().map(|c| c.state().clone())
     }
 
     /// Sets rx queue `q`'s mode.
@@ -229,6 +284,7 @@ impl DataPath {
             backend: self.backend,
             features_offered: self.offered,
             features_negotiated: negotiated,
+            capture: self.capture.as_ref().map(|c| c.state().clone()),
             vhost_worker_mode,
             rx: self
                 .rx
