@@ -176,3 +176,54 @@ fn tempfile_dir() -> std::path::PathBuf {
     std::fs::create_dir_all(&d).expect("temp dir");
     d
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tun_to_tun_cross_connect_carries_ip() {
+    let (ns_a, ns_b) = (TestNs::new("ta"), TestNs::new("tb"));
+    let mut reg = Registry::new(Settings::default()).expect("registry");
+    let tun = |ns: &TestNs, addr: &str| CreateOptions {
+        host_ns: Some(ns.name.clone()),
+        host_ip4_addr: Some(addr.into()),
+        tun: true,
+        ..Default::default()
+    };
+    let a = reg
+        .create(&tun(&ns_a, "198.18.7.1/24"))
+        .await
+        .expect("tun a");
+    let b = reg
+        .create(&tun(&ns_b, "198.18.7.2/24"))
+        .await
+        .expect("tun b");
+    let tap = reg
+        .create(&CreateOptions {
+            host_ns: Some(ns_a.name.clone()),
+            ..Default::default()
+        })
+        .await
+        .expect("tap");
+    let mut fwd = Forwarder::new(1).expect("forwarder");
+    let e = fwd
+        .xconnect(
+            reg.end(&a.name).expect("end"),
+            reg.end(&tap.name).expect("end"),
+        )
+        .expect_err("L3 with L2");
+    assert!(e.to_string().contains("TAP (L2) and a TUN (L3)"), "{e}");
+    fwd.xconnect(
+        reg.end(&a.name).expect("end"),
+        reg.end(&b.name).expect("end"),
+    )
+    .expect("xconnect");
+    // No ARP on an L3 link: IP straight across.
+    let ping = ns_a.exec("ping", &["-c", "3", "-i", "0.2", "-W", "2", "198.18.7.2"]);
+    assert!(
+        ping.status.success(),
+        "ping: {}",
+        String::from_utf8_lossy(&ping.stdout)
+    );
+    drop(fwd);
+    for t in [&a, &b, &tap] {
+        reg.delete(&t.name).await.expect("delete");
+    }
+}
