@@ -148,6 +148,11 @@ enum SetCommand {
         /// The change.
         action: String,
     },
+    /// polling | interrupt | adaptive
+    RxMode {
+        /// The mode.
+        mode: String,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -551,6 +556,19 @@ async fn run(cli: Cli) -> Result<(), String> {
         } => {
             let path = format!("{}/offload", iface_path(&iface)?);
             call(Method::POST, path, Some(json!({ "action": action }))).await?;
+            Ok(())
+        }
+        Command::Set {
+            iface,
+            what: SetCommand::RxMode { mode },
+        } => {
+            if !["polling", "interrupt", "adaptive"].contains(&mode.as_str()) {
+                return Err(format!(
+                    "rx-mode '{mode}': expected polling, interrupt or adaptive"
+                ));
+            }
+            let path = format!("{}/rx-mode", iface_path(&iface)?);
+            call(Method::POST, path, Some(json!({ "mode": mode }))).await?;
             Ok(())
         }
     }

@@ -750,3 +750,39 @@ fn capture_a_ping_to_pcap_and_read_it_with_tcpdump() {
     );
     d.ok(&["xconnect", "tap0", "--delete"]);
 }
+
+#[test]
+fn rx_mode_changes_how_the_forwarding_worker_waits() {
+    let (na, nb) = (TestNs::new("rma"), TestNs::new("rmb"));
+    let d = Daemon::start(Some("[forwarding]\nworkers = 1\n"));
+    d.ok(&["create", "--host-ns", &na.name]);
+    d.ok(&["create", "--host-ns", &nb.name]);
+    d.ok(&["xconnect", "tap0", "tap1"]);
+    let line = one_line_error(&d.vtap(&["set", "tap0", "rx-mode", "busy"]));
+    assert!(line.contains("rx-mode 'busy'"), "{line}");
+    let ticks = || -> u64 {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", d.pid())).expect("stat");
+        let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+        let f: Vec<&str> = after.split_whitespace().collect();
+        f[11].parse::<u64>().unwrap_or(0) + f[12].parse::<u64>().unwrap_or(0)
+    };
+    let busy_for_a_second = || {
+        std::thread::sleep(Duration::from_millis(300));
+        let t = ticks();
+        std::thread::sleep(Duration::from_secs(1));
+        ticks() - t
+    };
+    d.ok(&["set", "tap0", "rx-mode", "polling"]);
+    let v: Value = serde_json::from_str(&d.ok(&["show", "tap0", "--json"])).expect("json");
+    assert_eq!(v[0]["datapath"]["rx"][0]["mode"], "polling");
+    let polling = busy_for_a_second();
+    d.ok(&["set", "tap0", "rx-mode", "interrupt"]);
+    let interrupt = busy_for_a_second();
+    eprintln!("idle link, 1 s: polling {polling} ticks, interrupt {interrupt} ticks");
+    assert!(polling >= 30, "a polling worker spins: {polling} ticks");
+    assert!(
+        interrupt <= 3,
+        "an interrupt-mode worker sleeps: {interrupt} ticks"
+    );
+    d.ok(&["xconnect", "tap0", "--delete"]);
+}

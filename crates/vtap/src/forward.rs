@@ -37,7 +37,8 @@ use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 use crate::datapath::{TxFrame, VnetHdr, MAX_BURST};
 use crate::registry::{lock, SharedDataPath};
 
-/// Empty rounds a worker polls before it sleeps.
+/// Empty rounds a worker polls before it sleeps when a queue it serves is
+/// in adaptive rx mode.
 pub const IDLE_POLLS: u32 = 32;
 /// Longest sleep (ms): a safety net, not a timer anything depends on.
 const SLEEP_MS: i32 = 1000;
@@ -598,9 +599,13 @@ impl Worker {
                 continue;
             }
             idle += 1;
-            if idle >= IDLE_POLLS {
-                self.sleep();
-                idle = 0;
+            match self.idle_rounds_before_sleep() {
+                Some(n) if idle >= n => {
+                    self.sleep();
+                    idle = 0;
+                }
+                Some(_) => {}
+                None => std::hint::spin_loop(),
             }
         }
     }
@@ -715,6 +720,25 @@ impl Worker {
             }
         }
         received
+    }
+
+    /// Empty rounds before sleeping, from the rx modes of the queues served:
+    /// any polling queue keeps the worker polling (`None`), any adaptive one
+    /// gives [`IDLE_POLLS`], and interrupt-only queues sleep at once.
+    fn idle_rounds_before_sleep(&self) -> Option<u32> {
+        use crate::datapath::RxMode;
+        let mut rounds = 1;
+        for dp in self.served() {
+            let mut d = lock(&dp);
+            for q in 0..d.num_rx() {
+                match d.rx_queue(q).map(|r| r.mode()) {
+                    Ok(RxMode::Polling) => return None,
+                    Ok(RxMode::Adaptive) => rounds = IDLE_POLLS,
+                    _ => {}
+                }
+            }
+        }
+        Some(rounds)
     }
 
     /// Every data path this worker serves.

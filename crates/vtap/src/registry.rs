@@ -1006,6 +1006,28 @@ impl Registry {
         })
     }
 
+    /// Sets the rx mode of every rx queue of an interface (takes effect at
+    /// once; the worker serving it follows at its next idle round).
+    pub fn set_rx_mode(&mut self, key: &str, mode: datapath::RxMode) -> Result<TapInfo, Error> {
+        let id = self.resolve(key)?;
+        let t = &self.taps[&id];
+        let dp = t.datapath.as_ref().ok_or_else(|| Error::NoDataPath {
+            iface: key.to_string(),
+            reason: "runs no data path",
+        })?;
+        {
+            let mut d = lock(dp);
+            for q in 0..d.num_rx() {
+                d.set_rx_mode(q, mode).map_err(|e| Error::Step {
+                    step: Step::StartDataPath,
+                    source: e.into(),
+                })?;
+            }
+        }
+        tracing::info!(id, ?mode, "rx mode changed");
+        Ok(t.snapshot())
+    }
+
     /// Starts a pcap capture on an interface's data path.
     pub fn start_capture(
         &self,

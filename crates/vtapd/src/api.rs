@@ -11,6 +11,7 @@
 //! | GET | `/v1/xconnects` | | list of cross-connects |
 //! | POST | `/v1/xconnects` | `{"a": "tap0", "b": "tap1"}` | 201 + the cross-connect |
 //! | DELETE | `/v1/xconnects/{if}` | | the removed cross-connect (either end names it) |
+//! | POST | `/v1/taps/{if}/rx-mode` | `{"mode": "polling"}` (`interrupt`, `adaptive`) | the interface |
 //! | POST | `/v1/taps/{if}/capture` | `{"direction": "both", "file": "/tmp/x.pcap", "count": 100}` | the capture |
 //! | DELETE | `/v1/taps/{if}/capture` | | what it wrote |
 //! | GET/POST | `/v1/bridges` | `{"name": "bd1"}` | list / 201 + the bridge |
@@ -121,6 +122,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/taps", get(list).post(create))
         .route("/v1/taps/{iface}", get(show).delete(delete))
         .route("/v1/taps/{iface}/offload", post(offload))
+        .route("/v1/taps/{iface}/rx-mode", post(rx_mode))
         .route(
             "/v1/taps/{iface}/capture",
             post(start_capture).delete(stop_capture),
@@ -416,4 +418,21 @@ async fn stop_capture(
     Path(iface): Path<String>,
 ) -> Result<Json<vtap::datapath::capture::CaptureState>, ApiError> {
     Ok(Json(s.registry.lock().await.stop_capture(&iface)?))
+}
+
+/// `POST /v1/taps/{if}/rx-mode` body.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RxModeRequest {
+    /// `polling`, `interrupt` or `adaptive`.
+    pub mode: vtap::datapath::RxMode,
+}
+
+async fn rx_mode(
+    State(s): State<Arc<AppState>>,
+    Path(iface): Path<String>,
+    body: Bytes,
+) -> Result<Json<vtap::TapInfo>, ApiError> {
+    let req: RxModeRequest = parse_body(&body)?;
+    Ok(Json(s.registry.lock().await.set_rx_mode(&iface, req.mode)?))
 }
