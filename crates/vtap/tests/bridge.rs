@@ -3,6 +3,8 @@
 //! and the MAC table holds each host-side MAC on its own interface.
 //! Addresses: 198.18.4.0/24 only.
 
+mod common;
+
 use vtap::forward::Forwarder;
 use vtap::registry::{error_chain, Registry, Settings};
 use vtap::CreateOptions;
@@ -43,6 +45,32 @@ async fn three_namespaces_on_one_bridge_reach_each_other() {
         ["tap0", "tap1", "tap2"]
     );
 
+    // Watch what the bridge sends to tap2 while ns0 first talks to ns1:
+    // the ARP broadcast must be flooded there, the unicast echo (to a MAC
+    // learned on tap1 by then) must not.
+    let dir = std::env::temp_dir().join(format!("vtap-bd-{}", vtap_testkit::unique()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let pcap = dir.join("tap2.pcap");
+    reg.start_capture("tap2", &pcap, vtap::datapath::capture::Direction::Tx, None)
+        .expect("capture");
+    let out = nss[0].exec("ping", &["-c", "2", "-i", "0.2", "-W", "2", "198.18.4.2"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    reg.stop_capture("tap2").expect("stop");
+    let dump = vtap_testkit::run_ok("tcpdump", &["-nr", pcap.to_str().expect("utf8")]);
+    assert!(
+        dump.contains("ARP, Request who-has 198.18.4.2"),
+        "broadcast flooded: {dump}"
+    );
+    assert!(
+        !dump.contains("ICMP echo"),
+        "learned unicast not flooded: {dump}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+
     // nss[i] holds 198.18.4.(i+1).
     for (from, to) in [(0, 2), (0, 3), (1, 3), (2, 1)] {
         let out = nss[from].exec(
@@ -65,6 +93,9 @@ async fn three_namespaces_on_one_bridge_reach_each_other() {
             .unwrap_or_else(|| panic!("{mac} learned: {bd:?}"));
         assert_eq!(entry.iface, t.name, "learned on its own port");
     }
+
+    // A hashed TCP transfer across the bridge.
+    common::hashed_transfer(&nss[0], &nss[2], "198.18.4.3", 16 << 20);
 
     let e = fwd.bridge_delete("bd1").expect_err("not empty");
     assert!(e.to_string().contains("remove them first"), "{e}");

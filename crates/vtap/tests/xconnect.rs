@@ -3,23 +3,12 @@
 //! hashed on both ends, with GSO on both taps (super-frames must cross as
 //! one frame). Addresses: 198.18.0.0/24 only.
 
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::time::Duration;
+mod common;
 
 use vtap::forward::Forwarder;
-use vtap::netns::{Netns, NetnsSpec};
 use vtap::registry::{error_chain, Registry, Settings};
 use vtap::{CreateOptions, TapInfo};
 use vtap_testkit::TestNs;
-
-/// FNV-1a, 64 bit: enough to catch a corrupted or reordered byte.
-fn fnv1a(h: &mut u64, bytes: &[u8]) {
-    for &b in bytes {
-        *h ^= u64::from(b);
-        *h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-}
 
 async fn tap(reg: &mut Registry, ns: &TestNs, addr: &str) -> TapInfo {
     reg.create(&CreateOptions {
@@ -30,10 +19,6 @@ async fn tap(reg: &mut Registry, ns: &TestNs, addr: &str) -> TapInfo {
     })
     .await
     .unwrap_or_else(|e| panic!("{}", error_chain(&e)))
-}
-
-fn netns(ns: &TestNs) -> Netns {
-    Netns::open(&NetnsSpec::Name(ns.name.clone())).expect("netns")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -87,52 +72,7 @@ async fn ping_and_a_hashed_tcp_transfer_cross_a_vtap_xconnect() {
     .expect("capture");
 
     // 64 MB over TCP, hashed on both ends.
-    let listener = netns(&ns_b)
-        .run_in(|| TcpListener::bind("198.18.0.2:5201"))
-        .expect("enter")
-        .expect("listen");
-    let server = std::thread::spawn(move || {
-        let (mut s, _) = listener.accept().expect("accept");
-        let mut h = 0xcbf2_9ce4_8422_2325u64;
-        let mut buf = vec![0u8; 1 << 16];
-        let mut total = 0usize;
-        loop {
-            let n = s.read(&mut buf).expect("read");
-            if n == 0 {
-                break;
-            }
-            fnv1a(&mut h, &buf[..n]);
-            total += n;
-        }
-        (total, h)
-    });
-    let mut client = netns(&ns_a)
-        .run_in(|| {
-            TcpStream::connect_timeout(
-                &"198.18.0.2:5201".parse().expect("addr"),
-                Duration::from_secs(5),
-            )
-        })
-        .expect("enter")
-        .expect("connect");
-    let mut h = 0xcbf2_9ce4_8422_2325u64;
-    let mut chunk = vec![0u8; 1 << 16];
-    let mut x = 0x1234_5678u32;
-    const TOTAL: usize = 64 << 20;
-    for _ in 0..TOTAL / chunk.len() {
-        for byte in chunk.iter_mut() {
-            x ^= x << 13;
-            x ^= x >> 17;
-            x ^= x << 5;
-            *byte = x.to_le_bytes()[0];
-        }
-        fnv1a(&mut h, &chunk);
-        client.write_all(&chunk).expect("write");
-    }
-    drop(client);
-    let (got, server_hash) = server.join().expect("server");
-    assert_eq!(got, TOTAL, "every byte arrived");
-    assert_eq!(server_hash, h, "bytes intact and in order");
+    common::hashed_transfer(&ns_a, &ns_b, "198.18.0.2", 64 << 20);
 
     // GSO super-frames crossed as single frames: the data plane saw frames
     // far larger than the 1500-byte MTU.
