@@ -8,6 +8,7 @@ PKGS=(
 	ethtool     # ethtool -k: the tests check offloads as the kernel shows them
 	iputils-ping # ping from the host side through the data path
 	tcpdump     # reads the pcap files of vtap capture back in tests
+	iperf3      # vtap demo measures TCP with it when installed
 	util-linux  # setpriv, unshare: tests of missing privileges and /dev/net/tun
 	gcc         # some crates build C
 )

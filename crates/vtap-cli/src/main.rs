@@ -97,6 +97,9 @@ enum Command {
         /// Seconds of TCP throughput measurement.
         #[arg(long, default_value_t = 5)]
         duration: u64,
+        /// Use the built-in TCP sender/receiver even if iperf3 is installed.
+        #[arg(long)]
+        builtin: bool,
     },
     /// Change an interface at run time.
     Set {
@@ -549,7 +552,7 @@ async fn run(cli: Cli) -> Result<(), String> {
             call(Method::POST, path, Some(body)).await?;
             Ok(())
         }
-        Command::Demo { duration } => demo::demo(duration).await,
+        Command::Demo { duration, builtin } => demo::demo(duration, builtin).await,
         Command::Set {
             iface,
             what: SetCommand::Offload { action },
