@@ -587,18 +587,29 @@ fn xconnect_through_the_daemon() {
 #[test]
 fn demo_reports_and_leaves_nothing() {
     vtap_testkit::require_root();
-    let out = Command::new(VTAP)
-        .args(["demo", "--duration", "1"])
-        .output()
-        .expect("run demo");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    for want in ["cross-connected by", "round trip", "Gbit/s", "cleaned up"] {
-        assert!(stdout.contains(want), "{want}: {stdout}");
+    // iperf3 (installed by scripts/setup.sh) and the built-in pair.
+    for (extra, tool) in [
+        (None, "(iperf3)"),
+        (Some("--builtin"), "(built-in sender/receiver)"),
+    ] {
+        let mut args = vec!["demo", "--duration", "1"];
+        args.extend(extra);
+        let out = Command::new(VTAP).args(&args).output().expect("run demo");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        for want in [
+            "cross-connected by",
+            "round trip",
+            "Gbit/s",
+            tool,
+            "cleaned up",
+        ] {
+            assert!(stdout.contains(want), "{want}: {stdout}");
+        }
     }
     let listed = vtap_testkit::run_ok("ip", &["netns", "list"]);
     assert!(
