@@ -9,6 +9,7 @@ PKGS=(
 	iputils-ping # ping from the host side through the data path
 	tcpdump     # reads the pcap files of vtap capture back in tests
 	iperf3      # vtap demo measures TCP with it when installed
+	tshark      # reads the pcap files back too (a second, independent reader)
 	util-linux  # setpriv, unshare: tests of missing privileges and /dev/net/tun
 	gcc         # some crates build C
 )
@@ -19,6 +20,8 @@ for p in "${PKGS[@]}"; do
 done
 if [ ${#missing[@]} -gt 0 ]; then
 	echo "setup: installing ${missing[*]}" >&2
+	# tshark asks whether non-root users may capture: answer "no" up front.
+	echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections
 	apt-get update -q
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi

@@ -754,6 +754,14 @@ fn capture_a_ping_to_pcap_and_read_it_with_tcpdump() {
         "{dump}"
     );
     assert_eq!(dump.lines().count(), 8, "stopped at the count: {dump}");
+    // A second, independent reader.
+    let shark = vtap_testkit::run_ok("tshark", &["-n", "-r", file]);
+    assert_eq!(shark.lines().count(), 8, "{shark}");
+    assert!(
+        shark.contains("Echo (ping) request") && shark.contains("Echo (ping) reply"),
+        "{shark}"
+    );
+    assert!(shark.contains("Who has 198.18.6.2?"), "{shark}");
     let line = one_line_error(&d.vtap(&["capture", "tap0", "--stop"]));
     assert!(
         line.contains("no capture is running"),
