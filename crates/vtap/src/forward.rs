@@ -57,6 +57,14 @@ pub enum Error {
         /// Its current peer.
         peer: String,
     },
+    /// The interface is already attached elsewhere.
+    #[error("{iface}: {what}")]
+    Attached {
+        /// The interface.
+        iface: String,
+        /// Where, and what to do.
+        what: String,
+    },
     /// L2 and L3 ends.
     #[error("xconnect {a} {b}: a TAP (L2) and a TUN (L3) interface cannot be cross-connected")]
     Mismatch {
@@ -296,9 +304,9 @@ impl Forwarder {
                 });
             }
             if let Some(bd) = self.bridge_of(end.id) {
-                return Err(Error::Busy {
+                return Err(Error::Attached {
                     iface: end.name.clone(),
-                    peer: format!("bridge {bd}"),
+                    what: format!("in bridge {bd}; remove it from the bridge first"),
                 });
             }
         }
@@ -376,8 +384,16 @@ impl Forwarder {
     /// What `id` is attached to, in words, if anything.
     pub fn attachment(&self, id: u32) -> Option<String> {
         self.involving(id)
-            .map(|x| format!("cross-connected ({} <-> {})", x.a, x.b))
-            .or_else(|| self.bridge_of(id).map(|b| format!("in bridge {b}")))
+            .map(|x| {
+                format!(
+                    "cross-connected ({} <-> {}); remove the xconnect first",
+                    x.a, x.b
+                )
+            })
+            .or_else(|| {
+                self.bridge_of(id)
+                    .map(|b| format!("in bridge {b}; remove it from the bridge first"))
+            })
     }
 
     fn shared_bridge(&self, name: &str) -> Result<(SharedBridge, usize), Error> {
@@ -423,9 +439,9 @@ impl Forwarder {
             });
         }
         if let Some(what) = self.attachment(end.id) {
-            return Err(Error::Busy {
+            return Err(Error::Attached {
                 iface: end.name,
-                peer: what,
+                what,
             });
         }
         let datapath = end

@@ -204,7 +204,7 @@ async fn delete(
     if let Some(what) = forwarder(&s).attachment(id) {
         return Err(ApiError {
             status: StatusCode::CONFLICT,
-            message: format!("interface '{iface}': {what}; remove it from there first"),
+            message: format!("interface '{iface}': {what}"),
         });
     }
     Ok(Json(reg.delete(&iface).await?))
@@ -217,7 +217,9 @@ fn forwarder(s: &AppState) -> std::sync::MutexGuard<'_, Forwarder> {
 fn forwarding_error(e: vtap::forward::Error) -> ApiError {
     use vtap::forward::Error as E;
     let status = match e {
-        E::Busy { .. } | E::BridgeExists(_) | E::BridgeNotEmpty(_) => StatusCode::CONFLICT,
+        E::Busy { .. } | E::Attached { .. } | E::BridgeExists(_) | E::BridgeNotEmpty(_) => {
+            StatusCode::CONFLICT
+        }
         E::NotFound(_) | E::NoBridge(_) | E::NotAPort { .. } => StatusCode::NOT_FOUND,
         E::Worker(_) => StatusCode::INTERNAL_SERVER_ERROR,
         _ => StatusCode::BAD_REQUEST,
