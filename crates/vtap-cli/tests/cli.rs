@@ -798,7 +798,8 @@ fn rx_mode_changes_how_the_forwarding_worker_waits() {
     d.ok(&["set", "tap0", "rx-mode", "interrupt"]);
     let interrupt = busy_for_a_second();
     eprintln!("idle link, 1 s: polling {polling} ticks, interrupt {interrupt} ticks");
-    assert!(polling >= 30, "a polling worker spins: {polling} ticks");
+    // A spinning worker shows ~100 ticks alone; other tests share the 2 CPUs.
+    assert!(polling >= 20, "a polling worker spins: {polling} ticks");
     assert!(
         interrupt <= 3,
         "an interrupt-mode worker sleeps: {interrupt} ticks"

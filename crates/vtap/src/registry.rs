@@ -858,23 +858,17 @@ impl Registry {
             .await?;
             rb.undo.push(Undo::ReleaseController(index));
         }
-        if let Some(p) = cfg.host_ip4_addr {
-            astep(f, Step::AddIp4, async {
-                host.add_address(index, p.ip(), p.len)
-                    .await
-                    .map_err(Into::into)
+        let addrs = [
+            (Step::AddIp4, cfg.host_ip4_addr.map(|p| (p.ip(), p.len))),
+            (Step::AddIp6, cfg.host_ip6_addr.map(|p| (p.ip(), p.len))),
+        ];
+        for (s, addr) in addrs {
+            let Some((ip, len)) = addr else { continue };
+            astep(f, s, async {
+                host.add_address(index, ip, len).await.map_err(Into::into)
             })
             .await?;
-            rb.undo.push(Undo::DelAddress(index, p.ip(), p.len));
-        }
-        if let Some(p) = cfg.host_ip6_addr {
-            astep(f, Step::AddIp6, async {
-                host.add_address(index, p.ip(), p.len)
-                    .await
-                    .map_err(Into::into)
-            })
-            .await?;
-            rb.undo.push(Undo::DelAddress(index, p.ip(), p.len));
+            rb.undo.push(Undo::DelAddress(index, ip, len));
         }
         if !cfg.attach {
             astep(f, Step::LinkUp, async {

@@ -66,18 +66,10 @@ impl Harness {
     fn new(size: u16, indirect: bool, event_idx: bool) -> Self {
         let arena = Arena::new(8 << 20).expect("arena");
         let drv = DriverQueue::new(&arena, size, indirect, event_idx).expect("ring");
-        let mut dev = Queue::new(size).expect("device queue");
-        let a = drv.addrs();
-        let split = |g: GuestAddress| (Some(g.0 as u32), Some((g.0 >> 32) as u32));
-        let (lo, hi) = split(a.desc);
-        dev.set_desc_table_address(lo, hi);
-        let (lo, hi) = split(a.avail);
-        dev.set_avail_ring_address(lo, hi);
-        let (lo, hi) = split(a.used);
-        dev.set_used_ring_address(lo, hi);
-        dev.set_event_idx(event_idx);
-        dev.set_ready(true);
-        assert!(dev.is_valid(arena.mem()), "device accepts our layout");
+        let dev = drv
+            .addrs()
+            .device_queue(size, event_idx, arena.mem())
+            .expect("device accepts our layout");
         let free_bufs = (0..2048)
             .map(|_| arena.alloc(BUF as usize, 64).expect("buf"))
             .collect();

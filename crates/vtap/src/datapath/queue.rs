@@ -570,25 +570,10 @@ mod tests {
 
     /// A device on `rxq`'s ring, served by virtio-queue in this process.
     fn device(rxq: &RxQueue, mem: &vm_memory::GuestMemoryMmap) -> Queue {
-        let ds = rxq.device_side();
-        let mut q = Queue::new(ds.ring.size()).expect("queue");
-        let a = ds.ring.addrs();
-        let lo_hi = |g: GuestAddress| {
-            let [l0, l1, l2, l3, h0, h1, h2, h3] = g.0.to_le_bytes();
-            (
-                Some(u32::from_le_bytes([l0, l1, l2, l3])),
-                Some(u32::from_le_bytes([h0, h1, h2, h3])),
-            )
-        };
-        let (l, h) = lo_hi(a.desc);
-        q.set_desc_table_address(l, h);
-        let (l, h) = lo_hi(a.avail);
-        q.set_avail_ring_address(l, h);
-        let (l, h) = lo_hi(a.used);
-        q.set_used_ring_address(l, h);
-        q.set_ready(true);
-        assert!(q.is_valid(mem));
-        q
+        let ring = rxq.device_side().ring;
+        ring.addrs()
+            .device_queue(ring.size(), false, mem)
+            .expect("device queue")
     }
 
     /// Writes `bytes` over `chains` popped chains; returns (head, len) each.

@@ -37,6 +37,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use virtio_queue::{Queue, QueueT};
+
 use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryMmap, WriteVolatile};
 use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
@@ -95,26 +96,10 @@ struct DevQueue {
 
 impl DevQueue {
     fn new(ds: &DeviceSide<'_>, event_idx: bool, mem: &GuestMemoryMmap) -> Result<Self, Error> {
-        let mut q = Queue::new(ds.ring.size()).map_err(Error::Queue)?;
         let a = ds.ring.addrs();
-        let split = |g: GuestAddress| {
-            let [l0, l1, l2, l3, h0, h1, h2, h3] = g.0.to_le_bytes();
-            (
-                Some(u32::from_le_bytes([l0, l1, l2, l3])),
-                Some(u32::from_le_bytes([h0, h1, h2, h3])),
-            )
-        };
-        let (lo, hi) = split(a.desc);
-        q.set_desc_table_address(lo, hi);
-        let (lo, hi) = split(a.avail);
-        q.set_avail_ring_address(lo, hi);
-        let (lo, hi) = split(a.used);
-        q.set_used_ring_address(lo, hi);
-        q.set_event_idx(event_idx);
-        q.set_ready(true);
-        if !q.is_valid(mem) {
-            return Err(Error::Queue(virtio_queue::Error::InvalidSize));
-        }
+        let q = a
+            .device_queue(ds.ring.size(), event_idx, mem)
+            .map_err(Error::Queue)?;
         Ok(Self {
             q,
             kick: ds.kick.try_clone().map_err(Error::Io)?,

@@ -119,6 +119,41 @@ pub struct RingAddrs {
     pub used: GuestAddress,
 }
 
+impl RingAddrs {
+    /// A device-side view of this ring (rust-vmm `virtio-queue`), as the
+    /// userspace backend and the tests drive it: size, the three addresses,
+    /// EVENT_IDX, ready, checked against `mem`.
+    pub fn device_queue(
+        &self,
+        size: u16,
+        event_idx: bool,
+        mem: &vm_memory::GuestMemoryMmap,
+    ) -> Result<virtio_queue::Queue, virtio_queue::Error> {
+        use virtio_queue::QueueT;
+        let mut q = virtio_queue::Queue::new(size)?;
+        let lo_hi = |g: GuestAddress| {
+            let [l0, l1, l2, l3, h0, h1, h2, h3] = g.0.to_le_bytes();
+            (
+                Some(u32::from_le_bytes([l0, l1, l2, l3])),
+                Some(u32::from_le_bytes([h0, h1, h2, h3])),
+            )
+        };
+        let (l, h) = lo_hi(self.desc);
+        q.set_desc_table_address(l, h);
+        let (l, h) = lo_hi(self.avail);
+        q.set_avail_ring_address(l, h);
+        let (l, h) = lo_hi(self.used);
+        q.set_used_ring_address(l, h);
+        q.set_event_idx(event_idx);
+        q.set_ready(true);
+        if q.is_valid(mem) {
+            Ok(q)
+        } else {
+            Err(virtio_queue::Error::InvalidSize)
+        }
+    }
+}
+
 /// A snapshot of the ring's indices, for `show`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct RingState {
