@@ -626,25 +626,41 @@ impl Worker {
         }
     }
 
+    /// One rx burst from queue `q` of `dp` into the frame buffers, which are
+    /// kept across bursts (no allocation per frame once warm). Returns how
+    /// many frames `self.frames[..n]` now holds.
+    fn burst_from(&mut self, dp: &SharedDataPath, q: usize) -> usize {
+        let frames = &mut self.frames;
+        let mut used = 0;
+        let got = lock(dp).rx_burst(q, MAX_BURST, |f| {
+            if used == frames.len() {
+                frames.push((VnetHdr::default(), Vec::new()));
+            }
+            let (hdr, buf) = &mut frames[used];
+            *hdr = VnetHdr {
+                num_buffers: 0,
+                ..f.hdr
+            };
+            f.copy_into(buf);
+            used += 1;
+        });
+        if got.is_ok() {
+            used
+        } else {
+            0
+        }
+    }
+
     /// One burst from each rx queue of `src` to `dst`; returns frames moved.
     fn pump(&mut self, src: &SharedDataPath, dst: &SharedDataPath) -> usize {
         let nq = lock(src).num_rx();
         let mut moved = 0;
         for q in 0..nq {
-            let frames = &mut self.frames;
-            frames.clear();
-            let got = lock(src).rx_burst(q, MAX_BURST, |f| {
-                let hdr = VnetHdr {
-                    num_buffers: 0,
-                    ..f.hdr
-                };
-                frames.push((hdr, f.to_vec()));
-            });
-            if !matches!(got, Ok(n) if n > 0) {
+            let n = self.burst_from(src, q);
+            if n == 0 {
                 continue;
             }
-            let burst: Vec<TxFrame<'_>> = self
-                .frames
+            let burst: Vec<TxFrame<'_>> = self.frames[..n]
                 .iter()
                 .map(|(hdr, data)| TxFrame { hdr: *hdr, data })
                 .collect();
@@ -652,7 +668,7 @@ impl Worker {
             let txq = q % d.num_tx().max(1);
             // Frames the ring cannot take are counted there as drops.
             let _ = d.tx_burst(txq, &burst);
-            moved += burst.len();
+            moved += n;
         }
         moved
     }
@@ -674,22 +690,15 @@ impl Worker {
             let in_port = u32::try_from(i).unwrap_or(u32::MAX);
             let nq = lock(&bd.ports[i].datapath).num_rx();
             for q in 0..nq {
-                let frames = &mut self.frames;
-                frames.clear();
-                let got = lock(&bd.ports[i].datapath).rx_burst(q, MAX_BURST, |f| {
-                    let hdr = VnetHdr {
-                        num_buffers: 0,
-                        ..f.hdr
-                    };
-                    frames.push((hdr, f.to_vec()));
-                });
-                if !matches!(got, Ok(k) if k > 0) {
+                let dp = bd.ports[i].datapath.clone();
+                let got = self.burst_from(&dp, q);
+                if got == 0 {
                     continue;
                 }
-                received += self.frames.len();
+                received += got;
                 // For each egress port, the frames bound for it.
                 let mut out: Vec<Vec<usize>> = vec![Vec::new(); n];
-                for (k, (_, data)) in self.frames.iter().enumerate() {
+                for (k, (_, data)) in self.frames[..got].iter().enumerate() {
                     let (Some(dst), Some(src)) = (data.get(0..6), data.get(6..12)) else {
                         continue;
                     };

@@ -369,6 +369,9 @@ pub enum Error {
     /// A capture could not start.
     #[error(transparent)]
     Capture(#[from] datapath::capture::Error),
+    /// A run-time change to a data path failed.
+    #[error("data path")]
+    DataPath(#[from] datapath::Error),
     /// The interface runs no data path (or no capture, to stop).
     #[error("interface '{iface}': {reason}")]
     NoDataPath {
@@ -420,6 +423,7 @@ impl Error {
             | Error::AttachMismatch { .. }
             | Error::Capture(_) => ErrorKind::Invalid,
             Error::NoDataPath { .. } => ErrorKind::NotFound,
+            Error::DataPath(_) => ErrorKind::Internal,
             Error::NotFound(_) => ErrorKind::NotFound,
             Error::IdTaken(_) | Error::NoFreeId | Error::NameTaken { .. } => ErrorKind::Conflict,
             Error::RouteExists { .. } => ErrorKind::Conflict,
@@ -1000,22 +1004,25 @@ impl Registry {
         })
     }
 
-    /// Sets the rx mode of every rx queue of an interface (takes effect at
-    /// once; the worker serving it follows at its next idle round).
-    pub fn set_rx_mode(&mut self, key: &str, mode: datapath::RxMode) -> Result<TapInfo, Error> {
+    /// The interface `key` names, with its running data path.
+    fn with_datapath(&self, key: &str) -> Result<(u32, &Tap, &SharedDataPath), Error> {
         let id = self.resolve(key)?;
         let t = &self.taps[&id];
         let dp = t.datapath.as_ref().ok_or_else(|| Error::NoDataPath {
             iface: key.to_string(),
             reason: "runs no data path",
         })?;
+        Ok((id, t, dp))
+    }
+
+    /// Sets the rx mode of every rx queue of an interface (takes effect at
+    /// once; the worker serving it follows at its next idle round).
+    pub fn set_rx_mode(&mut self, key: &str, mode: datapath::RxMode) -> Result<TapInfo, Error> {
+        let (id, t, dp) = self.with_datapath(key)?;
         {
             let mut d = lock(dp);
             for q in 0..d.num_rx() {
-                d.set_rx_mode(q, mode).map_err(|e| Error::Step {
-                    step: Step::StartDataPath,
-                    source: e.into(),
-                })?;
+                d.set_rx_mode(q, mode)?;
             }
         }
         tracing::info!(id, ?mode, "rx mode changed");
@@ -1030,12 +1037,7 @@ impl Registry {
         direction: datapath::capture::Direction,
         count: Option<u64>,
     ) -> Result<datapath::capture::CaptureState, Error> {
-        let id = self.resolve(key)?;
-        let t = &self.taps[&id];
-        let dp = t.datapath.as_ref().ok_or_else(|| Error::NoDataPath {
-            iface: key.to_string(),
-            reason: "runs no data path",
-        })?;
+        let (id, t, dp) = self.with_datapath(key)?;
         let st = lock(dp).start_capture(path, direction, count, t.info.tun)?;
         tracing::info!(id, file = %st.file, "capture started");
         Ok(st)
@@ -1043,13 +1045,11 @@ impl Registry {
 
     /// Stops an interface's capture; returns what it wrote.
     pub fn stop_capture(&self, key: &str) -> Result<datapath::capture::CaptureState, Error> {
-        let id = self.resolve(key)?;
-        let none = || Error::NoDataPath {
+        let (id, _, dp) = self.with_datapath(key)?;
+        let st = lock(dp).stop_capture().ok_or_else(|| Error::NoDataPath {
             iface: key.to_string(),
             reason: "no capture is running",
-        };
-        let dp = self.taps[&id].datapath.as_ref().ok_or_else(none)?;
-        let st = lock(dp).stop_capture().ok_or_else(none)?;
+        })?;
         tracing::info!(id, file = %st.file, frames = st.captured, "capture stopped");
         Ok(st)
     }

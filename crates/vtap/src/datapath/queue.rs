@@ -157,6 +157,26 @@ impl<'a> RxFrame<'a> {
         })
     }
 
+    /// Copies the frame into `out`, reusing its allocation.
+    pub fn copy_into(&self, out: &mut Vec<u8>) {
+        out.clear();
+        out.resize(self.len, 0);
+        let mut at = 0;
+        for &(a, l) in self.segs {
+            let l = l as usize;
+            if self
+                .arena
+                .mem()
+                .read_slice(&mut out[at..at + l], a)
+                .is_err()
+            {
+                out.truncate(at);
+                return;
+            }
+            at += l;
+        }
+    }
+
     /// Copies the frame out.
     pub fn to_vec(&self) -> Vec<u8> {
         let mut out = vec![0u8; self.len];
