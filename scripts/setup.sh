@@ -12,6 +12,7 @@ PKGS=(
 	tshark      # reads the pcap files back too (a second, independent reader)
 	util-linux  # setpriv, unshare: tests of missing privileges and /dev/net/tun
 	gcc         # some crates build C
+	curl        # the tests read /metrics the way an operator would (curl --unix-socket)
 )
 
 missing=()

@@ -412,7 +412,7 @@ pub mod packet {
                     SOL_PACKET,
                     PACKET_VNET_HDR,
                     std::ptr::from_ref(&on).cast(),
-                    std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+                    libc::socklen_t::try_from(std::mem::size_of::<libc::c_int>()).unwrap_or(4),
                 )
             })?;
             let tv = libc::timeval {
@@ -536,5 +536,37 @@ pub mod packet {
         h[6..8].copy_from_slice(&34u16.to_le_bytes()); // csum_start
         h[8..10].copy_from_slice(&16u16.to_le_bytes()); // csum_offset
         h
+    }
+}
+
+/// UDP segmentation offload from a socket (`UDP_SEGMENT`): one `send` of
+/// up to 64 KB leaves the stack as one UDP super-datagram that a device with
+/// USO takes whole, or that the kernel cuts before a device without it.
+pub mod udp_gso {
+    use std::io;
+    use std::os::fd::AsRawFd;
+
+    /// `UDP_SEGMENT` (linux/udp.h).
+    const UDP_SEGMENT: libc::c_int = 103;
+
+    /// Sets the segment size for every later send on `sock`.
+    pub fn set_segment(sock: &std::net::UdpSocket, size: u16) -> io::Result<()> {
+        let v = libc::c_int::from(size);
+        // SAFETY: setsockopt reads sizeof(c_int) bytes from &v, which lives
+        // for the call; the fd is owned by `sock`.
+        let r = unsafe {
+            libc::setsockopt(
+                sock.as_raw_fd(),
+                libc::SOL_UDP,
+                UDP_SEGMENT,
+                std::ptr::from_ref(&v).cast(),
+                libc::socklen_t::try_from(std::mem::size_of::<libc::c_int>()).unwrap_or(4),
+            )
+        };
+        if r == 0 {
+            Ok(())
+        } else {
+            Err(io::Error::last_os_error())
+        }
     }
 }

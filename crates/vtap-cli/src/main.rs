@@ -369,6 +369,24 @@ fn print_datapath(dp: &Value) {
         hex("features_offered"),
         hex("features_negotiated")
     );
+    let caps = &dp["offload_caps"];
+    let takes: Vec<&str> = ["csum", "tso4", "tso6", "uso4", "uso6", "gro"]
+        .into_iter()
+        .filter(|k| caps[*k].as_bool() == Some(true))
+        .collect();
+    let o = &dp["offload"];
+    println!(
+        "  egress offloads [{}]  sw: segmented {} -> {} segments, csum completed {}, coalesced {} into {}, csum verified {} bad {}, bad-header drops {}",
+        takes.join(" "),
+        opt(o, "segmented"),
+        opt(o, "segments"),
+        opt(o, "csum_completed"),
+        opt(o, "coalesced"),
+        opt(o, "coalesced_frames"),
+        opt(o, "csum_verified"),
+        opt(o, "csum_bad"),
+        opt(o, "drop_bad_header"),
+    );
     for dir in ["rx", "tx"] {
         for (i, q) in dp[dir].as_array().into_iter().flatten().enumerate() {
             let (r, c) = (&q["ring"], &q["counters"]);

@@ -570,6 +570,40 @@ fn xconnect_through_the_daemon() {
         "ping: {}",
         String::from_utf8_lossy(&ping.stdout)
     );
+    // /metrics, read the way an operator does: per-queue counters match
+    // `show --json`, and the API requests so far are counted by route.
+    let url = "http://localhost/metrics";
+    let sock = d.socket.display().to_string();
+    let text = vtap_testkit::run_ok("curl", &["-sf", "--unix-socket", &sock, url]);
+    let sample = |name: &str, labels: &str| -> u64 {
+        let key = if labels.is_empty() {
+            format!("{name} ")
+        } else {
+            format!("{name}{{{labels}}} ")
+        };
+        text.lines()
+            .find_map(|l| l.strip_prefix(&key))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {key} in:\n{text}"))
+    };
+    let rx0 = sample(
+        "vtap_queue_packets_total",
+        "iface=\"tap0\",direction=\"rx\",queue=\"0\"",
+    );
+    assert!(rx0 >= 3, "the pings were received: {rx0}");
+    let shown = d.show_json()[0]["datapath"]["rx"][0]["counters"]["packets"]
+        .as_u64()
+        .expect("packets");
+    assert!(shown >= rx0, "show and metrics agree ({shown} >= {rx0})");
+    assert_eq!(sample("vtap_interfaces", ""), 2);
+    let creates = sample(
+        "vtap_api_requests_total",
+        "route=\"/v1/taps\",method=\"POST\",status=\"201\"",
+    );
+    assert_eq!(creates, 2);
+    assert!(text.contains("vtap_queue_drops_total{"), "{text}");
+    assert!(text.contains("vtap_offload_total{"), "{text}");
+    assert!(text.contains("vtap_ring_in_flight{"), "{text}");
     let list: Value = serde_json::from_str(&d.ok(&["xconnect", "--list"])).expect("json");
     assert_eq!(list[0]["a"], "tap0");
     assert_eq!(list[0]["b"], "tap1");

@@ -10,8 +10,11 @@
 //! 256 frames) from every rx queue of one side, sent as one tx burst on the
 //! other side's queue of the same number (modulo its queue count). Frames keep
 //! their virtio-net header, so a GSO super-frame stays one frame from end to
-//! end and checksum-partial frames stay partial — no segmentation or checksum
-//! work unless a later offload layer must do it.
+//! end and checksum-partial frames stay partial where the egress interface
+//! takes them; where it does not, [`crate::offload`] segments, completes
+//! checksums, or (toward `gro-coalesce` interfaces) merges TCP runs, per
+//! egress interface. A full egress ring is waited on briefly ([`TX_WAIT`])
+//! before frames are dropped, since segmenting a burst multiplies it.
 //!
 //! A worker polls while frames keep coming; after [`IDLE_POLLS`] empty rounds
 //! it arms every rx queue it serves (re-checking for frames that raced in) and
@@ -34,7 +37,8 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
-use crate::datapath::{TxFrame, VnetHdr, MAX_BURST};
+use crate::datapath::{DataPath, VnetHdr, MAX_BURST};
+use crate::offload::{Egress, Frame};
 use crate::registry::{lock, SharedDataPath};
 
 /// Empty rounds a worker polls before it sleeps when a queue it serves is
@@ -42,6 +46,10 @@ use crate::registry::{lock, SharedDataPath};
 pub const IDLE_POLLS: u32 = 32;
 /// Longest sleep (ms): a safety net, not a timer anything depends on.
 const SLEEP_MS: i32 = 1000;
+/// How long a worker waits for room on a full egress ring before it drops
+/// the rest of a burst. Segmenting one burst of super-frames in software
+/// can yield thousands of frames; the device drains a ring in microseconds.
+const TX_WAIT: Duration = Duration::from_millis(2);
 
 /// Why a forwarding operation was refused.
 #[derive(Debug, thiserror::Error)]
@@ -560,7 +568,9 @@ struct Worker {
     xcs: Vec<(u32, SharedDataPath, SharedDataPath)>,
     bds: Vec<SharedBridge>,
     /// Frames of one burst, reused.
-    frames: Vec<(VnetHdr, Vec<u8>)>,
+    frames: Vec<Frame>,
+    /// Segments, completed and merged frames of one burst, reused.
+    egress: Egress,
 }
 
 impl Worker {
@@ -571,6 +581,7 @@ impl Worker {
             xcs: Vec::new(),
             bds: Vec::new(),
             frames: Vec::with_capacity(MAX_BURST),
+            egress: Egress::default(),
         }
     }
 
@@ -634,14 +645,14 @@ impl Worker {
         let mut used = 0;
         let got = lock(dp).rx_burst(q, MAX_BURST, |f| {
             if used == frames.len() {
-                frames.push((VnetHdr::default(), Vec::new()));
+                frames.push(Frame::default());
             }
-            let (hdr, buf) = &mut frames[used];
-            *hdr = VnetHdr {
+            let out = &mut frames[used];
+            out.hdr = VnetHdr {
                 num_buffers: 0,
                 ..f.hdr
             };
-            f.copy_into(buf);
+            f.copy_into(&mut out.data);
             used += 1;
         });
         if got.is_ok() {
@@ -649,6 +660,21 @@ impl Worker {
         } else {
             0
         }
+    }
+
+    /// Sends frames `select` of the current burst out of `d` on the tx queue
+    /// that matches rx queue `q`: segmented, completed or coalesced as the
+    /// egress interface's offloads require ([`crate::offload`]).
+    fn send(&mut self, d: &mut DataPath, q: usize, select: impl IntoIterator<Item = usize>) {
+        let caps = d.offload_caps();
+        let input = &self.frames;
+        self.egress.prepare(&caps, input, select);
+        let burst = self.egress.tx_frames(input);
+        let txq = q % d.num_tx().max(1);
+        // Frames the ring cannot take in time are counted there as drops.
+        let _ = d.tx_burst_wait(txq, &burst, TX_WAIT);
+        drop(burst);
+        d.add_offload_stats(&self.egress.take_stats());
     }
 
     /// One burst from each rx queue of `src` to `dst`; returns frames moved.
@@ -660,14 +686,8 @@ impl Worker {
             if n == 0 {
                 continue;
             }
-            let burst: Vec<TxFrame<'_>> = self.frames[..n]
-                .iter()
-                .map(|(hdr, data)| TxFrame { hdr: *hdr, data })
-                .collect();
             let mut d = lock(dst);
-            let txq = q % d.num_tx().max(1);
-            // Frames the ring cannot take are counted there as drops.
-            let _ = d.tx_burst(txq, &burst);
+            self.send(&mut d, q, 0..n);
             moved += n;
         }
         moved
@@ -698,7 +718,7 @@ impl Worker {
                 received += got;
                 // For each egress port, the frames bound for it.
                 let mut out: Vec<Vec<usize>> = vec![Vec::new(); n];
-                for (k, (_, data)) in self.frames[..got].iter().enumerate() {
+                for (k, Frame { data, .. }) in self.frames[..got].iter().enumerate() {
                     let (Some(dst), Some(src)) = (data.get(0..6), data.get(6..12)) else {
                         continue;
                     };
@@ -731,16 +751,8 @@ impl Worker {
                     }
                 }
                 for (j, idx) in out.iter().enumerate().filter(|(_, idx)| !idx.is_empty()) {
-                    let burst: Vec<TxFrame<'_>> = idx
-                        .iter()
-                        .map(|&k| TxFrame {
-                            hdr: self.frames[k].0,
-                            data: &self.frames[k].1,
-                        })
-                        .collect();
                     let mut d = lock(&bd.ports[j].datapath);
-                    let txq = q % d.num_tx().max(1);
-                    let _ = d.tx_burst(txq, &burst);
+                    self.send(&mut d, q, idx.iter().copied());
                 }
             }
         }

@@ -44,6 +44,7 @@ pub mod forward;
 pub mod host;
 pub mod mac;
 pub mod netns;
+pub mod offload;
 pub mod options;
 pub mod registry;
 pub mod sys;

@@ -39,6 +39,7 @@ use crate::fault::{Faults, Step};
 use crate::host::{self, Host};
 use crate::mac::MacAddr;
 use crate::netns::{self, Netns, NetnsSpec};
+use crate::offload::Caps;
 use crate::options::{self, BackendRequest, CreateOptions, TapConfig, MAX_ID};
 use crate::tun::{self, Mode, OffloadMode};
 
@@ -53,6 +54,9 @@ pub struct Settings {
     pub default_host_mtu: Option<u32>,
     /// Kill switch for UDP segmentation offload (`TUN_F_USO4/6`).
     pub allow_uso: bool,
+    /// Kill switch for every offload: when false, gso, csum-offload and
+    /// gro-coalesce are refused (at creation and at run time).
+    pub allow_offload: bool,
     /// The TUN character device.
     pub tun_device: CString,
     /// The vhost-net character device.
@@ -68,6 +72,7 @@ impl Default for Settings {
         Self {
             default_host_mtu: None,
             allow_uso: true,
+            allow_offload: true,
             tun_device: tun::DEV_NET_TUN.to_owned(),
             vhost_device: PathBuf::from(DEV_VHOST_NET),
             datapath: true,
@@ -667,6 +672,7 @@ impl Registry {
     /// Creates (or attaches to) an interface. On error nothing is left.
     pub async fn create(&mut self, opts: &CreateOptions) -> Result<TapInfo, Error> {
         let cfg = opts.validate()?;
+        self.offload_allowed(cfg.offload, cfg.gro_coalesce)?;
         let mut rb = Rollback::default();
         match self.build(&cfg, &mut rb).await {
             Ok(tap) => {
@@ -688,6 +694,24 @@ impl Registry {
                 Err(e)
             }
         }
+    }
+
+    /// Refuses offloads when the daemon's kill switch is off.
+    fn offload_allowed(&self, mode: OffloadMode, gro: bool) -> Result<(), Error> {
+        let asked = match (mode, gro) {
+            (OffloadMode::Gso, _) => "gso",
+            (OffloadMode::Csum, _) => "csum-offload",
+            (_, true) => "gro-coalesce",
+            (OffloadMode::None, false) => return Ok(()),
+        };
+        if self.settings.allow_offload {
+            return Ok(());
+        }
+        Err(Error::Invalid(options::Error {
+            field: "offload",
+            value: asked.into(),
+            reason: "offloads are switched off in this daemon ([tap] offload = false)".into(),
+        }))
     }
 
     async fn build(&self, cfg: &TapConfig, rb: &mut Rollback) -> Result<Tap, Error> {
@@ -792,10 +816,12 @@ impl Registry {
         let backend = step(f, Step::SelectBackend, || Ok(()))
             .and_then(|()| self.select_backend(cfg.backend))?;
         if self.settings.datapath {
-            let dp = step(f, Step::StartDataPath, || {
+            let mut dp = step(f, Step::StartDataPath, || {
                 self.start_datapath(cfg, backend, &rb.queues)
                     .map_err(Into::into)
             })?;
+            let tun = cfg.mode == Mode::Tun;
+            dp.set_offload_caps(Caps::from_mask(mask, cfg.gro_coalesce, tun));
             rb.datapath = Some(dp);
         }
 
@@ -1152,13 +1178,22 @@ impl Registry {
                 action: action_name.clone(),
                 reason,
             })?;
+        if !self.settings.allow_offload && (mode != OffloadMode::None || gro) {
+            return Err(Error::Offload {
+                action: action_name,
+                reason: "offloads are switched off in this daemon ([tap] offload = false)".into(),
+            });
+        }
         let mask = step(&faults, Step::SetOffload, || {
             tun::set_offload(&tap.queues, &tap.info.host_if_name, mode, allow_uso)
                 .map_err(Into::into)
         })?;
         tap.info.set_offload(mode, gro, mask);
+        if let Some(dp) = &tap.datapath {
+            lock(dp).set_offload_caps(Caps::from_mask(mask, gro, tap.info.tun));
+        }
         tracing::info!(id, action = %action_name, tun_offload = mask, "offload changed");
-        Ok(tap.info.clone())
+        Ok(tap.snapshot())
     }
 
     /// Duplicates of an interface's queue fds, one per rx queue, for the

@@ -299,6 +299,13 @@ async fn offload_toggles_act_on_every_queue() {
         assert_eq!((i.gso, i.csum_offload), (*gso, *csum_only), "{action:?}");
         assert_eq!(csum(&ns), *want_csum, "{action:?}: tx-checksumming");
         assert_eq!(tso(&ns), *want_tso, "{action:?}: TSO");
+        // The forwarding plane's view follows: what may leave through it.
+        let caps = i.datapath.as_ref().expect("data path").offload_caps;
+        assert_eq!(
+            (caps.csum, caps.tso4, caps.tso6, caps.gro),
+            (*gso || *csum_only, *gso, *gso, i.gro_coalesce),
+            "{action:?}: egress caps"
+        );
     }
     let e = reg
         .set_offload("tap0", OffloadAction::GroCoalesceEnable)
@@ -312,6 +319,49 @@ async fn offload_toggles_act_on_every_queue() {
         ns.link(&name).expect("tap")["linkinfo"]["info_data"]["numqueues"],
         4
     );
+}
+
+#[tokio::test]
+async fn daemon_kill_switch_refuses_every_offload() {
+    let ns = TestNs::new("kill");
+    let mut reg = Registry::new(Settings {
+        allow_offload: false,
+        ..Settings::default()
+    })
+    .expect("registry");
+    type Edit = fn(&mut CreateOptions);
+    let asks: [(Edit, &str); 3] = [
+        (|o| o.gso = true, "gso"),
+        (|o| o.csum_offload = true, "csum-offload"),
+        (
+            |o| {
+                o.gso = true;
+                o.gro_coalesce = true;
+            },
+            "gso",
+        ),
+    ];
+    for (edit, word) in asks {
+        let mut o = in_ns(&ns);
+        edit(&mut o);
+        let e = reg.create(&o).await.expect_err(word);
+        assert_eq!(
+            error_chain(&e),
+            format!(
+                "offload '{word}': offloads are switched off in this daemon ([tap] offload = false)"
+            )
+        );
+        assert!(ns.link_names().iter().all(|n| n == "lo"), "nothing left");
+    }
+    let info = reg.create(&in_ns(&ns)).await.expect("no offload is fine");
+    let e = reg
+        .set_offload(&info.name, OffloadAction::GsoEnable)
+        .await
+        .expect_err("run time too");
+    assert!(error_chain(&e).contains("switched off"), "{e}");
+    let k = ns.ethtool_k(&info.host_if_name);
+    assert_eq!(k["tx-checksumming"], "off", "the kernel still has none");
+    reg.delete(&info.name).await.expect("delete");
 }
 
 #[tokio::test]

@@ -18,6 +18,7 @@
 //! | GET/DELETE | `/v1/bridges/{bd}` | | the bridge with its MAC table / 204 |
 //! | POST | `/v1/bridges/{bd}/interfaces` | `{"iface": "tap0"}` | the bridge |
 //! | DELETE | `/v1/bridges/{bd}/interfaces/{if}` | | the bridge |
+//! | GET | `/metrics` | | Prometheus text format: per queue packets, bytes, kicks, drops by reason, ring occupancy; offload counters; API requests |
 //! | PUT/DELETE | `/v1/debug/fault` | `{"step": "set-mtu", "errno": 5}` | 204 (only with `[debug] fault_injection`) |
 //!
 //! `{if}` is `tap<id>`, `tun<id>` or the id. Every error is
@@ -52,6 +53,8 @@ pub struct AppState {
     pub fault_injection: bool,
     /// The socket path, for `/v1/info`.
     pub socket: String,
+    /// API requests served, for `/metrics`.
+    pub api_requests: crate::metrics::ApiRequests,
 }
 
 /// An API error: status and one-line message.
@@ -140,13 +143,53 @@ pub fn router(state: Arc<AppState>) -> Router {
             axum::routing::delete(remove_bridge_port),
         )
         .route("/v1/debug/fault", put(arm_fault).delete(disarm_fault))
+        .route("/metrics", get(metrics))
         .fallback(|| async {
             ApiError {
                 status: StatusCode::NOT_FOUND,
                 message: "no such API resource".into(),
             }
         })
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            count_request,
+        ))
         .with_state(state)
+}
+
+/// Counts every request by route template, method and status.
+async fn count_request(
+    State(s): State<Arc<AppState>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let route = req
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or_else(|| "unmatched".to_string(), |m| m.as_str().to_string());
+    let method = req.method().to_string();
+    let resp = next.run(req).await;
+    s.api_requests
+        .get_or_create(&crate::metrics::ApiLabels {
+            route,
+            method,
+            status: resp.status().as_u16(),
+        })
+        .inc();
+    resp
+}
+
+async fn metrics(State(s): State<Arc<AppState>>) -> Response {
+    let taps = s.registry.lock().await.list();
+    let body = crate::metrics::render(&taps, &s.api_requests);
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        body,
+    )
+        .into_response()
 }
 
 /// `GET /v1/info`.

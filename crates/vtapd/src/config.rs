@@ -64,6 +64,9 @@ pub struct TapSection {
     pub host_mtu: Option<u32>,
     /// Allow UDP segmentation offload (the per-daemon kill switch).
     pub uso: bool,
+    /// Allow offloads at all (gso, csum-offload, gro-coalesce): the
+    /// per-daemon kill switch. When false, asking for one is refused.
+    pub offload: bool,
 }
 
 impl Default for TapSection {
@@ -71,6 +74,7 @@ impl Default for TapSection {
         Self {
             host_mtu: None,
             uso: true,
+            offload: true,
         }
     }
 }
@@ -193,7 +197,21 @@ mod tests {
                 (c.tap.host_mtu, c.tap.uso, c.log.format),
                 (*mtu, *uso, *fmt)
             );
+            assert!(c.tap.offload, "offloads allowed by default");
         }
+        assert!(
+            !parse("[tap]\noffload = false\n")
+                .expect("kill switch")
+                .tap
+                .offload
+        );
+    }
+
+    #[test]
+    fn the_shipped_config_parses() {
+        let c = parse(include_str!("../../../dist/vtap.toml")).expect("dist/vtap.toml");
+        assert_eq!(c.log.format, LogFormat::Json);
+        assert!(c.tap.offload && c.tap.uso);
     }
 
     #[test]

@@ -11,6 +11,7 @@
 
 pub mod api;
 pub mod config;
+pub mod metrics;
 
 use std::io;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
@@ -137,6 +138,7 @@ pub async fn run(opts: DaemonOptions) -> Result<(), Error> {
     let settings = Settings {
         default_host_mtu: cfg.tap.host_mtu,
         allow_uso: cfg.tap.uso,
+        allow_offload: cfg.tap.offload,
         ..Settings::default()
     };
     let registry = Registry::new(settings)?;
@@ -151,6 +153,7 @@ pub async fn run(opts: DaemonOptions) -> Result<(), Error> {
         forwarder: std::sync::Mutex::new(forwarder),
         fault_injection: cfg.debug.fault_injection,
         socket: socket.display().to_string(),
+        api_requests: metrics::ApiRequests::default(),
     });
     tracing::info!(socket = %socket.display(), pid = std::process::id(), "vtapd listening");
     let served = axum::serve(listener, api::router(state.clone()))

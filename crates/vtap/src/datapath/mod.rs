@@ -15,7 +15,7 @@ use std::fs::File;
 
 use serde::{Deserialize, Serialize};
 
-pub use queue::{Counters, RxFrame, RxMode, RxQueue, TxFrame, TxQueue, BUF_SIZE, MAX_BURST};
+pub use queue::{Counters, RxFrame, RxMode, RxQueue, Sent, TxFrame, TxQueue, BUF_SIZE, MAX_BURST};
 pub use vnet::VnetHdr;
 
 use crate::registry::Backend;
@@ -84,6 +84,10 @@ pub struct State {
     /// A running pcap capture.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub capture: Option<capture::CaptureState>,
+    /// What frames leaving through this interface may carry.
+    pub offload_caps: crate::offload::Caps,
+    /// Offload work done in software for frames leaving through it.
+    pub offload: crate::offload::Stats,
     /// vhost-net only: how the kernel runs its workers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vhost_worker_mode: Option<vhost::WorkerMode>,
@@ -108,6 +112,8 @@ pub struct DataPath {
     rx: Vec<RxQueue>,
     tx: Vec<TxQueue>,
     capture: Option<capture::Capture>,
+    caps: crate::offload::Caps,
+    offload: crate::offload::Stats,
     offered: u64,
     backend: Backend,
     _arena: Arena,
@@ -162,6 +168,8 @@ impl DataPath {
             rx,
             tx,
             capture: None,
+            caps: crate::offload::Caps::default(),
+            offload: crate::offload::Stats::default(),
             offered,
             backend: cfg.backend,
             _arena: arena,
@@ -198,6 +206,46 @@ impl DataPath {
         let n = txq.tx_burst(frames)?;
         self.capture_burst_done(frames.len());
         Ok(n)
+    }
+
+    /// Sends frames on tx queue `q`, waiting up to `wait` for the device to
+    /// make room when the ring or its buffers are full (a burst of segments
+    /// cut in software can be far larger than the ring). What still does not
+    /// fit then is counted as dropped. Returns how many were queued.
+    pub fn tx_burst_wait(
+        &mut self,
+        q: usize,
+        frames: &[TxFrame<'_>],
+        wait: std::time::Duration,
+    ) -> Result<usize, Error> {
+        let txq = self.tx.get_mut(q).ok_or(Error::NoQueue(q))?;
+        if let Some(cap) = self.capture.as_mut().filter(|c| c.wants(false)) {
+            for fr in frames {
+                cap.write(fr.data);
+            }
+        }
+        let mut sent = 0;
+        let mut rest = frames;
+        let mut deadline = None;
+        while !rest.is_empty() {
+            let got = txq.try_send(rest)?;
+            sent += got.sent;
+            rest = &rest[got.consumed..];
+            if rest.is_empty() || got.consumed > 0 {
+                deadline = None;
+                continue;
+            }
+            let until = *deadline.get_or_insert_with(|| std::time::Instant::now() + wait);
+            if std::time::Instant::now() >= until {
+                txq.count_dropped(rest.len());
+                break;
+            }
+            // The device (vhost-net or the backend thread) completes frames
+            // without us; give it the CPU.
+            std::thread::yield_now();
+        }
+        self.capture_burst_done(frames.len());
+        Ok(sent)
     }
 
     /// After a burst that saw frames: flush the capture, end it if its count
@@ -252,6 +300,22 @@ impl DataPath {
         Ok(rxq.rx_burst_wait(max, timeout_ms, f)?)
     }
 
+    /// Sets what frames leaving through this interface may carry (from its
+    /// offload mask; the registry keeps it in step with `TUNSETOFFLOAD`).
+    pub fn set_offload_caps(&mut self, caps: crate::offload::Caps) {
+        self.caps = caps;
+    }
+
+    /// What frames leaving through this interface may carry.
+    pub fn offload_caps(&self) -> crate::offload::Caps {
+        self.caps
+    }
+
+    /// Adds the offload work a burst toward this interface needed.
+    pub fn add_offload_stats(&mut self, s: &crate::offload::Stats) {
+        self.offload.add(s);
+    }
+
     /// Number of rx queues.
     pub fn num_rx(&self) -> usize {
         self.rx.len()
@@ -285,6 +349,8 @@ impl DataPath {
             features_offered: self.offered,
             features_negotiated: negotiated,
             capture: self.capture.as_ref().map(|c| c.state().clone()),
+            offload_caps: self.caps,
+            offload: self.offload,
             vhost_worker_mode,
             rx: self
                 .rx

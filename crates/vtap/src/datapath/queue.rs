@@ -519,15 +519,43 @@ impl TxQueue {
         Ok(n)
     }
 
-    /// Queues up to [`MAX_BURST`] frames; returns how many were queued (the
-    /// rest are counted as drops).
+    /// Queues frames; those the ring or the buffer pool cannot take are
+    /// counted as drops. Returns how many were queued.
     pub fn tx_burst(&mut self, frames: &[TxFrame<'_>]) -> Result<usize, Error> {
+        let mut sent = 0;
+        let mut rest = frames;
+        while !rest.is_empty() {
+            let taken = self.try_send(rest)?;
+            sent += taken.sent;
+            rest = &rest[taken.consumed..];
+            if let Some((_, tail)) = rest.split_first() {
+                // The first frame that did not fit is dropped; the others
+                // may still fit (a smaller frame needs fewer buffers).
+                self.core.counters.drop_no_free_slots += 1;
+                rest = tail;
+            }
+        }
+        Ok(sent)
+    }
+
+    /// Counts `n` frames the caller gives up on as dropped for want of room.
+    pub fn count_dropped(&mut self, n: usize) {
+        self.core.counters.drop_no_free_slots += n as u64;
+    }
+
+    /// Queues frames in order until one does not fit (no free slot or
+    /// buffer); returns how far it got. Frames too large are skipped and
+    /// counted. Nothing is counted as dropped: the caller may wait for the
+    /// device to complete some frames and call again with the rest.
+    pub fn try_send(&mut self, frames: &[TxFrame<'_>]) -> Result<Sent, Error> {
         self.reap()?;
         let mut sent = 0;
+        let mut consumed = 0;
         let mut segs: Vec<Segment> = Vec::with_capacity(4);
-        for f in frames.iter().take(MAX_BURST) {
+        for f in frames {
             if f.data.len() > MAX_FRAME {
                 self.core.counters.drop_too_big += 1;
+                consumed += 1;
                 continue;
             }
             let total = vnet::LEN + f.data.len();
@@ -535,8 +563,7 @@ impl TxQueue {
             if nbuf > self.pool.len()
                 || self.core.ring.slots_for(nbuf) > usize::from(self.core.ring.num_free())
             {
-                self.core.counters.drop_no_free_slots += 1;
-                continue;
+                break;
             }
             let hdr = VnetHdr {
                 num_buffers: 0,
@@ -575,12 +602,23 @@ impl TxQueue {
             self.core.counters.packets += 1;
             self.core.counters.bytes += f.data.len() as u64;
             sent += 1;
+            consumed += 1;
         }
         if sent > 0 {
             self.core.publish_and_kick()?;
         }
-        Ok(sent)
+        Ok(Sent { sent, consumed })
     }
+}
+
+/// How far [`TxQueue::try_send`] got.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Sent {
+    /// Frames queued.
+    pub sent: usize,
+    /// Frames dealt with (queued, or skipped as too large): the caller
+    /// resumes after these.
+    pub consumed: usize,
 }
 
 #[cfg(test)]

@@ -1,0 +1,183 @@
+//! `GET /metrics`: Prometheus text format (prometheus-client).
+//!
+//! The data path keeps plain per-queue counters (no atomics per packet);
+//! a scrape takes one snapshot of every interface (`Registry::list`, which
+//! locks each data path once) and turns it into metric families. Only the
+//! API request counter lives across scrapes, updated by a middleware.
+
+use prometheus_client::encoding::{text::encode, EncodeLabelSet};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry as Metrics;
+use vtap::TapInfo;
+
+/// API requests by route template, method and status.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ApiLabels {
+    /// The route template (`/v1/taps/{iface}`), never the raw path.
+    pub route: String,
+    /// HTTP method.
+    pub method: String,
+    /// HTTP status code.
+    pub status: u16,
+}
+
+/// The API request counter family.
+pub type ApiRequests = Family<ApiLabels, Counter>;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct IfLabels {
+    iface: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct QueueLabels {
+    iface: String,
+    direction: &'static str,
+    queue: u32,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DropLabels {
+    iface: String,
+    direction: &'static str,
+    queue: u32,
+    reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OffloadLabels {
+    iface: String,
+    what: &'static str,
+}
+
+/// The metric families of one scrape.
+#[derive(Default)]
+struct Families {
+    interfaces: Gauge,
+    packets: Family<QueueLabels, Counter>,
+    bytes: Family<QueueLabels, Counter>,
+    kicks: Family<QueueLabels, Counter>,
+    drops: Family<DropLabels, Counter>,
+    in_flight: Family<QueueLabels, Gauge>,
+    ring_size: Family<QueueLabels, Gauge>,
+    offload: Family<OffloadLabels, Counter>,
+    host_mtu: Family<IfLabels, Gauge>,
+}
+
+fn gauge_value(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+impl Families {
+    fn add_tap(&self, t: &TapInfo) {
+        self.host_mtu
+            .get_or_create(&IfLabels {
+                iface: t.name.clone(),
+            })
+            .set(gauge_value(u64::from(t.host_mtu_size)));
+        let Some(dp) = &t.datapath else {
+            return;
+        };
+        for (direction, queues) in [("rx", &dp.rx), ("tx", &dp.tx)] {
+            for (q, st) in queues.iter().enumerate() {
+                let l = QueueLabels {
+                    iface: t.name.clone(),
+                    direction,
+                    queue: u32::try_from(q).unwrap_or(u32::MAX),
+                };
+                let c = &st.counters;
+                self.packets.get_or_create(&l).inc_by(c.packets);
+                self.bytes.get_or_create(&l).inc_by(c.bytes);
+                self.kicks.get_or_create(&l).inc_by(c.kicks);
+                self.in_flight
+                    .get_or_create(&l)
+                    .set(i64::from(st.ring.in_flight));
+                self.ring_size
+                    .get_or_create(&l)
+                    .set(i64::from(st.ring.size));
+                for (reason, n) in [
+                    ("bad_header", c.drop_bad_header),
+                    ("truncated", c.drop_truncated),
+                    ("no_free_slots", c.drop_no_free_slots),
+                    ("too_big", c.drop_too_big),
+                ] {
+                    let d = DropLabels {
+                        iface: t.name.clone(),
+                        direction,
+                        queue: l.queue,
+                        reason,
+                    };
+                    self.drops.get_or_create(&d).inc_by(n);
+                }
+            }
+        }
+        let o = &dp.offload;
+        for (what, n) in [
+            ("segmented", o.segmented),
+            ("segments", o.segments),
+            ("csum_completed", o.csum_completed),
+            ("coalesced", o.coalesced),
+            ("coalesced_frames", o.coalesced_frames),
+            ("csum_verified", o.csum_verified),
+            ("csum_bad", o.csum_bad),
+            ("drop_bad_header", o.drop_bad_header),
+        ] {
+            let l = OffloadLabels {
+                iface: t.name.clone(),
+                what,
+            };
+            self.offload.get_or_create(&l).inc_by(n);
+        }
+    }
+
+    fn register(self, m: &mut Metrics) {
+        m.register(
+            "vtap_interfaces",
+            "Interfaces in the daemon",
+            self.interfaces,
+        );
+        m.register(
+            "vtap_host_mtu_bytes",
+            "Host-side MTU of the interface",
+            self.host_mtu,
+        );
+        m.register("vtap_queue_packets", "Frames per queue", self.packets);
+        m.register("vtap_queue_bytes", "Bytes per queue", self.bytes);
+        m.register("vtap_queue_kicks", "Kicks sent to the device", self.kicks);
+        m.register("vtap_queue_drops", "Frames dropped, by reason", self.drops);
+        m.register(
+            "vtap_ring_in_flight",
+            "Descriptors the device holds (ring occupancy)",
+            self.in_flight,
+        );
+        m.register("vtap_ring_size", "Ring size", self.ring_size);
+        m.register(
+            "vtap_offload",
+            "Offload work done in software toward the interface, and bad headers",
+            self.offload,
+        );
+    }
+}
+
+/// The text exposition for these interfaces and API counters.
+pub fn render(taps: &[TapInfo], api: &ApiRequests) -> String {
+    let f = Families::default();
+    f.interfaces
+        .set(gauge_value(u64::try_from(taps.len()).unwrap_or(u64::MAX)));
+    for t in taps {
+        f.add_tap(t);
+    }
+    let mut m = Metrics::default();
+    f.register(&mut m);
+    m.register(
+        "vtap_api_requests",
+        "REST API requests by route, method and status",
+        api.clone(),
+    );
+    let mut out = String::new();
+    // Writing into a String cannot fail.
+    let _ = encode(&mut out, &m);
+    out
+}
