@@ -433,6 +433,81 @@ fn config_sets_defaults_and_bad_config_names_the_key() {
 }
 
 #[test]
+fn declared_interfaces_xconnects_and_bridges_come_up_with_the_daemon() {
+    let (na, nb, nc) = (TestNs::new("dca"), TestNs::new("dcb"), TestNs::new("dcc"));
+    let config = format!(
+        r#"
+[[interface]]
+id = 0
+host_ns = "{a}"
+host_ip4_addr = "198.18.46.1/24"
+gso = true
+
+[[interface]]
+id = 1
+host_ns = "{b}"
+host_ip4_addr = "198.18.46.2/24"
+gso = true
+
+[[interface]]
+id = 2
+host_ns = "{c}"
+
+[[xconnect]]
+a = "tap0"
+b = "tap1"
+
+[[bridge]]
+name = "bd1"
+interfaces = ["tap2"]
+"#,
+        a = na.name,
+        b = nb.name,
+        c = nc.name
+    );
+    let d = Daemon::start(Some(&config));
+    let taps = d.show_json();
+    assert_eq!(taps.len(), 3);
+    assert_eq!(na.addrs("tap0"), vec!["198.18.46.1/24".to_string()]);
+    assert_eq!(nb.addrs("tap1"), vec!["198.18.46.2/24".to_string()]);
+    assert!(nc.link("tap2").is_some());
+    let ping = na.exec("ping", &["-c", "2", "-i", "0.2", "-W", "2", "198.18.46.2"]);
+    assert!(ping.status.success(), "the declared xconnect carries traffic");
+    let bd: Value = serde_json::from_str(&d.ok(&["bridge", "show", "bd1"])).expect("json");
+    assert_eq!(bd["interfaces"][0], "tap2");
+    drop(d);
+
+    // A declaration the kernel refuses stops the start, names the line, and
+    // what the start had created is gone again.
+    let dir = tempfile::tempdir().expect("tmp");
+    let cfg = dir.path().join("decl.toml");
+    let bad = format!(
+        "[[interface]]\nid = 5\nhost_ns = \"{a}\"\nhost_if_name = \"dcl-ok\"\n\n\
+         [[interface]]\nid = 6\nhost_ns = \"vt-no-such-ns-{u}\"\n",
+        a = na.name,
+        u = vtap_testkit::unique()
+    );
+    let missing_id = "[[interface]]\nhost_ns = \"x\"\n".to_string();
+    for (text, want) in [
+        (bad, "decl.toml line 6: [[interface]]: host-ns"),
+        (missing_id, "decl.toml line 1: [[interface]]: needs an id"),
+    ] {
+        std::fs::write(&cfg, &text).expect("write");
+        let out = Command::new(VTAP)
+            .env("RUST_LOG", "off") // the log lines of the start; the error stays
+            .args(["--socket", &dir.path().join("s").display().to_string()])
+            .arg("daemon")
+            .arg("--config")
+            .arg(&cfg)
+            .output()
+            .expect("run");
+        let line = one_line_error(&out);
+        assert!(line.contains(want), "{line}");
+        assert!(na.link("dcl-ok").is_none(), "the first declaration was undone");
+    }
+}
+
+#[test]
 fn stopping_the_daemon_removes_all_but_persistent_taps() {
     let ns = TestNs::new("stop");
     let mut d = Daemon::start(None);
@@ -468,6 +543,128 @@ fn stopping_the_daemon_removes_all_but_persistent_taps() {
     assert_eq!(ns.ethtool_k(&kept)["tcp-segmentation-offload"], "off");
     d2.ok(&["delete", "tap0"]);
     assert!(ns.link(&kept).is_none());
+}
+
+/// The host side of one interface as the kernel shows it.
+fn host_side(ns: &TestNs, name: &str) -> (Value, Value, Vec<String>, Vec<(String, String)>) {
+    let link = ns.link(name).expect("link");
+    (
+        link["ifindex"].clone(),
+        link["address"].clone(),
+        ns.addrs(name),
+        ns.default_routes(false),
+    )
+}
+
+#[test]
+fn kill_9_under_traffic_then_restart_keeps_everything() {
+    let (na, nb) = (TestNs::new("k9a"), TestNs::new("k9b"));
+    let (ha, hb) = (ifname("k9a"), ifname("k9b"));
+    let mut d = Daemon::start(None);
+    for (ns, host, ip, gw) in [
+        (&na, &ha, "198.18.44.1/24", "198.18.44.2"),
+        (&nb, &hb, "198.18.44.2/24", "198.18.44.1"),
+    ] {
+        d.ok(&[
+            "create",
+            "--host-ns",
+            &ns.name,
+            "--host-if-name",
+            host,
+            "--host-ip4-addr",
+            ip,
+            "--host-ip4-gw",
+            gw,
+            "--persist",
+            "--gso",
+        ]);
+    }
+    d.ok(&["xconnect", "tap0", "tap1"]);
+    d.ok(&["set", "tap0", "rx-mode", "adaptive"]);
+    let before = (host_side(&na, &ha), host_side(&nb, &hb));
+    let shown: Vec<Value> = d.show_json();
+    let hw = |v: &[Value], i: usize| v[i]["hw_addr"].clone();
+
+    // Traffic runs while the daemon is killed.
+    let ping = Command::new("ip")
+        .args(["netns", "exec", &na.name, "ping", "-i", "0.02", "-w", "8"])
+        .arg("198.18.44.2")
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("ping");
+    std::thread::sleep(Duration::from_millis(500));
+    // SAFETY: kill has no memory effects; the pid is our live child.
+    unsafe { libc::kill(d.child.id() as libc::pid_t, libc::SIGKILL) };
+    let _ = d.child.wait();
+    std::thread::sleep(Duration::from_millis(300));
+
+    // The host side never saw the interfaces go.
+    assert_eq!((host_side(&na, &ha), host_side(&nb, &hb)), before);
+
+    // A new daemon on the same socket brings everything back.
+    let d2 = Daemon::start_with(None, Some(d.socket.clone()), |c| c);
+    let again = d2.show_json();
+    assert_eq!(again.len(), 2, "{again:?}");
+    for i in 0..2 {
+        assert_eq!(again[i]["name"], shown[i]["name"]);
+        assert_eq!(again[i]["host_if_name"], shown[i]["host_if_name"]);
+        assert_eq!(hw(&again, i), hw(&shown, i), "the data-plane MAC is kept");
+        assert_eq!(again[i]["gso"], true);
+        assert_eq!(again[i]["attached"], true);
+        assert_eq!(again[i]["host_ip4_addr"], shown[i]["host_ip4_addr"]);
+        assert_eq!(again[i]["host_ip4_gw"], shown[i]["host_ip4_gw"]);
+    }
+    assert_eq!(
+        again[0]["datapath"]["rx"][0]["mode"], "adaptive",
+        "rx mode restored"
+    );
+    let x: Value = serde_json::from_str(&d2.ok(&["xconnect", "--list"])).expect("json");
+    assert_eq!(
+        (x[0]["a"].as_str(), x[0]["b"].as_str()),
+        (Some("tap0"), Some("tap1"))
+    );
+    assert_eq!(
+        ns_ethtool_tso(&na, &ha),
+        "on",
+        "offloads set again on the re-attached queues"
+    );
+
+    // Traffic resumes: the ping that ran across the kill sees replies after
+    // it, and a new one loses nothing.
+    let out = ping.wait_with_output().expect("ping");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let answered: Vec<u64> = text
+        .lines()
+        .filter_map(|l| l.split("icmp_seq=").nth(1))
+        .filter_map(|r| r.split_whitespace().next()?.parse().ok())
+        .collect();
+    let last = answered.iter().copied().max().unwrap_or(0);
+    // 8 s at 50/s is ~400 requests; the kill came after ~25 of them.
+    assert!(
+        answered.iter().any(|&s| s < 20) && last > 300,
+        "replies before the kill and after the restart: {} answered, last seq {last}",
+        answered.len()
+    );
+    let after = na.exec("ping", &["-c", "5", "-i", "0.1", "-W", "2", "198.18.44.2"]);
+    assert!(
+        after.status.success(),
+        "traffic resumes: {}",
+        String::from_utf8_lossy(&after.stdout)
+    );
+    assert_eq!((host_side(&na, &ha), host_side(&nb, &hb)), before);
+
+    // Removing them for good leaves nothing.
+    d2.ok(&["xconnect", "tap0", "--delete"]);
+    d2.ok(&["delete", "tap0"]);
+    d2.ok(&["delete", "tap1"]);
+    assert!(na.link(&ha).is_none() && nb.link(&hb).is_none());
+    drop(d2);
+    let d3 = Daemon::start_with(None, Some(d.socket.clone()), |c| c);
+    assert!(d3.show_json().is_empty(), "the state file forgot them");
+}
+
+fn ns_ethtool_tso(ns: &TestNs, name: &str) -> String {
+    ns.ethtool_k(name)["tcp-segmentation-offload"].clone()
 }
 
 #[test]

@@ -346,6 +346,67 @@ impl Host {
             .map_err(op_err(format!("add default route via {gw}")))
     }
 
+    /// The global-scope addresses on link `index`, with prefix lengths, in
+    /// the kernel's order (link-local and host-scope ones are left out).
+    pub async fn addresses(&self, index: u32) -> Result<Vec<(IpAddr, u8)>, Error> {
+        use netlink_packet_route::address::{AddressAttribute, AddressScope};
+        let mut answers = self
+            .handle
+            .address()
+            .get()
+            .set_link_index_filter(index)
+            .execute();
+        let mut out = Vec::new();
+        while let Some(m) = answers
+            .try_next()
+            .await
+            .map_err(op_err(format!("list addresses of link #{index}")))?
+        {
+            if m.header.index != index || m.header.scope != AddressScope::Universe {
+                continue;
+            }
+            for a in &m.attributes {
+                if let AddressAttribute::Address(ip) = a {
+                    out.push((*ip, m.header.prefix_len));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The gateways of the default routes (IPv4 and IPv6, main table) that
+    /// leave through link `index`.
+    pub async fn default_gateways(&self, index: u32) -> Result<Vec<IpAddr>, Error> {
+        use netlink_packet_route::route::{RouteAddress, RouteAttribute};
+        let mut out = Vec::new();
+        let queries = [
+            RouteMessageBuilder::<Ipv4Addr>::new().build(),
+            RouteMessageBuilder::<Ipv6Addr>::new().build(),
+        ];
+        for q in queries {
+            let mut answers = self.handle.route().get(q).execute();
+            while let Some(m) = answers
+                .try_next()
+                .await
+                .map_err(op_err(format!("list routes of link #{index}")))?
+            {
+                if m.header.destination_prefix_length != 0 {
+                    continue;
+                }
+                let oif = m.attributes.contains(&RouteAttribute::Oif(index));
+                let gw = m.attributes.iter().find_map(|a| match a {
+                    RouteAttribute::Gateway(RouteAddress::Inet(g)) => Some(IpAddr::V4(*g)),
+                    RouteAttribute::Gateway(RouteAddress::Inet6(g)) => Some(IpAddr::V6(*g)),
+                    _ => None,
+                });
+                if let (true, Some(g)) = (oif, gw) {
+                    out.push(g);
+                }
+            }
+        }
+        Ok(out)
+    }
+
     /// Removes the default route via `gw` out of link `index`.
     pub async fn del_default_route(&self, index: u32, gw: IpAddr) -> Result<(), Error> {
         self.handle

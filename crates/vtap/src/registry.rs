@@ -983,6 +983,10 @@ impl Registry {
             datapath: None,
         };
         info.set_offload(cfg.offload, cfg.gro_coalesce, mask);
+        if cfg.attach {
+            // The interface kept its host configuration: say what it is.
+            read_back_host_config(host, index, &mut info).await;
+        }
         Ok(Tap {
             info,
             datapath: rb.datapath.take().map(|d| Arc::new(Mutex::new(d))),
@@ -1220,6 +1224,32 @@ impl Registry {
     /// Whether there are none.
     pub fn is_empty(&self) -> bool {
         self.taps.is_empty()
+    }
+}
+
+/// Fills an attached interface's host addresses and gateways from the
+/// kernel (the first global address and default gateway of each family).
+/// Best effort: a failed query leaves the fields empty, it does not fail the
+/// attach.
+async fn read_back_host_config(host: &host::Host, index: u32, info: &mut TapInfo) {
+    if let Ok(addrs) = host.addresses(index).await {
+        let first = |v6: bool| {
+            addrs
+                .iter()
+                .find(|(a, _)| a.is_ipv6() == v6)
+                .map(|(a, l)| format!("{a}/{l}"))
+        };
+        info.host_ip4_addr = first(false);
+        info.host_ip6_addr = first(true);
+    }
+    if let Ok(gws) = host.default_gateways(index).await {
+        let first = |v6: bool| {
+            gws.iter()
+                .find(|g| g.is_ipv6() == v6)
+                .map(ToString::to_string)
+        };
+        info.host_ip4_gw = first(false);
+        info.host_ip6_gw = first(true);
     }
 }
 

@@ -377,6 +377,9 @@ async fn persist_survives_and_attach_resets_the_offload_mask() {
                 gso: true,
                 num_rx_queues: Some(2),
                 host_mtu_size: Some(2000),
+                host_ip4_addr: Some("198.18.9.1/24".into()),
+                host_ip4_gw: Some("198.18.9.254".into()),
+                host_ip6_addr: Some("2001:db8:9::1/64".into()),
                 ..in_ns(&ns)
             })
             .await
@@ -414,6 +417,21 @@ async fn persist_survives_and_attach_resets_the_offload_mask() {
         "attach keeps the host configuration"
     );
     assert_eq!(info.host_ifindex, link["ifindex"]);
+    // What the interface kept is read back from the kernel.
+    assert_eq!(
+        (
+            info.host_ip4_addr.as_deref(),
+            info.host_ip4_gw.as_deref(),
+            info.host_ip6_addr.as_deref(),
+            info.host_ip6_gw.as_deref()
+        ),
+        (
+            Some("198.18.9.1/24"),
+            Some("198.18.9.254"),
+            Some("2001:db8:9::1/64"),
+            None
+        )
+    );
     assert_eq!(tun_data(&ns.link(&name).expect("tap"))["numqueues"], 2);
     // The old GSO mask must not leak into an attach that asked for none.
     assert_eq!(info.tun_offload, 0);

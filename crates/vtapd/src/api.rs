@@ -55,6 +55,10 @@ pub struct AppState {
     pub socket: String,
     /// API requests served, for `/metrics`.
     pub api_requests: crate::metrics::ApiRequests,
+    /// Where the state is saved after every change (none: not saved).
+    pub state_file: Option<std::path::PathBuf>,
+    /// One save at a time.
+    pub save_lock: Mutex<()>,
 }
 
 /// An API error: status and one-line message.
@@ -157,7 +161,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .with_state(state)
 }
 
-/// Counts every request by route template, method and status.
+/// Counts every request by route template, method and status, and saves
+/// the state after every successful change.
 async fn count_request(
     State(s): State<Arc<AppState>>,
     req: axum::extract::Request,
@@ -168,7 +173,11 @@ async fn count_request(
         .get::<axum::extract::MatchedPath>()
         .map_or_else(|| "unmatched".to_string(), |m| m.as_str().to_string());
     let method = req.method().to_string();
+    let changes = req.method() != axum::http::Method::GET;
     let resp = next.run(req).await;
+    if changes && resp.status().is_success() {
+        crate::state::save(&s).await;
+    }
     s.api_requests
         .get_or_create(&crate::metrics::ApiLabels {
             route,
@@ -253,7 +262,8 @@ async fn delete(
     Ok(Json(reg.delete(&iface).await?))
 }
 
-fn forwarder(s: &AppState) -> std::sync::MutexGuard<'_, Forwarder> {
+/// The forwarding plane, locked.
+pub fn forwarder(s: &AppState) -> std::sync::MutexGuard<'_, Forwarder> {
     s.forwarder.lock().unwrap_or_else(|p| p.into_inner())
 }
 

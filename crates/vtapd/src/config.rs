@@ -31,6 +31,18 @@ pub enum Error {
         /// toml's message, with line and column.
         message: String,
     },
+    /// A declared interface, cross-connect or bridge is refused.
+    #[error("config {} line {line}: [[{what}]]: {message}", path.display())]
+    Declared {
+        /// The file.
+        path: PathBuf,
+        /// Line of the declaration.
+        line: usize,
+        /// `interface`, `xconnect` or `bridge`.
+        what: &'static str,
+        /// Why.
+        message: String,
+    },
     /// A value out of range.
     #[error("config {}: {key} = {value}: {reason}", path.display())]
     Value {
@@ -111,6 +123,9 @@ pub struct DebugSection {
 pub struct Config {
     /// Socket path (the `--socket` flag and `VTAP_SOCKET` override it).
     pub socket: Option<PathBuf>,
+    /// Where the state is saved for restarts (default: beside the socket,
+    /// `vtapd.state.json`).
+    pub state_file: Option<PathBuf>,
     /// Interface defaults.
     pub tap: TapSection,
     /// The forwarding plane.
@@ -119,15 +134,61 @@ pub struct Config {
     pub log: LogSection,
     /// Debugging aids.
     pub debug: DebugSection,
+    /// `[[interface]]`: interfaces the daemon brings up at start (create
+    /// options, with the same keys as the API's body; `id` required).
+    pub interface: Vec<toml::Spanned<vtap::CreateOptions>>,
+    /// `[[xconnect]]`: cross-connects made at start.
+    pub xconnect: Vec<toml::Spanned<XconnectDecl>>,
+    /// `[[bridge]]`: bridge domains made at start, with their interfaces.
+    pub bridge: Vec<toml::Spanned<BridgeDecl>>,
+    /// The text, for line numbers in messages about declarations.
+    #[serde(skip)]
+    pub text: String,
+}
+
+/// `[[xconnect]]`.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct XconnectDecl {
+    /// One end (`tap0`, `tun1` or an id).
+    pub a: String,
+    /// The other end.
+    pub b: String,
+}
+
+/// `[[bridge]]`.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct BridgeDecl {
+    /// The bridge domain's name.
+    pub name: String,
+    /// Its interfaces.
+    #[serde(default)]
+    pub interfaces: Vec<String>,
 }
 
 impl Config {
     /// Parses and checks a config text; `path` is for messages.
     pub fn parse(text: &str, path: &Path) -> Result<Self, Error> {
-        let cfg: Config = toml::from_str(text).map_err(|e| Error::Parse {
+        let mut cfg: Config = toml::from_str(text).map_err(|e| Error::Parse {
             path: path.to_path_buf(),
             message: e.to_string().trim_end().replace('\n', " "),
         })?;
+        cfg.text = text.to_string();
+        for d in &cfg.interface {
+            let refuse = |message: String| Error::Declared {
+                path: path.to_path_buf(),
+                line: cfg.line(d.span().start),
+                what: "interface",
+                message,
+            };
+            if d.get_ref().id.is_none() {
+                return Err(refuse(
+                    "needs an id, so that a restarted daemon finds it again".into(),
+                ));
+            }
+            d.get_ref().validate().map_err(|e| refuse(e.to_string()))?;
+        }
         if let Some(mtu) = cfg.tap.host_mtu {
             if !vtap::options::MTU_RANGE.contains(&mtu) {
                 return Err(Error::Value {
@@ -149,6 +210,14 @@ impl Config {
             }
         }
         Ok(cfg)
+    }
+
+    /// The 1-based line of byte offset `at` in the text.
+    pub fn line(&self, at: usize) -> usize {
+        self.text
+            .get(..at)
+            .map_or(0, |t| t.bytes().filter(|&b| b == b'\n').count())
+            + 1
     }
 
     /// Reads `path`, or returns the defaults for `None`.

@@ -11,7 +11,9 @@
 
 pub mod api;
 pub mod config;
+pub mod declare;
 pub mod metrics;
+pub mod state;
 
 use std::io;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
@@ -50,6 +52,9 @@ pub enum Error {
     /// The forwarding plane could not start.
     #[error(transparent)]
     Forwarding(vtap::forward::Error),
+    /// The state file.
+    #[error(transparent)]
+    State(#[from] state::Error),
     /// Serving failed.
     #[error("serving the API")]
     Serve(#[source] io::Error),
@@ -154,7 +159,33 @@ pub async fn run(opts: DaemonOptions) -> Result<(), Error> {
         fault_injection: cfg.debug.fault_injection,
         socket: socket.display().to_string(),
         api_requests: metrics::ApiRequests::default(),
+        state_file: Some(
+            cfg.state_file
+                .clone()
+                .unwrap_or_else(|| state::default_path(&socket)),
+        ),
+        save_lock: Mutex::new(()),
     });
+    if let Some(path) = &state.state_file {
+        match state::load(path) {
+            Ok(Some(saved)) => {
+                let n = state::restore(&state, saved).await;
+                tracing::info!(interfaces = n, file = %path.display(), "state restored");
+            }
+            Ok(None) => {}
+            // A state file we cannot read is not ours to overwrite.
+            Err(e) => {
+                let _ = std::fs::remove_file(&socket);
+                return Err(Error::State(e));
+            }
+        }
+    }
+    let config_path = opts.config.clone().unwrap_or_default();
+    if let Err(e) = declare::apply(&state, &cfg, &config_path).await {
+        let _ = std::fs::remove_file(&socket);
+        return Err(Error::Config(e));
+    }
+    state::save(&state).await;
     tracing::info!(socket = %socket.display(), pid = std::process::id(), "vtapd listening");
     let served = axum::serve(listener, api::router(state.clone()))
         .with_graceful_shutdown(shutdown_signal())
