@@ -472,7 +472,10 @@ interfaces = ["tap2"]
     assert_eq!(nb.addrs("tap1"), vec!["198.18.46.2/24".to_string()]);
     assert!(nc.link("tap2").is_some());
     let ping = na.exec("ping", &["-c", "2", "-i", "0.2", "-W", "2", "198.18.46.2"]);
-    assert!(ping.status.success(), "the declared xconnect carries traffic");
+    assert!(
+        ping.status.success(),
+        "the declared xconnect carries traffic"
+    );
     let bd: Value = serde_json::from_str(&d.ok(&["bridge", "show", "bd1"])).expect("json");
     assert_eq!(bd["interfaces"][0], "tap2");
     drop(d);
@@ -503,7 +506,10 @@ interfaces = ["tap2"]
             .expect("run");
         let line = one_line_error(&out);
         assert!(line.contains(want), "{line}");
-        assert!(na.link("dcl-ok").is_none(), "the first declaration was undone");
+        assert!(
+            na.link("dcl-ok").is_none(),
+            "the first declaration was undone"
+        );
     }
 }
 

@@ -85,7 +85,8 @@ async fn apply_inner(
         let bd = d.get_ref();
         let err = |m: String| refused(path, cfg, d.span().start, "bridge", m);
         if fwd.bridge(&bd.name).is_err() {
-            fwd.bridge_create(&bd.name).map_err(|e| err(error_chain(&e)))?;
+            fwd.bridge_create(&bd.name)
+                .map_err(|e| err(error_chain(&e)))?;
         }
         for iface in &bd.interfaces {
             let end = reg.end(iface).map_err(|e| err(error_chain(&e)))?;
