@@ -33,6 +33,15 @@ struct Spec {
     l2: bool,
 }
 
+/// TCP over IPv4 in a plain Ethernet frame.
+const TCP4: Spec = Spec {
+    v6: false,
+    udp: false,
+    vlans: 0,
+    ext: false,
+    l2: true,
+};
+
 impl Spec {
     fn all() -> Vec<Spec> {
         let mut v = Vec::new();
@@ -384,13 +393,7 @@ fn super_frame_passes_whole_where_the_interface_takes_it() {
 #[test]
 fn one_segment_super_frame_leaves_as_a_plain_frame() {
     // The kernel refuses a GSO frame whose payload fits one segment.
-    let s = Spec {
-        v6: false,
-        udp: false,
-        vlans: 0,
-        ext: false,
-        l2: true,
-    };
+    let s = TCP4;
     let f = super_frame(&s, &payload(500, 0), 1448, Tcp::default());
     let caps = Caps::from_mask(mask::CSUM | mask::TSO4 | mask::TSO6, false, false);
     let (out, _) = run(&caps, std::slice::from_ref(&f));
@@ -420,13 +423,7 @@ fn partial_checksum_is_completed_only_where_the_interface_lacks_csum() {
 
 #[test]
 fn bad_headers_are_counted_and_dropped() {
-    let s = Spec {
-        v6: false,
-        udp: false,
-        vlans: 1,
-        ext: false,
-        l2: true,
-    };
+    let s = Spec { vlans: 1, ..TCP4 };
     let good = super_frame(&s, &payload(3000, 0), 1000, Tcp::default());
     let cases: Vec<(&str, Frame)> = vec![
         ("gso_size 0", {
@@ -548,13 +545,7 @@ fn coalesced_run_is_one_super_frame_that_splits_back_into_the_run() {
 /// a 4-segment run and says how many frames must come out.
 #[test]
 fn coalescing_follows_the_kernel_rules() {
-    let s = Spec {
-        v6: false,
-        udp: false,
-        vlans: 0,
-        ext: false,
-        l2: true,
-    };
+    let s = TCP4;
     let base = || segments(&s, &payload(4 * 1000, 1), 1000, 1, true);
     type Edit = fn(&Spec, &mut Vec<Frame>);
     let cases: Vec<(&str, Edit, usize)> = vec![
@@ -667,13 +658,7 @@ fn retcp(s: &Spec, f: &Frame, edit: fn(&mut Tcp)) -> Frame {
 
 #[test]
 fn interleaved_flows_coalesce_per_flow_and_keep_their_order() {
-    let s = Spec {
-        v6: true,
-        udp: false,
-        vlans: 0,
-        ext: false,
-        l2: true,
-    };
+    let s = Spec { v6: true, ..TCP4 };
     let a = segments(&s, &payload(3000, 1), 1000, 10, true);
     let mut b = segments(&s, &payload(3000, 2), 1000, 90_000, true);
     for f in &mut b {
@@ -695,13 +680,7 @@ fn interleaved_flows_coalesce_per_flow_and_keep_their_order() {
 
 #[test]
 fn data_valid_is_trusted_and_passed_on() {
-    let s = Spec {
-        v6: false,
-        udp: false,
-        vlans: 0,
-        ext: false,
-        l2: true,
-    };
+    let s = TCP4;
     let mut v = segments(&s, &payload(2000, 1), 1000, 1, false);
     for f in &mut v {
         f.hdr.flags = F_DATA_VALID;
