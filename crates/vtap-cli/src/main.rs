@@ -156,6 +156,11 @@ enum SetCommand {
         /// The mode.
         mode: String,
     },
+    /// The MTU (68..=65521), host side included.
+    Mtu {
+        /// The MTU.
+        mtu: u32,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -590,6 +595,14 @@ async fn run(cli: Cli) -> Result<(), String> {
             }
             let path = format!("{}/rx-mode", iface_path(&iface)?);
             call(Method::POST, path, Some(json!({ "mode": mode }))).await?;
+            Ok(())
+        }
+        Command::Set {
+            iface,
+            what: SetCommand::Mtu { mtu },
+        } => {
+            let path = format!("{}/mtu", iface_path(&iface)?);
+            call(Method::POST, path, Some(json!({ "mtu": mtu }))).await?;
             Ok(())
         }
     }

@@ -221,6 +221,17 @@ fn create_show_set_delete_through_the_cli() {
     );
     d.ok(&["set", "tap3", "offload", "gso-disable"]);
     assert_eq!(ns.ethtool_k(&name)["tx-checksumming"], "off");
+
+    // MTU both ways: through vtap (the kernel reads back the new value),
+    // and on the host side behind vtap's back (shown at the next look).
+    d.ok(&["set", "tap3", "mtu", "4000"]);
+    assert_eq!(ns.link(&name).expect("tap")["mtu"], 4000);
+    assert_eq!(d.show_json()[0]["host_mtu_size"], 4000);
+    ns.ip(&["link", "set", &name, "mtu", "3000"]);
+    assert_eq!(d.show_json()[0]["host_mtu_size"], 3000);
+    let line = one_line_error(&d.vtap(&["set", "tap3", "mtu", "67"]));
+    assert!(line.contains("mtu '67': must be in 68..=65521"), "{line}");
+    assert_eq!(ns.link(&name).expect("tap")["mtu"], 3000, "unchanged");
     d.ok(&["delete", "tap3"]);
     assert!(ns.link(&name).is_none());
     assert_eq!(d.ok(&["show"]).trim(), "no interfaces");

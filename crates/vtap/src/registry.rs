@@ -1059,6 +1059,63 @@ impl Registry {
         Ok(t.snapshot())
     }
 
+    /// Sets an interface's MTU: the host side in the kernel, read back, and
+    /// what vtap shows. (The data plane's buffers are merged per frame, so
+    /// any MTU in range fits them: there is nothing else to resize.)
+    pub async fn set_mtu(&mut self, key: &str, mtu: u32) -> Result<TapInfo, Error> {
+        if !options::MTU_RANGE.contains(&mtu) {
+            return Err(Error::Invalid(options::Error {
+                field: "mtu",
+                value: mtu.to_string(),
+                reason: "must be in 68..=65521 (the kernel's range for a tap)".into(),
+            }));
+        }
+        let id = self.resolve(key)?;
+        let tap = self
+            .taps
+            .get_mut(&id)
+            .ok_or_else(|| Error::NotFound(key.into()))?;
+        let index = tap.info.host_ifindex;
+        let faults = self.faults.clone();
+        let ns = &tap.ns;
+        let now = astep(&faults, Step::SetMtu, async {
+            let host = Host::open(ns)?;
+            host.set_mtu(index, mtu).await?;
+            Ok(host.link_by_index(index).await?)
+        })
+        .await?;
+        if let Some(link) = now {
+            tap.info.host_mtu_size = link.mtu;
+        }
+        tracing::info!(id, mtu = tap.info.host_mtu_size, "mtu changed");
+        Ok(tap.snapshot())
+    }
+
+    /// Re-reads every interface's host-side MTU from the kernel (a change
+    /// made on the host side, e.g. `ip link set mtu`); returns the
+    /// interfaces whose MTU changed, with the new value.
+    pub async fn refresh_host_mtu(&mut self) -> Vec<(String, u32)> {
+        let mut changed = Vec::new();
+        for tap in self.taps.values_mut() {
+            let Ok(host) = Host::open(&tap.ns) else {
+                continue;
+            };
+            if let Ok(Some(link)) = host.link_by_index(tap.info.host_ifindex).await {
+                if link.mtu != tap.info.host_mtu_size {
+                    tracing::info!(
+                        id = tap.info.id,
+                        from = tap.info.host_mtu_size,
+                        to = link.mtu,
+                        "host-side mtu changed"
+                    );
+                    tap.info.host_mtu_size = link.mtu;
+                    changed.push((tap.info.name.clone(), link.mtu));
+                }
+            }
+        }
+        changed
+    }
+
     /// Starts a pcap capture on an interface's data path.
     pub fn start_capture(
         &self,

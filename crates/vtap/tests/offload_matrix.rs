@@ -5,8 +5,8 @@
 //!
 //! Each case moves TCP both ways with every byte hashed on both ends (iperf3
 //! would not notice corruption: the receiving kernel never verifies
-//! checksum-partial frames), and UDP super-datagrams (`UDP_SEGMENT`) one way,
-//! every datagram checked. The host side keeps its offloads on (VPP's tests
+//! checksum-partial frames), and UDP super-datagrams (`UDP_SEGMENT`) both
+//! ways, every datagram checked. The host side keeps its offloads on (VPP's tests
 //! turn them off). The offload counters prove which software path ran:
 //! segmentation toward a side without GSO, coalescing toward a side with
 //! gro-coalesce, nothing where both sides take the same thing.
@@ -119,10 +119,13 @@ fn udp_gso_transfer(src: &TestNs, dst: &TestNs, dst_ip: &str, seg: usize, per: u
         d
     };
     let mut seen = vec![false; bundles * per];
+    let expected = seen.len();
     let receiver = std::thread::spawn(move || {
         let mut buf = vec![0u8; 65536];
         let mut got = Vec::new();
-        while let Ok(n) = rx.recv(&mut buf) {
+        // Until all arrived, or nothing came for the read timeout.
+        while got.len() < expected {
+            let Ok(n) = rx.recv(&mut buf) else { break };
             got.push(buf[..n].to_vec());
         }
         got
@@ -173,6 +176,7 @@ async fn matrix(mtu: u32, net: u8) {
             common::hashed_transfer(&ns_b, &ns_a, ip_a, 8 << 20);
             let seg = (mtu as usize - l3l4).min(1400);
             udp_gso_transfer(&ns_a, &ns_b, ip_b, seg, 8);
+            udp_gso_transfer(&ns_b, &ns_a, ip_a, seg, 8);
         }
         let (oa, ob) = (offload_stats(&reg, &a.name), offload_stats(&reg, &b.name));
         eprintln!("mtu {mtu} {name}: toward a {oa:?}\n  toward b {ob:?}");

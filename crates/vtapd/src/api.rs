@@ -11,6 +11,7 @@
 //! | GET | `/v1/xconnects` | | list of cross-connects |
 //! | POST | `/v1/xconnects` | `{"a": "tap0", "b": "tap1"}` | 201 + the cross-connect |
 //! | DELETE | `/v1/xconnects/{if}` | | the removed cross-connect (either end names it) |
+//! | POST | `/v1/taps/{if}/mtu` | `{"mtu": 9000}` | the interface (host side set and read back) |
 //! | POST | `/v1/taps/{if}/rx-mode` | `{"mode": "polling"}` (`interrupt`, `adaptive`) | the interface |
 //! | POST | `/v1/taps/{if}/capture` | `{"direction": "both", "file": "/tmp/x.pcap", "count": 100}` | the capture |
 //! | DELETE | `/v1/taps/{if}/capture` | | what it wrote |
@@ -130,6 +131,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/taps/{iface}", get(show).delete(delete))
         .route("/v1/taps/{iface}/offload", post(offload))
         .route("/v1/taps/{iface}/rx-mode", post(rx_mode))
+        .route("/v1/taps/{iface}/mtu", post(set_mtu))
         .route(
             "/v1/taps/{iface}/capture",
             post(start_capture).delete(stop_capture),
@@ -231,7 +233,10 @@ async fn info(State(s): State<Arc<AppState>>) -> Json<Info> {
 }
 
 async fn list(State(s): State<Arc<AppState>>) -> Json<Vec<vtap::TapInfo>> {
-    Json(s.registry.lock().await.list())
+    let mut reg = s.registry.lock().await;
+    // A host-side MTU change (ip link set mtu) shows at once.
+    reg.refresh_host_mtu().await;
+    Json(reg.list())
 }
 
 async fn create(State(s): State<Arc<AppState>>, body: Bytes) -> Result<Response, ApiError> {
@@ -244,7 +249,28 @@ async fn show(
     State(s): State<Arc<AppState>>,
     Path(iface): Path<String>,
 ) -> Result<Json<vtap::TapInfo>, ApiError> {
-    Ok(Json(s.registry.lock().await.get(&iface)?))
+    let mut reg = s.registry.lock().await;
+    reg.refresh_host_mtu().await;
+    Ok(Json(reg.get(&iface)?))
+}
+
+/// `POST /v1/taps/{if}/mtu` body.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MtuRequest {
+    /// The MTU, 68..=65521.
+    pub mtu: u32,
+}
+
+async fn set_mtu(
+    State(s): State<Arc<AppState>>,
+    Path(iface): Path<String>,
+    body: Bytes,
+) -> Result<Json<vtap::TapInfo>, ApiError> {
+    let req: MtuRequest = parse_body(&body)?;
+    Ok(Json(
+        s.registry.lock().await.set_mtu(&iface, req.mtu).await?,
+    ))
 }
 
 async fn delete(

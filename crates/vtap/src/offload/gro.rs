@@ -1,6 +1,10 @@
 //! GRO coalescing toward the kernel: consecutive TCP segments of one flow in
 //! a burst are merged into one super-frame (`GSO_TCPV4/6`, checksum partial),
-//! so the receiving stack walks one frame instead of dozens.
+//! so the receiving stack walks one frame instead of dozens; toward an
+//! interface whose kernel takes USO (`TUN_F_USO4/6`, Linux >= 6.2), UDP
+//! datagrams of one flow are merged into one `GSO_UDP_L4` super-frame the
+//! same way (the kernel cuts it back into the same datagrams for a socket
+//! without `UDP_GRO`, as its own UDP GRO does).
 //!
 //! The rules are the kernel's own (`tcp_gro_receive`, `inet_gro_receive`,
 //! `ipv6_gro_receive`), so that a merged frame, once the kernel segments it
@@ -14,7 +18,9 @@
 //! - the next segment's sequence number continues the run; every segment
 //!   but the last carries exactly `gso_size` bytes (the first one's size);
 //!   a shorter segment or one with PSH ends the run;
-//! - at most 64 KiB of IP packet.
+//! - at most 64 KiB of IP packet;
+//! - UDP: same ports, every datagram but the last exactly `gso_size` bytes
+//!   of payload (the first one's), a shorter one ends the run.
 //!
 //! A segment is only merged when its checksum is known good: it came
 //! checksum-partial (locally generated), with `DATA_VALID` (already
@@ -28,8 +34,8 @@
 //! other, never within a flow.
 
 use super::csum;
-use super::parse::{self, Ip, Layout, PROTO_TCP};
-use super::{Egress, Frame, Slot, Stats};
+use super::parse::{self, Ip, Layout, PROTO_TCP, PROTO_UDP};
+use super::{Caps, Egress, Frame, Slot, Stats};
 use crate::datapath::vnet;
 
 /// Flows coalesced at once.
@@ -86,13 +92,18 @@ fn seq(frame: &[u8], lay: &Layout) -> u32 {
 fn checksum_known_good(f: &Frame, lay: &Layout, stats: &mut Stats) -> bool {
     let partial = f.hdr.flags & vnet::F_NEEDS_CSUM != 0;
     if partial {
-        return usize::from(f.hdr.csum_start) == lay.l4 && f.hdr.csum_offset == 16;
+        return usize::from(f.hdr.csum_start) == lay.l4
+            && usize::from(f.hdr.csum_offset) == super::gso::csum_offset(lay.proto);
     }
     if f.hdr.flags & vnet::F_DATA_VALID != 0 {
         return true;
     }
+    // UDP over IPv4 without a checksum (0): nothing to verify.
+    if lay.proto == PROTO_UDP && !lay.is_v6() && csum::get16(&f.data, lay.l4 + 6) == 0 {
+        return true;
+    }
     let (src, dst) = lay.addrs(&f.data);
-    let good = csum::l4_valid(src, dst, PROTO_TCP, &f.data[lay.l4..lay.end]);
+    let good = csum::l4_valid(src, dst, lay.proto, &f.data[lay.l4..lay.end]);
     if good {
         stats.csum_verified += 1;
     } else {
@@ -101,18 +112,24 @@ fn checksum_known_good(f: &Frame, lay: &Layout, stats: &mut Stats) -> bool {
     good
 }
 
-/// The segment `f` is, if it may be coalesced at all.
-fn candidate(f: &Frame, l2: bool, stats: &mut Stats) -> Option<Segment> {
+/// The segment `f` is, if it may be coalesced toward `caps` at all.
+fn candidate(f: &Frame, caps: &Caps, stats: &mut Stats) -> Option<Segment> {
     if f.hdr.gso_type != vnet::GSO_NONE {
         return None;
     }
-    let lay = parse::parse(&f.data, l2).ok()?;
+    let lay = parse::parse(&f.data, caps.l2).ok()?;
     let plain_ip = matches!(lay.ip, Ip::V4 { ihl: 20 } | Ip::V6 { ext: 0 });
-    if lay.proto != PROTO_TCP || lay.fragment || !plain_ip {
+    let uso = if lay.is_v6() { caps.uso6 } else { caps.uso4 };
+    let wanted = lay.proto == PROTO_TCP || (lay.proto == PROTO_UDP && uso);
+    if !wanted || lay.fragment || !plain_ip {
         return None;
     }
     let len = lay.end - lay.payload();
-    let fl = flags(&f.data, &lay);
+    let fl = if lay.proto == PROTO_TCP {
+        flags(&f.data, &lay)
+    } else {
+        TCP_ACK
+    };
     let refused = TCP_SYN | TCP_FIN | TCP_RST | TCP_URG | TCP_CWR;
     if len == 0 || fl & refused != 0 || fl & TCP_ACK == 0 {
         return None;
@@ -126,16 +143,23 @@ fn candidate(f: &Frame, l2: bool, stats: &mut Stats) -> Option<Segment> {
     };
     Some(Segment {
         lay,
-        seq: seq(&f.data, &lay),
+        seq: if lay.proto == PROTO_TCP {
+            seq(&f.data, &lay)
+        } else {
+            0
+        },
         len,
         flags: fl,
         id,
     })
 }
 
-/// Source/destination addresses and ports: the flow.
+/// Protocol, source/destination addresses and ports: the flow.
 fn same_flow(a: &[u8], la: &Layout, b: &[u8], lb: &Layout) -> bool {
-    la.addrs(a) == lb.addrs(b) && a[la.l4..la.l4 + 4] == b[lb.l4..lb.l4 + 4]
+    la.proto == lb.proto
+        && la.is_v6() == lb.is_v6()
+        && la.addrs(a) == lb.addrs(b)
+        && a[la.l4..la.l4 + 4] == b[lb.l4..lb.l4 + 4]
 }
 
 /// Whether segment `s` (in `b`) continues run `r` (whose first frame is `a`).
@@ -158,25 +182,26 @@ fn continues(r: &Run, a: &[u8], s: &Segment, b: &[u8]) -> bool {
                 && a[la.l3 + 6..la.l3 + 8] == b[lb.l3 + 6..lb.l3 + 8] // next header, hop limit
         }
     };
-    let tcp_same = a[la.l4 + 8..la.l4 + 12] == b[lb.l4 + 8..lb.l4 + 12] // ack
-        && (a[la.l4 + 13] ^ s.flags) & !TCP_PSH == 0
-        && a[la.l4 + 20..la.payload()] == b[lb.l4 + 20..lb.payload()]; // options
-    ip_same
-        && tcp_same
-        && same_flow(a, la, b, lb)
-        && s.seq == r.next_seq
-        && s.len <= r.mss
-        && r.ip_len + s.len <= MAX_IP
+    let l4_same = if la.proto == PROTO_TCP {
+        a[la.l4 + 8..la.l4 + 12] == b[lb.l4 + 8..lb.l4 + 12] // ack
+            && (a[la.l4 + 13] ^ s.flags) & !TCP_PSH == 0
+            && a[la.l4 + 20..la.payload()] == b[lb.l4 + 20..lb.payload()] // options
+            && s.seq == r.next_seq
+    } else {
+        true // UDP: ports (the flow) and sizes are all there is
+    };
+    ip_same && same_flow(a, la, b, lb) && l4_same && s.len <= r.mss && r.ip_len + s.len <= MAX_IP
 }
 
-/// Coalesces `eg.out` in place. `input` is the burst the `Slot::In`
-/// entries point into.
-pub fn coalesce(input: &[Frame], l2: bool, eg: &mut Egress) {
+/// Coalesces `eg.out` in place for an interface accepting `caps`. `input`
+/// is the burst the `Slot::In` entries point into.
+pub fn coalesce(input: &[Frame], caps: &Caps, eg: &mut Egress) {
+    let l2 = caps.l2;
     let slots = eg.take_out();
     let mut runs: Vec<Run> = Vec::with_capacity(MAX_FLOWS);
     let mut verify = Stats::default();
     for slot in slots.iter().copied() {
-        let seg = candidate(eg.frame(input, slot), l2, &mut verify);
+        let seg = candidate(eg.frame(input, slot), caps, &mut verify);
         let Some(s) = seg else {
             close_flow(input, l2, eg, &mut runs, slot);
             eg.out.push(slot);
@@ -233,13 +258,12 @@ fn close_flow(input: &[Frame], l2: bool, eg: &mut Egress, runs: &mut Vec<Run>, s
     let Ok(lay) = parse::parse(data, l2) else {
         return;
     };
-    if lay.proto != PROTO_TCP || lay.fragment {
+    if lay.fragment || lay.l4_len == 0 {
         return;
     }
-    let hit = runs.iter().position(|r| {
-        r.lay.is_v6() == lay.is_v6()
-            && same_flow(&eg.frame(input, eg.out[r.pos]).data, &r.lay, data, &lay)
-    });
+    let hit = runs
+        .iter()
+        .position(|r| same_flow(&eg.frame(input, eg.out[r.pos]).data, &r.lay, data, &lay));
     if let Some(i) = hit {
         finish(eg, runs.swap_remove(i));
     }
@@ -278,14 +302,18 @@ fn finish(eg: &mut Egress, r: Run) {
     };
     let f = eg.pool.get_mut(i);
     super::gso::fix_ip(&mut f.data, &r.lay, 0);
+    if r.lay.proto == PROTO_UDP {
+        let ulen = u16::try_from(f.data.len() - r.lay.l4).unwrap_or(u16::MAX);
+        csum::put16(&mut f.data, r.lay.l4 + 4, ulen);
+    }
     if r.psh {
         f.data[r.lay.l4 + 13] |= TCP_PSH;
     }
     let mut hdr = super::gso::l4_checksum(f, &r.lay, true);
-    hdr.gso_type = if r.lay.is_v6() {
-        vnet::GSO_TCPV6
-    } else {
-        vnet::GSO_TCPV4
+    hdr.gso_type = match (r.lay.proto, r.lay.is_v6()) {
+        (PROTO_UDP, _) => vnet::GSO_UDP_L4,
+        (_, true) => vnet::GSO_TCPV6,
+        (_, false) => vnet::GSO_TCPV4,
     };
     hdr.gso_size = u16::try_from(r.mss).unwrap_or(u16::MAX);
     hdr.hdr_len = u16::try_from(r.lay.payload()).unwrap_or(u16::MAX);

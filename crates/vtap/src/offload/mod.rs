@@ -368,7 +368,7 @@ impl Egress {
             }
         }
         if caps.gro {
-            gro::coalesce(input, caps.l2, self);
+            gro::coalesce(input, caps, self);
         }
     }
 
