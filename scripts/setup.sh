@@ -13,6 +13,8 @@ PKGS=(
 	util-linux  # setpriv, unshare: tests of missing privileges and /dev/net/tun
 	gcc         # some crates build C
 	curl        # the tests read /metrics the way an operator would (curl --unix-socket)
+	socat       # api-fuzz.sh: schemathesis speaks TCP, the daemon a Unix socket
+	python3-venv # api-fuzz.sh installs schemathesis from PyPI into a venv
 )
 
 missing=()

@@ -227,8 +227,13 @@ fn create_show_set_delete_through_the_cli() {
     d.ok(&["set", "tap3", "mtu", "4000"]);
     assert_eq!(ns.link(&name).expect("tap")["mtu"], 4000);
     assert_eq!(d.show_json()[0]["host_mtu_size"], 4000);
+    // A host-side change arrives as a link event.
     ns.ip(&["link", "set", &name, "mtu", "3000"]);
-    assert_eq!(d.show_json()[0]["host_mtu_size"], 3000);
+    assert!(
+        wait_until(Duration::from_secs(2), || d.show_json()[0]["host_mtu_size"]
+            == 3000),
+        "the daemon shows the host side's MTU"
+    );
     let line = one_line_error(&d.vtap(&["set", "tap3", "mtu", "67"]));
     assert!(line.contains("mtu '67': must be in 68..=65521"), "{line}");
     assert_eq!(ns.link(&name).expect("tap")["mtu"], 3000, "unchanged");

@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 /// One step of `create` or `delete`, in the order `create` runs them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum Step {
     /// Take an interface id.
     AllocateId,
@@ -129,6 +130,7 @@ impl fmt::Display for Step {
 
 /// An armed fault: `step` fails with `errno`, once.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Fault {
     /// The step to fail.
     pub step: Step,

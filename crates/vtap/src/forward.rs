@@ -135,6 +135,7 @@ pub struct End {
 
 /// A cross-connect as `show` prints it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Xconnect {
     /// One end.
     pub a: String,
@@ -165,6 +166,7 @@ struct BridgeDomain {
 
 /// One learned address, for `show`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct MacEntry {
     /// The address.
     pub mac: String,
@@ -176,6 +178,7 @@ pub struct MacEntry {
 
 /// A bridge domain as `show` prints it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct BridgeInfo {
     /// Its name.
     pub name: String,

@@ -116,7 +116,7 @@ impl TunInfo {
 }
 
 /// One link as the kernel reports it.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Link {
     /// ifindex in its namespace.
     pub index: u32,
@@ -415,6 +415,85 @@ impl Host {
             .execute()
             .await
             .map_err(op_err(format!("delete default route via {gw}")))
+    }
+}
+
+/// A change the kernel announced on one link of a namespace.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LinkEvent {
+    /// `RTM_NEWLINK`: the link was created or changed; its state now.
+    Changed(Link),
+    /// `RTM_DELLINK`: the link with this ifindex is gone.
+    Removed(u32),
+}
+
+/// The link events of one namespace: a route-netlink socket, opened inside
+/// it, that joined the `RTNLGRP_LINK` multicast group, so the kernel pushes
+/// every link change (`ip link set mtu`, up/down, rename, delete) as it
+/// happens. Dropping it closes the socket.
+#[derive(Debug)]
+pub struct LinkEvents {
+    messages: futures::channel::mpsc::UnboundedReceiver<(
+        netlink_packet_core::NetlinkMessage<netlink_packet_route::RouteNetlinkMessage>,
+        netlink_sys::SocketAddr,
+    )>,
+    conn: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for LinkEvents {
+    fn drop(&mut self) {
+        self.conn.abort();
+    }
+}
+
+impl LinkEvents {
+    /// Subscribes to `ns`'s link events. Needs a tokio runtime.
+    pub fn open(ns: &Netns) -> Result<Self, Error> {
+        let fd = ns
+            .run_in(crate::sys::netlink_route_socket)
+            .map_err(|e| Error {
+                op: "enter the namespace to open a netlink socket".into(),
+                source: io::Error::other(e.to_string()),
+            })?
+            .map_err(|source| Error {
+                op: "open a netlink socket".into(),
+                source,
+            })?;
+        let mut socket = crate::sys::tokio_netlink_socket(fd);
+        let raw = netlink_sys::AsyncSocket::socket_mut(&mut socket);
+        // Bound first: the kernel skips a multicast listener whose port id
+        // is still 0 (the kernel's own), and an unbound socket has port 0.
+        raw.bind_auto()
+            .and_then(|_| raw.add_membership(libc::RTNLGRP_LINK))
+            .map_err(|source| Error {
+                op: "join the netlink link-event group".into(),
+                source,
+            })?;
+        let (conn, _handle, messages) = rtnetlink::from_socket(socket);
+        Ok(Self {
+            messages,
+            conn: tokio::spawn(conn),
+        })
+    }
+
+    /// The next link event; `None` once the socket is closed.
+    pub async fn next(&mut self) -> Option<LinkEvent> {
+        use futures::StreamExt;
+        use netlink_packet_core::NetlinkPayload;
+        use netlink_packet_route::RouteNetlinkMessage as M;
+        loop {
+            let (msg, _) = self.messages.next().await?;
+            match msg.payload {
+                NetlinkPayload::InnerMessage(M::NewLink(m)) => {
+                    return Some(LinkEvent::Changed(Link::from_message(&m)))
+                }
+                NetlinkPayload::InnerMessage(M::DelLink(m)) => {
+                    return Some(LinkEvent::Removed(m.header.index))
+                }
+                // Other groups' messages never arrive on this socket.
+                _ => {}
+            }
+        }
     }
 }
 

@@ -7,6 +7,7 @@
 //!   registry   create / attach / delete / dump / offload toggles, with rollback
 //!      |    \
 //!      |     host      host-side configuration over rtnetlink, per namespace
+//!      |     linkwatch host-side link events (an MTU changed behind vtap's back)
 //!      |     netns     naming namespaces (VPP's host-ns) and working inside them
 //!     tun              /dev/net/tun queues, flags, offload masks
 //!     sys              every unsafe system call, one per block
@@ -42,6 +43,7 @@ pub mod datapath;
 pub mod fault;
 pub mod forward;
 pub mod host;
+pub mod linkwatch;
 pub mod mac;
 pub mod netns;
 pub mod offload;

@@ -160,6 +160,7 @@ pub fn check_ifname(field: &'static str, name: &str) -> Result<(), Error> {
 /// Every field is optional; absent means the documented default.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CreateOptions {
     /// Interface id, 0..=8191; the lowest free one if absent.
     pub id: Option<u32>,

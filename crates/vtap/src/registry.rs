@@ -37,6 +37,7 @@ use serde::{Deserialize, Serialize};
 use crate::datapath::{self, DataPath};
 use crate::fault::{Faults, Step};
 use crate::host::{self, Host};
+use crate::linkwatch::{LinkWatch, Watched};
 use crate::mac::MacAddr;
 use crate::netns::{self, Netns, NetnsSpec};
 use crate::offload::Caps;
@@ -84,6 +85,7 @@ impl Default for Settings {
 /// The backend that serves an interface's queues.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum Backend {
     /// The kernel's vhost-net.
     VhostNet,
@@ -105,6 +107,7 @@ impl fmt::Display for Backend {
 /// Values are effective ones (the generated MAC, the MTU the kernel has, the
 /// offload mask it accepted), not merely what was asked for.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TapInfo {
     /// Interface id.
     pub id: u32,
@@ -288,7 +291,7 @@ pub enum Error {
     #[error(transparent)]
     Namespace(netns::Error),
     /// The id asked for is taken.
-    #[error("id {0}: already in use")]
+    #[error("id '{0}': already in use")]
     IdTaken(u32),
     /// Every id is taken.
     #[error("id: no free interface id (0..={MAX_ID} are all in use)")]
@@ -385,6 +388,14 @@ pub enum Error {
         /// What is missing.
         reason: &'static str,
     },
+    /// A capture is already recording on the interface.
+    #[error("interface '{iface}': a capture is already running (to {file}); stop it first")]
+    CaptureRunning {
+        /// The interface.
+        iface: String,
+        /// Where the running capture writes.
+        file: String,
+    },
     /// A step failed in the kernel (or by injection).
     #[error("step {step} failed")]
     Step {
@@ -431,7 +442,7 @@ impl Error {
             Error::DataPath(_) => ErrorKind::Internal,
             Error::NotFound(_) => ErrorKind::NotFound,
             Error::IdTaken(_) | Error::NoFreeId | Error::NameTaken { .. } => ErrorKind::Conflict,
-            Error::RouteExists { .. } => ErrorKind::Conflict,
+            Error::RouteExists { .. } | Error::CaptureRunning { .. } => ErrorKind::Conflict,
             Error::VhostUnavailable { .. } => ErrorKind::Unavailable,
             Error::Step { source, .. } => match source {
                 StepError::Tun(tun::Error::Permission { .. }) => ErrorKind::Permission,
@@ -547,13 +558,21 @@ struct Tap {
     datapath: Option<SharedDataPath>,
     ns: Netns,
     queues: Vec<OwnedFd>,
+    /// The host side's link events (MTU); none if the namespace's event
+    /// socket could not be opened (then the MTU is the last one vtap saw).
+    watch: Option<Watched>,
 }
 
 impl Tap {
-    /// The info with the data path's live state.
+    /// The info with the data path's live state and the host side's MTU
+    /// as the kernel last announced it.
     fn snapshot(&self) -> TapInfo {
         TapInfo {
             datapath: self.datapath.as_ref().map(|d| lock(d).state()),
+            host_mtu_size: self
+                .watch
+                .as_ref()
+                .map_or(self.info.host_mtu_size, Watched::mtu),
             ..self.info.clone()
         }
     }
@@ -566,6 +585,7 @@ pub struct Registry {
     settings: Settings,
     faults: Faults,
     own_ns: Netns,
+    links: LinkWatch,
 }
 
 fn step<T>(faults: &Faults, s: Step, f: impl FnOnce() -> Result<T, StepError>) -> Result<T, Error> {
@@ -615,7 +635,14 @@ impl Registry {
             settings,
             faults: Faults::default(),
             own_ns: Netns::current().map_err(Error::Namespace)?,
+            links: LinkWatch::default(),
         })
+    }
+
+    /// How many namespaces have a link-event socket open: one per
+    /// namespace that holds an interface, none once they are all gone.
+    pub fn watched_namespaces(&self) -> usize {
+        self.links.namespaces()
     }
 
     /// The fault-injection seam.
@@ -987,11 +1014,19 @@ impl Registry {
             // The interface kept its host configuration: say what it is.
             read_back_host_config(host, index, &mut info).await;
         }
+        let watch = self
+            .links
+            .watch(&ns, index, id, info.host_mtu_size)
+            .map_err(|e| {
+                tracing::warn!(id, error = %error_chain(&e), "host-side link events unavailable");
+            })
+            .ok();
         Ok(Tap {
             info,
             datapath: rb.datapath.take().map(|d| Arc::new(Mutex::new(d))),
             ns,
             queues: std::mem::take(&mut rb.queues),
+            watch,
         })
     }
 
@@ -1086,34 +1121,12 @@ impl Registry {
         .await?;
         if let Some(link) = now {
             tap.info.host_mtu_size = link.mtu;
+            if let Some(w) = &tap.watch {
+                w.set_mtu(link.mtu);
+            }
         }
         tracing::info!(id, mtu = tap.info.host_mtu_size, "mtu changed");
         Ok(tap.snapshot())
-    }
-
-    /// Re-reads every interface's host-side MTU from the kernel (a change
-    /// made on the host side, e.g. `ip link set mtu`); returns the
-    /// interfaces whose MTU changed, with the new value.
-    pub async fn refresh_host_mtu(&mut self) -> Vec<(String, u32)> {
-        let mut changed = Vec::new();
-        for tap in self.taps.values_mut() {
-            let Ok(host) = Host::open(&tap.ns) else {
-                continue;
-            };
-            if let Ok(Some(link)) = host.link_by_index(tap.info.host_ifindex).await {
-                if link.mtu != tap.info.host_mtu_size {
-                    tracing::info!(
-                        id = tap.info.id,
-                        from = tap.info.host_mtu_size,
-                        to = link.mtu,
-                        "host-side mtu changed"
-                    );
-                    tap.info.host_mtu_size = link.mtu;
-                    changed.push((tap.info.name.clone(), link.mtu));
-                }
-            }
-        }
-        changed
     }
 
     /// Starts a pcap capture on an interface's data path.
@@ -1125,7 +1138,14 @@ impl Registry {
         count: Option<u64>,
     ) -> Result<datapath::capture::CaptureState, Error> {
         let (id, t, dp) = self.with_datapath(key)?;
-        let st = lock(dp).start_capture(path, direction, count, t.info.tun)?;
+        let mut dp = lock(dp);
+        if let Some(running) = dp.running_capture() {
+            return Err(Error::CaptureRunning {
+                iface: key.to_string(),
+                file: running.file.clone(),
+            });
+        }
+        let st = dp.start_capture(path, direction, count, t.info.tun)?;
         tracing::info!(id, file = %st.file, "capture started");
         Ok(st)
     }

@@ -156,7 +156,7 @@ async fn defaults_are_effective_values() {
         })
         .await
         .expect_err("id taken");
-    assert_eq!(error_chain(&e), "id 1: already in use");
+    assert_eq!(error_chain(&e), "id '1': already in use");
     reg.delete("0").await.expect("delete by bare id");
     let third = reg.create(&in_ns(&ns)).await.expect("third");
     assert_eq!(third.id, 0, "a freed id is reused");
@@ -186,6 +186,51 @@ async fn daemon_default_mtu_applies_when_none_given() {
     assert_eq!(ns.link(&a.host_if_name).expect("a")["mtu"], 4000);
     assert_eq!(ns.link(&b.host_if_name).expect("b")["mtu"], 1280);
     assert_eq!((a.host_mtu_size, b.host_mtu_size), (4000, 1280));
+}
+
+/// Polls `f` (letting the runtime's other tasks run) until it holds.
+async fn eventually(mut f: impl FnMut() -> bool) -> bool {
+    for _ in 0..200 {
+        if f() {
+            return true;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    false
+}
+
+#[tokio::test]
+async fn a_host_side_mtu_change_arrives_as_a_link_event() {
+    let (ns1, ns2) = (TestNs::new("ev"), TestNs::new("ev"));
+    let mut reg = registry();
+    let a = reg.create(&in_ns(&ns1)).await.expect("create");
+    let b = reg.create(&in_ns(&ns1)).await.expect("create");
+    let c = reg.create(&in_ns(&ns2)).await.expect("create");
+    assert_eq!(
+        reg.watched_namespaces(),
+        2,
+        "one event socket per namespace"
+    );
+    // Nothing re-reads the kernel on `get`: only the event can carry this.
+    ns1.ip(&["link", "set", &b.host_if_name, "mtu", "4321"]);
+    ns2.ip(&["link", "set", &c.host_if_name, "mtu", "1280"]);
+    let mtus =
+        |reg: &Registry| ["tap0", "tap1", "tap2"].map(|k| reg.get(k).expect("get").host_mtu_size);
+    assert!(
+        eventually(|| mtus(&reg) == [1500, 4321, 1280]).await,
+        "registry shows {:?}",
+        mtus(&reg)
+    );
+    // vtap's own change and the kernel agree.
+    reg.set_mtu("tap0", 2000).await.expect("set mtu");
+    assert_eq!(ns1.link(&a.host_if_name).expect("a")["mtu"], 2000);
+    assert!(eventually(|| mtus(&reg) == [2000, 4321, 1280]).await);
+    for k in ["tap0", "tap2"] {
+        reg.delete(k).await.expect("delete");
+    }
+    assert_eq!(reg.watched_namespaces(), 1, "ns2's socket closed");
+    reg.delete("tap1").await.expect("delete");
+    assert_eq!(reg.watched_namespaces(), 0);
 }
 
 #[tokio::test]

@@ -34,10 +34,12 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use tokio::sync::Mutex;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use vtap::fault::Fault;
 use vtap::forward::{BridgeInfo, Forwarder, Xconnect};
 use vtap::registry::{error_chain, ErrorKind, OffloadAction, Registry};
@@ -79,10 +81,34 @@ impl ApiError {
 }
 
 /// The JSON error body.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ErrorBody {
     /// One line naming the field and the reason.
     pub error: String,
+}
+
+/// The error responses every fallible operation may give (for the spec).
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)] // only its OpenAPI description is used
+enum Errors {
+    /// Invalid input: the message names the field and the reason.
+    #[response(status = 400)]
+    BadRequest(ErrorBody),
+    /// No privilege (CAP_NET_ADMIN), or a gated debug resource.
+    #[response(status = 403)]
+    Forbidden(ErrorBody),
+    /// Unknown interface, bridge or resource.
+    #[response(status = 404)]
+    NotFound(ErrorBody),
+    /// Conflict: id or name taken, interface attached, bridge not empty.
+    #[response(status = 409)]
+    Conflict(ErrorBody),
+    /// The kernel refused something vtap did not expect.
+    #[response(status = 500)]
+    Internal(ErrorBody),
+    /// A kernel facility is missing (/dev/net/tun, /dev/vhost-net).
+    #[response(status = 503)]
+    Unavailable(ErrorBody),
 }
 
 impl IntoResponse for ApiError {
@@ -120,42 +146,83 @@ fn parse_body<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result<T, ApiErro
     } else {
         body
     };
-    serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("request body: {e}")))
+    let value: serde_json::Value = serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request(format!("request body: {e}")))?;
+    // serde accepts a struct written as a JSON array of its fields in order
+    // (`[null, null]` would be a valid CreateOptions); the API's bodies are
+    // objects, so an array is refused rather than read positionally.
+    if value.is_array() {
+        return Err(ApiError::bad_request(
+            "request body: expected a JSON object, found an array",
+        ));
+    }
+    serde_json::from_value(value).map_err(|e| ApiError::bad_request(format!("request body: {e}")))
+}
+
+/// The routes and the OpenAPI description, from the same declarations
+/// (utoipa-axum): a route cannot exist without its description.
+fn routes() -> OpenApiRouter<Arc<AppState>> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(info))
+        .routes(routes!(list, create))
+        .routes(routes!(show, delete))
+        .routes(routes!(offload))
+        .routes(routes!(set_mtu))
+        .routes(routes!(rx_mode))
+        .routes(routes!(start_capture, stop_capture))
+        .routes(routes!(list_xconnects, add_xconnect))
+        .routes(routes!(remove_xconnect))
+        .routes(routes!(list_bridges, create_bridge))
+        .routes(routes!(show_bridge, delete_bridge))
+        .routes(routes!(add_bridge_port))
+        .routes(routes!(remove_bridge_port))
+        .routes(routes!(arm_fault, disarm_fault))
+        .routes(routes!(metrics))
+}
+
+/// The spec's frame: title, version, description; paths come from
+/// [`routes`].
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    info(
+        title = "vtapd",
+        description = "The vtap daemon: TAP/TUN interfaces for a userspace data plane, \
+                       JSON over HTTP/1.1 on a Unix socket (/run/vtap/vtap.sock).",
+        license(name = "Apache-2.0")
+    ),
+    components(schemas(ErrorBody)),
+    tags(
+        (name = "daemon", description = "Facts and metrics"),
+        (name = "taps", description = "Interfaces"),
+        (name = "forwarding", description = "Cross-connects and bridge domains"),
+        (name = "debug", description = "Fault injection ([debug] fault_injection = true)")
+    )
+)]
+struct ApiDoc;
+
+/// The OpenAPI 3 description of this API, as committed in docs/openapi.json.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    routes().split_for_parts().1
 }
 
 /// The router.
 pub fn router(state: Arc<AppState>) -> Router {
-    Router::new()
-        .route("/v1/info", get(info))
-        .route("/v1/taps", get(list).post(create))
-        .route("/v1/taps/{iface}", get(show).delete(delete))
-        .route("/v1/taps/{iface}/offload", post(offload))
-        .route("/v1/taps/{iface}/rx-mode", post(rx_mode))
-        .route("/v1/taps/{iface}/mtu", post(set_mtu))
-        .route(
-            "/v1/taps/{iface}/capture",
-            post(start_capture).delete(stop_capture),
-        )
-        .route("/v1/xconnects", get(list_xconnects).post(add_xconnect))
-        .route(
-            "/v1/xconnects/{iface}",
-            axum::routing::delete(remove_xconnect),
-        )
-        .route("/v1/bridges", get(list_bridges).post(create_bridge))
-        .route("/v1/bridges/{bd}", get(show_bridge).delete(delete_bridge))
-        .route("/v1/bridges/{bd}/interfaces", post(add_bridge_port))
-        .route(
-            "/v1/bridges/{bd}/interfaces/{iface}",
-            axum::routing::delete(remove_bridge_port),
-        )
-        .route("/v1/debug/fault", put(arm_fault).delete(disarm_fault))
-        .route("/metrics", get(metrics))
+    let (router, _) = routes().split_for_parts();
+    router
         .fallback(|| async {
             ApiError {
                 status: StatusCode::NOT_FOUND,
                 message: "no such API resource".into(),
             }
         })
+        .method_not_allowed_fallback(
+            |method: axum::http::Method, uri: axum::http::Uri| async move {
+                ApiError {
+                    status: StatusCode::METHOD_NOT_ALLOWED,
+                    message: format!("method {method} not allowed on {}", uri.path()),
+                }
+            },
+        )
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             count_request,
@@ -190,6 +257,8 @@ async fn count_request(
     resp
 }
 
+#[utoipa::path(get, path = "/metrics", tag = "daemon",
+    responses((status = 200, description = "Prometheus/OpenMetrics text", content_type = "application/openmetrics-text", body = String)))]
 async fn metrics(State(s): State<Arc<AppState>>) -> Response {
     let taps = s.registry.lock().await.list();
     let body = crate::metrics::render(&taps, &s.api_requests);
@@ -204,7 +273,7 @@ async fn metrics(State(s): State<Arc<AppState>>) -> Response {
 }
 
 /// `GET /v1/info`.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Info {
     /// vtap version.
     pub version: String,
@@ -220,6 +289,8 @@ pub struct Info {
     pub uso: bool,
 }
 
+#[utoipa::path(get, path = "/v1/info", tag = "daemon",
+    responses((status = 200, description = "daemon facts", body = Info)))]
 async fn info(State(s): State<Arc<AppState>>) -> Json<Info> {
     let reg = s.registry.lock().await;
     Json(Info {
@@ -232,36 +303,43 @@ async fn info(State(s): State<Arc<AppState>>) -> Json<Info> {
     })
 }
 
+#[utoipa::path(get, path = "/v1/taps", tag = "taps",
+    responses((status = 200, description = "every interface", body = Vec<vtap::TapInfo>)))]
 async fn list(State(s): State<Arc<AppState>>) -> Json<Vec<vtap::TapInfo>> {
-    let mut reg = s.registry.lock().await;
-    // A host-side MTU change (ip link set mtu) shows at once.
-    reg.refresh_host_mtu().await;
-    Json(reg.list())
+    Json(s.registry.lock().await.list())
 }
 
+#[utoipa::path(post, path = "/v1/taps", tag = "taps",
+    request_body(content = Option<CreateOptions>, description = "create options; an empty body or null means every default"),
+    responses((status = 201, description = "created (or attached), read back from the kernel", body = vtap::TapInfo), Errors))]
 async fn create(State(s): State<Arc<AppState>>, body: Bytes) -> Result<Response, ApiError> {
-    let opts: CreateOptions = parse_body(&body)?;
+    // An empty body, or `null`, means every default (the spec says so).
+    let opts: CreateOptions = parse_body::<Option<CreateOptions>>(&body)?.unwrap_or_default();
     let info = s.registry.lock().await.create(&opts).await?;
     Ok((StatusCode::CREATED, Json(info)).into_response())
 }
 
+#[utoipa::path(get, path = "/v1/taps/{iface}", tag = "taps", params(("iface" = String, Path, description = "tap<id>, tun<id> or the id")),
+    responses((status = 200, description = "the interface", body = vtap::TapInfo), Errors))]
 async fn show(
     State(s): State<Arc<AppState>>,
     Path(iface): Path<String>,
 ) -> Result<Json<vtap::TapInfo>, ApiError> {
-    let mut reg = s.registry.lock().await;
-    reg.refresh_host_mtu().await;
-    Ok(Json(reg.get(&iface)?))
+    Ok(Json(s.registry.lock().await.get(&iface)?))
 }
 
 /// `POST /v1/taps/{if}/mtu` body.
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[derive(utoipa::ToSchema)]
 pub struct MtuRequest {
     /// The MTU, 68..=65521.
     pub mtu: u32,
 }
 
+#[utoipa::path(post, path = "/v1/taps/{iface}/mtu", tag = "taps", params(("iface" = String, Path, description = "tap<id>, tun<id> or the id")),
+    request_body = MtuRequest,
+    responses((status = 200, description = "the interface, MTU read back", body = vtap::TapInfo), Errors))]
 async fn set_mtu(
     State(s): State<Arc<AppState>>,
     Path(iface): Path<String>,
@@ -273,6 +351,8 @@ async fn set_mtu(
     ))
 }
 
+#[utoipa::path(delete, path = "/v1/taps/{iface}", tag = "taps", params(("iface" = String, Path, description = "tap<id>, tun<id> or the id")),
+    responses((status = 200, description = "the deleted interface", body = vtap::TapInfo), Errors))]
 async fn delete(
     State(s): State<Arc<AppState>>,
     Path(iface): Path<String>,
@@ -312,6 +392,7 @@ fn forwarding_error(e: vtap::forward::Error) -> ApiError {
 /// `POST /v1/xconnects` body.
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[derive(utoipa::ToSchema)]
 pub struct XconnectRequest {
     /// One end (`tap0`, `tun1` or an id).
     pub a: String,
@@ -319,10 +400,15 @@ pub struct XconnectRequest {
     pub b: String,
 }
 
+#[utoipa::path(get, path = "/v1/xconnects", tag = "forwarding",
+    responses((status = 200, description = "every cross-connect", body = Vec<Xconnect>)))]
 async fn list_xconnects(State(s): State<Arc<AppState>>) -> Json<Vec<Xconnect>> {
     Json(forwarder(&s).list())
 }
 
+#[utoipa::path(post, path = "/v1/xconnects", tag = "forwarding",
+    request_body = XconnectRequest,
+    responses((status = 201, description = "the cross-connect", body = Xconnect), Errors))]
 async fn add_xconnect(State(s): State<Arc<AppState>>, body: Bytes) -> Result<Response, ApiError> {
     let req: XconnectRequest = parse_body(&body)?;
     let reg = s.registry.lock().await;
@@ -331,6 +417,8 @@ async fn add_xconnect(State(s): State<Arc<AppState>>, body: Bytes) -> Result<Res
     Ok((StatusCode::CREATED, Json(x)).into_response())
 }
 
+#[utoipa::path(delete, path = "/v1/xconnects/{iface}", tag = "forwarding", params(("iface" = String, Path, description = "tap<id>, tun<id> or the id")),
+    responses((status = 200, description = "the removed cross-connect (either end names it)", body = Xconnect), Errors))]
 async fn remove_xconnect(
     State(s): State<Arc<AppState>>,
     Path(iface): Path<String>,
@@ -344,11 +432,15 @@ async fn remove_xconnect(
 /// `POST /v1/taps/{if}/offload` body.
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[derive(utoipa::ToSchema)]
 pub struct OffloadRequest {
     /// `gso-enable`, `gso-disable`, `csum-offload-enable`, ...
     pub action: String,
 }
 
+#[utoipa::path(post, path = "/v1/taps/{iface}/offload", tag = "taps", params(("iface" = String, Path, description = "tap<id>, tun<id> or the id")),
+    request_body = OffloadRequest,
+    responses((status = 200, description = "the interface", body = vtap::TapInfo), Errors))]
 async fn offload(
     State(s): State<Arc<AppState>>,
     Path(iface): Path<String>,
@@ -375,6 +467,9 @@ fn fault_gate(s: &AppState) -> Result<(), ApiError> {
     }
 }
 
+#[utoipa::path(put, path = "/v1/debug/fault", tag = "debug",
+    request_body = Fault,
+    responses((status = 204, description = "armed: the step fails once"), Errors))]
 async fn arm_fault(State(s): State<Arc<AppState>>, body: Bytes) -> Result<StatusCode, ApiError> {
     fault_gate(&s)?;
     let fault: Fault = parse_body(&body)?;
@@ -382,6 +477,8 @@ async fn arm_fault(State(s): State<Arc<AppState>>, body: Bytes) -> Result<Status
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[utoipa::path(delete, path = "/v1/debug/fault", tag = "debug",
+    responses((status = 204, description = "disarmed"), Errors))]
 async fn disarm_fault(State(s): State<Arc<AppState>>) -> Result<StatusCode, ApiError> {
     fault_gate(&s)?;
     s.registry.lock().await.faults().disarm();
@@ -391,6 +488,7 @@ async fn disarm_fault(State(s): State<Arc<AppState>>) -> Result<StatusCode, ApiE
 /// `POST /v1/bridges` body.
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[derive(utoipa::ToSchema)]
 pub struct BridgeRequest {
     /// The bridge name (1-32 letters, digits, '-', '_').
     pub name: String,
@@ -399,15 +497,21 @@ pub struct BridgeRequest {
 /// `POST /v1/bridges/{bd}/interfaces` body.
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[derive(utoipa::ToSchema)]
 pub struct PortRequest {
     /// The interface (`tap0` or an id).
     pub iface: String,
 }
 
+#[utoipa::path(get, path = "/v1/bridges", tag = "forwarding",
+    responses((status = 200, description = "every bridge domain", body = Vec<BridgeInfo>)))]
 async fn list_bridges(State(s): State<Arc<AppState>>) -> Json<Vec<BridgeInfo>> {
     Json(forwarder(&s).bridges())
 }
 
+#[utoipa::path(post, path = "/v1/bridges", tag = "forwarding",
+    request_body = BridgeRequest,
+    responses((status = 201, description = "the empty bridge domain", body = BridgeInfo), Errors))]
 async fn create_bridge(State(s): State<Arc<AppState>>, body: Bytes) -> Result<Response, ApiError> {
     let req: BridgeRequest = parse_body(&body)?;
     let b = forwarder(&s)
@@ -416,6 +520,8 @@ async fn create_bridge(State(s): State<Arc<AppState>>, body: Bytes) -> Result<Re
     Ok((StatusCode::CREATED, Json(b)).into_response())
 }
 
+#[utoipa::path(get, path = "/v1/bridges/{bd}", tag = "forwarding", params(("bd" = String, Path, description = "bridge domain name")),
+    responses((status = 200, description = "the bridge with its MAC table", body = BridgeInfo), Errors))]
 async fn show_bridge(
     State(s): State<Arc<AppState>>,
     Path(bd): Path<String>,
@@ -423,6 +529,8 @@ async fn show_bridge(
     Ok(Json(forwarder(&s).bridge(&bd).map_err(forwarding_error)?))
 }
 
+#[utoipa::path(delete, path = "/v1/bridges/{bd}", tag = "forwarding", params(("bd" = String, Path, description = "bridge domain name")),
+    responses((status = 204, description = "deleted (empty bridges only)"), Errors))]
 async fn delete_bridge(
     State(s): State<Arc<AppState>>,
     Path(bd): Path<String>,
@@ -431,6 +539,9 @@ async fn delete_bridge(
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[utoipa::path(post, path = "/v1/bridges/{bd}/interfaces", tag = "forwarding", params(("bd" = String, Path, description = "bridge domain name")),
+    request_body = PortRequest,
+    responses((status = 200, description = "the bridge", body = BridgeInfo), Errors))]
 async fn add_bridge_port(
     State(s): State<Arc<AppState>>,
     Path(bd): Path<String>,
@@ -446,6 +557,8 @@ async fn add_bridge_port(
     ))
 }
 
+#[utoipa::path(delete, path = "/v1/bridges/{bd}/interfaces/{iface}", tag = "forwarding", params(("bd" = String, Path, description = "bridge domain name"), ("iface" = String, Path, description = "tap<id>, tun<id> or the id")),
+    responses((status = 200, description = "the bridge", body = BridgeInfo), Errors))]
 async fn remove_bridge_port(
     State(s): State<Arc<AppState>>,
     Path((bd, iface)): Path<(String, String)>,
@@ -462,6 +575,7 @@ async fn remove_bridge_port(
 /// `POST /v1/taps/{if}/capture` body.
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[derive(utoipa::ToSchema)]
 pub struct CaptureRequest {
     /// `rx`, `tx` or `both` (default `both`).
     #[serde(default)]
@@ -473,6 +587,9 @@ pub struct CaptureRequest {
     pub count: Option<u64>,
 }
 
+#[utoipa::path(post, path = "/v1/taps/{iface}/capture", tag = "taps", params(("iface" = String, Path, description = "tap<id>, tun<id> or the id")),
+    request_body = CaptureRequest,
+    responses((status = 200, description = "the running capture", body = vtap::datapath::capture::CaptureState), Errors))]
 async fn start_capture(
     State(s): State<Arc<AppState>>,
     Path(iface): Path<String>,
@@ -494,6 +611,8 @@ async fn start_capture(
     )?))
 }
 
+#[utoipa::path(delete, path = "/v1/taps/{iface}/capture", tag = "taps", params(("iface" = String, Path, description = "tap<id>, tun<id> or the id")),
+    responses((status = 200, description = "what it wrote", body = vtap::datapath::capture::CaptureState), Errors))]
 async fn stop_capture(
     State(s): State<Arc<AppState>>,
     Path(iface): Path<String>,
@@ -504,11 +623,15 @@ async fn stop_capture(
 /// `POST /v1/taps/{if}/rx-mode` body.
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[derive(utoipa::ToSchema)]
 pub struct RxModeRequest {
     /// `polling`, `interrupt` or `adaptive`.
     pub mode: vtap::datapath::RxMode,
 }
 
+#[utoipa::path(post, path = "/v1/taps/{iface}/rx-mode", tag = "taps", params(("iface" = String, Path, description = "tap<id>, tun<id> or the id")),
+    request_body = RxModeRequest,
+    responses((status = 200, description = "the interface", body = vtap::TapInfo), Errors))]
 async fn rx_mode(
     State(s): State<Arc<AppState>>,
     Path(iface): Path<String>,

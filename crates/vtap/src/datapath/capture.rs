@@ -23,6 +23,7 @@ const LINKTYPE_RAW: u32 = 101;
 /// Which frames to capture.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum Direction {
     /// Received from the host side.
     Rx,
@@ -60,6 +61,7 @@ pub enum Error {
 
 /// What `show` says about a running capture.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CaptureState {
     /// The file.
     pub file: String,

@@ -62,6 +62,7 @@ pub struct Config {
 
 /// One queue's state, for `show`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct QueueState {
     /// Rx mode (rx queues only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -74,6 +75,7 @@ pub struct QueueState {
 
 /// The data path's state, for `show`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct State {
     /// Backend.
     pub backend: Backend,
@@ -275,6 +277,15 @@ impl DataPath {
         let st = cap.state().clone();
         self.capture = Some(cap);
         Ok(st)
+    }
+
+    /// The capture still recording, if any (one that reached its count is
+    /// finished and does not count).
+    pub fn running_capture(&self) -> Option<&capture::CaptureState> {
+        self.capture
+            .as_ref()
+            .filter(|c| !c.done())
+            .map(|c| c.state())
     }
 
     /// Stops the running capture; returns what it wrote.

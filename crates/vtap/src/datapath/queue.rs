@@ -58,6 +58,7 @@ pub enum Error {
 
 /// Per-queue counters (VPP's, by reason).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Counters {
     /// Frames delivered (rx) or queued (tx).
     pub packets: u64,
@@ -200,6 +201,7 @@ impl<'a> RxFrame<'a> {
 /// How the consumer of an rx queue waits for frames.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum RxMode {
     /// Never sleep; the device is asked not to interrupt
     /// (`VRING_AVAIL_F_NO_INTERRUPT`), saving it an eventfd write per batch.

@@ -95,6 +95,7 @@ pub fn negotiate(offered: u64, event_idx: bool) -> Result<u64, Error> {
 /// How vhost creates its workers for vtap's queues.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum WorkerMode {
     /// Kernel threads, as asked with `VHOST_SET_FORK_FROM_OWNER`.
     Kthread,

@@ -38,6 +38,7 @@ use crate::tun::offload as mask;
 
 /// What an egress interface accepts, from its offload mask and settings.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Caps {
     /// Ethernet frames (TAP); bare IP packets otherwise (TUN).
     pub l2: bool,
@@ -85,6 +86,7 @@ impl Caps {
 
 /// Offload work and drops, per egress interface.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Stats {
     /// Super-frames segmented in software.
     pub segmented: u64,

@@ -156,6 +156,7 @@ impl RingAddrs {
 
 /// A snapshot of the ring's indices, for `show`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RingState {
     /// Ring size.
     pub size: u16,

@@ -1,0 +1,206 @@
+//! Host-side link changes, as the kernel announces them.
+//!
+//! # Why
+//!
+//! An operator may change the host side of a tap behind vtap's back
+//! (`ip link set tap0 mtu 9000` in the pod's namespace). VPP's tapv2 never
+//! notices (its own TODO: "sync MTU"); vtap follows it. Polling would either
+//! lag or cost a netlink dump per interface per period, so the registry
+//! listens instead: one route-netlink socket per namespace that holds a tap,
+//! joined to the link multicast group ([`host::LinkEvents`]), and one task
+//! per socket that writes each watched link's MTU into a cell the [`Tap`]
+//! shares. Reading an interface's MTU is then a load, and a change shows the
+//! moment the kernel makes it — with one log line, as every control-plane
+//! action has.
+//!
+//! # Lifetime
+//!
+//! [`LinkWatch::watch`] hands out a [`Watched`] guard per interface; the
+//! namespace's socket lives while at least one guard for it does. Dropping
+//! the last guard aborts the task, which closes the socket: a deleted tap
+//! leaves no fd behind.
+//!
+//! [`Tap`]: crate::registry
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use crate::host::{self, LinkEvent, LinkEvents};
+use crate::netns::Netns;
+
+/// The links watched in one namespace and the task that listens there.
+#[derive(Debug)]
+struct NsWatch {
+    /// ifindex → (interface id for the log, its MTU cell).
+    links: HashMap<u32, (u32, Arc<AtomicU32>)>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+type Table = HashMap<u64, NsWatch>;
+
+/// Every namespace watched, by namespace inode.
+#[derive(Debug, Default, Clone)]
+pub struct LinkWatch {
+    table: Arc<Mutex<Table>>,
+}
+
+fn lock(t: &Mutex<Table>) -> MutexGuard<'_, Table> {
+    // The table stays consistent across a panic (every update is one
+    // insert or remove), so a poisoned lock is still usable.
+    t.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl LinkWatch {
+    /// Watches link `ifindex` in `ns` (interface `id`), starting from `mtu`.
+    /// Opens the namespace's socket if this is its first watched link.
+    /// Needs a tokio runtime.
+    pub fn watch(
+        &self,
+        ns: &Netns,
+        ifindex: u32,
+        id: u32,
+        mtu: u32,
+    ) -> Result<Watched, host::Error> {
+        let inode = ns.inode();
+        let cell = Arc::new(AtomicU32::new(mtu));
+        let mut table = lock(&self.table);
+        let w = match table.entry(inode) {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::hash_map::Entry::Vacant(e) => {
+                let events = LinkEvents::open(ns)?;
+                let task = tokio::spawn(listen(events, inode, Arc::downgrade(&self.table)));
+                e.insert(NsWatch {
+                    links: HashMap::new(),
+                    task,
+                })
+            }
+        };
+        w.links.insert(ifindex, (id, cell.clone()));
+        Ok(Watched {
+            table: self.table.clone(),
+            inode,
+            ifindex,
+            mtu: cell,
+        })
+    }
+
+    /// How many namespaces have a socket open (for tests and metrics).
+    pub fn namespaces(&self) -> usize {
+        lock(&self.table).len()
+    }
+}
+
+/// One watched link; dropping it stops watching (and closes the
+/// namespace's socket when it was the last link there).
+#[derive(Debug)]
+pub struct Watched {
+    table: Arc<Mutex<Table>>,
+    inode: u64,
+    ifindex: u32,
+    mtu: Arc<AtomicU32>,
+}
+
+impl Watched {
+    /// The link's MTU as the kernel last announced it.
+    pub fn mtu(&self) -> u32 {
+        // Relaxed: a lone value, published by one writer; nothing else is
+        // read in relation to it.
+        self.mtu.load(Ordering::Relaxed)
+    }
+
+    /// Records an MTU vtap itself just set and read back (the event for it
+    /// may still be in flight; it carries the same value).
+    pub fn set_mtu(&self, mtu: u32) {
+        self.mtu.store(mtu, Ordering::Relaxed);
+    }
+}
+
+impl Drop for Watched {
+    fn drop(&mut self) {
+        let mut table = lock(&self.table);
+        let Some(w) = table.get_mut(&self.inode) else {
+            return;
+        };
+        w.links.remove(&self.ifindex);
+        if w.links.is_empty() {
+            if let Some(w) = table.remove(&self.inode) {
+                w.task.abort();
+            }
+        }
+    }
+}
+
+/// Applies one namespace's events to the watched links until the socket
+/// closes or the watch is gone.
+async fn listen(mut events: LinkEvents, inode: u64, table: std::sync::Weak<Mutex<Table>>) {
+    while let Some(event) = events.next().await {
+        let Some(table) = table.upgrade() else {
+            return;
+        };
+        let table = lock(&table);
+        let Some(w) = table.get(&inode) else {
+            return;
+        };
+        apply(&w.links, &event);
+    }
+}
+
+/// What one event changes: the MTU of a watched link.
+fn apply(links: &HashMap<u32, (u32, Arc<AtomicU32>)>, event: &LinkEvent) {
+    match event {
+        LinkEvent::Changed(link) => {
+            // A message without IFLA_MTU (mtu 0) says nothing about it.
+            let Some((id, cell)) = links.get(&link.index).filter(|_| link.mtu != 0) else {
+                return;
+            };
+            let was = cell.swap(link.mtu, Ordering::Relaxed);
+            if was != link.mtu {
+                tracing::info!(id, from = was, to = link.mtu, "host-side mtu changed");
+            }
+        }
+        LinkEvent::Removed(index) => {
+            if let Some((id, _)) = links.get(index) {
+                tracing::warn!(
+                    id,
+                    ifindex = index,
+                    "host side of the interface was deleted"
+                );
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::host::Link;
+
+    fn links() -> HashMap<u32, (u32, Arc<AtomicU32>)> {
+        HashMap::from([(7, (0, Arc::new(AtomicU32::new(1500))))])
+    }
+
+    fn changed(index: u32, mtu: u32) -> LinkEvent {
+        LinkEvent::Changed(Link {
+            index,
+            mtu,
+            ..Link::default()
+        })
+    }
+
+    #[test]
+    fn events_update_only_watched_links() {
+        let cases = [
+            (changed(7, 9000), 9000),
+            (changed(8, 9000), 1500),
+            (changed(7, 1500), 1500),
+            (changed(7, 0), 1500),
+            (LinkEvent::Removed(7), 1500),
+        ];
+        for (event, want) in cases {
+            let l = links();
+            apply(&l, &event);
+            assert_eq!(l[&7].1.load(Ordering::Relaxed), want, "{event:?}");
+        }
+    }
+}
