@@ -28,6 +28,9 @@ ns=vt-apifuzz-$$
 port=$((20000 + $$ % 20000))
 pids=()
 cleanup() {
+	# unshare --fork waits for its child and does not pass SIGTERM on: stop
+	# the daemon (its child) first, then the rest.
+	for p in "${pids[@]}"; do pkill -TERM -P "$p" 2>/dev/null || true; done
 	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
 	wait 2>/dev/null || true
 	ip netns del "$ns" 2>/dev/null || true
@@ -35,7 +38,7 @@ cleanup() {
 }
 trap cleanup EXIT
 ip netns add "$ns"
-ip netns exec "$ns" unshare --mount --pid --fork --mount-proc \
+ip netns exec "$ns" unshare --mount --pid --fork --kill-child --mount-proc \
 	sh -c "mount -t tmpfs none /run/netns && exec $vtap --socket $dir/vtap.sock daemon" \
 	2>"$dir/daemon.log" &
 pids+=($!)

@@ -170,7 +170,21 @@ async fn the_registry_runs_a_data_path_per_interface_and_shows_it() {
     let used = backend_cpu_ticks() - before;
     // Clock ticks are 10 ms: a busy loop would show ~100 per thread.
     assert!(used <= 2, "idle backend used {used} ticks in 1 s");
-    reg.delete(&info.name).await.expect("delete");
+
+    // The interface deleted behind vtap's back: the tap fd now answers
+    // every poll with POLLERR, and the backend must not spin on it.
+    ns.ip(&["link", "del", &info.host_if_name]);
+    std::thread::sleep(Duration::from_millis(300));
+    let before = backend_cpu_ticks();
+    std::thread::sleep(Duration::from_secs(1));
+    let used = backend_cpu_ticks() - before;
+    assert!(
+        used <= 2,
+        "backend of a deleted tap used {used} ticks in 1 s"
+    );
+    reg.delete(&info.name)
+        .await
+        .expect("delete tolerates a gone link");
 }
 
 /// utime+stime (clock ticks) of this process's `vtap-user-*` threads.

@@ -157,6 +157,16 @@ struct Worker {
     held: Vec<HeldChain>,
     /// A tx frame the tap refused with EAGAIN, and its chain.
     tx_blocked: Option<(u16, Vec<u8>)>,
+    /// The interface was deleted under the data path: the tap fd only
+    /// reports errors now, so it is no longer polled.
+    tap_gone: bool,
+}
+
+/// Whether poll's answer for the tap says the interface is gone: an error
+/// or hang-up without readiness (tun answers a detached fd with POLLERR).
+fn tap_gone(revents: libc::c_short) -> bool {
+    revents & (libc::POLLERR | libc::POLLHUP | libc::POLLNVAL) != 0
+        && revents & (libc::POLLIN | libc::POLLOUT) == 0
 }
 
 impl Worker {
@@ -206,13 +216,21 @@ impl Worker {
             fds.push((dq.kick.as_raw_fd(), libc::POLLIN));
         }
         // A tap fd with no events still reports errors (POLLERR/POLLHUP).
-        fds.push((self.tap.as_raw_fd(), tap_events));
+        // Once the interface is gone (deleted under us: the tap then answers
+        // every poll with POLLERR) it is left out, or this loop would spin
+        // until the data path is stopped.
+        if !self.tap_gone {
+            fds.push((self.tap.as_raw_fd(), tap_events));
+        }
         let mut rev = vec![0; fds.len()];
         if crate::sys::poll(&fds, &mut rev, 1000).is_err() {
             return true;
         }
         if rev[0] != 0 {
             return false;
+        }
+        if !self.tap_gone && tap_gone(rev[fds.len() - 1]) {
+            self.tap_gone = true;
         }
         for dq in [self.tx.as_ref(), self.rx.as_ref()].into_iter().flatten() {
             let _ = dq.kick.read();
@@ -461,6 +479,7 @@ impl UserspaceBackend {
                 rx_len: None,
                 held: vec![],
                 tx_blocked: None,
+                tap_gone: false,
             };
             let handle = std::thread::Builder::new()
                 .name(format!("vtap-user-q{pair}"))
@@ -495,6 +514,23 @@ impl Drop for UserspaceBackend {
 mod tests {
     use super::*;
     use crate::virtq::{DriverQueue, Segment};
+
+    #[test]
+    fn only_errors_without_readiness_mean_the_tap_is_gone() {
+        use libc::{POLLERR, POLLHUP, POLLIN, POLLNVAL, POLLOUT};
+        let cases = [
+            (0, false),
+            (POLLIN, false),
+            (POLLOUT, false),
+            (POLLERR, true),
+            (POLLHUP, true),
+            (POLLNVAL, true),
+            (POLLERR | POLLIN, false),
+        ];
+        for (rev, gone) in cases {
+            assert_eq!(tap_gone(rev), gone, "revents {rev:#x}");
+        }
+    }
 
     #[test]
     fn malformed_tx_chains_are_completed_with_length_zero_and_counted() {

@@ -1,0 +1,262 @@
+#!/usr/bin/env python3
+"""Control-plane speed and scale, vtap against iproute2.
+
+    sudo bench/control_plane.py [--n N] [--scale M] [--quick]
+
+Speed (N interfaces, default 100): create + fully configure (in its own
+namespace: name, MAC, MTU, up, IPv4 address + default route, IPv6 address +
+default route) + delete, per interface, done by
+
+    iproute2   bench/iproute2-taps.sh: six `ip` commands, then `ip link del`
+    vtap-cli   one `vtap create ...` and one `vtap delete` through the daemon
+    vtap-rest  the daemon's REST API over one keep-alive connection
+    vtap-lib   the library in-process (examples/control_plane.rs)
+
+vtap does more than the script: its taps have their queues open and a data
+path running, and every step is read back from the kernel.
+
+Scale (M interfaces, default 8192): M taps in one daemon (one namespace,
+MTU set, up), created over the REST API: time, daemon RSS, fds and threads
+per interface; then all deleted.
+
+Output: bench/out/control-plane-<session>.json and a markdown table on
+stdout. --quick: N=5, M=64 (harness check for CI; no timing is asserted).
+Addresses: 198.18.4.0/24 and 2001:db8:4::/64 inside the namespaces only.
+"""
+
+import argparse
+import http.client
+import json
+import os
+import resource
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+VTAP = os.path.join(ROOT, "target", "release", "vtap")
+TAG = f"vtc{os.getpid()}"
+
+
+class UnixHTTP(http.client.HTTPConnection):
+    def __init__(self, path):
+        super().__init__("localhost", timeout=60)
+        self.path = path
+
+    def connect(self):
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.connect(self.path)
+
+
+def call(conn, method, path, body=None):
+    conn.request(method, path, body=json.dumps(body) if body is not None else None,
+                 headers={"content-type": "application/json"})
+    r = conn.getresponse()
+    data = r.read()
+    if r.status >= 300:
+        raise RuntimeError(f"{method} {path}: {r.status} {data[:200]!r}")
+    return json.loads(data) if data else None
+
+
+class Daemon:
+    def __init__(self, tmp):
+        self.sock = os.path.join(tmp, "vtap.sock")
+        # One fd per queue, eventfds, a thread per queue pair: the soft fd
+        # limit goes up to the hard one (which bounds the scale run).
+        hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+        self.nofile = hard
+        self.p = subprocess.Popen([VTAP, "--socket", self.sock, "daemon"],
+                                  preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard)),
+                                  stdout=subprocess.DEVNULL, stderr=open(os.path.join(tmp, "daemon.log"), "w"))
+        for _ in range(100):
+            if os.path.exists(self.sock):
+                break
+            time.sleep(0.05)
+        self.pid = self.p.pid
+
+    def status(self):
+        with open(f"/proc/{self.pid}/status") as f:
+            s = dict(l.split(":", 1) for l in f if ":" in l)
+        return {"rss_kib": int(s["VmRSS"].split()[0]), "threads": int(s["Threads"]),
+                "fds": len(os.listdir(f"/proc/{self.pid}/fd"))}
+
+    def stop(self):
+        self.p.terminate()
+        self.p.wait(60)
+
+
+def namespaces(n, tag):
+    names = [f"{TAG}{tag}{i}" for i in range(n)]
+    for ns in names:
+        subprocess.run(["ip", "netns", "add", ns], check=True)
+    return names
+
+
+def drop_namespaces(names):
+    for ns in names:
+        subprocess.run(["ip", "netns", "del", ns], stderr=subprocess.DEVNULL)
+
+
+def opts(ns, i):
+    return {"host_ns": ns, "host_if_name": f"cp{i}", "host_mac_addr": f"02:fe:00:00:{i >> 8:02x}:{i & 255:02x}",
+            "host_ip4_addr": "198.18.4.1/24", "host_ip4_gw": "198.18.4.254",
+            "host_ip6_addr": "2001:db8:4::1/64", "host_ip6_gw": "2001:db8:4::fe", "host_mtu_size": 1400}
+
+
+def cli_args(o):
+    a = []
+    for k, v in o.items():
+        a += ["--" + k.replace("_", "-"), str(v)]
+    return a
+
+
+def speed(n, tmp):
+    rows = []
+    nss = namespaces(n, "i")
+    try:
+        t = time.time()
+        out = subprocess.run([os.path.join(ROOT, "bench", "iproute2-taps.sh"), *nss], check=True,
+                             capture_output=True, text=True).stdout.split("\n")
+        pairs = [tuple(map(float, l.split())) for l in out if l.strip()]
+        rows.append({"tool": "iproute2", "n": n, "total_ms": (time.time() - t) * 1e3,
+                     "create_ms": [p[0] for p in pairs], "delete_ms": [p[1] for p in pairs]})
+    finally:
+        drop_namespaces(nss)
+
+    d = Daemon(tmp)
+    env = dict(os.environ, VTAP_SOCKET=d.sock)
+    nss = namespaces(n, "c")
+    try:
+        create, delete = [], []
+        t = time.time()
+        for i, ns in enumerate(nss):
+            t0 = time.time()
+            r = subprocess.run([VTAP, "create", *cli_args(opts(ns, i))], env=env,
+                               capture_output=True, text=True)
+            if r.returncode != 0:
+                raise RuntimeError(f"vtap create: {r.stderr.strip()}")
+            name = r.stdout.strip()
+            t1 = time.time()
+            subprocess.run([VTAP, "delete", name], env=env, check=True, capture_output=True)
+            create.append((t1 - t0) * 1e3)
+            delete.append((time.time() - t1) * 1e3)
+        rows.append({"tool": "vtap-cli", "n": n, "total_ms": (time.time() - t) * 1e3,
+                     "create_ms": create, "delete_ms": delete})
+        conn = UnixHTTP(d.sock)
+        create, delete = [], []
+        t = time.time()
+        for i, ns in enumerate(nss):
+            t0 = time.time()
+            info = call(conn, "POST", "/v1/taps", opts(ns, i))
+            t1 = time.time()
+            call(conn, "DELETE", f"/v1/taps/{info['name']}")
+            create.append((t1 - t0) * 1e3)
+            delete.append((time.time() - t1) * 1e3)
+        rows.append({"tool": "vtap-rest", "n": n, "total_ms": (time.time() - t) * 1e3,
+                     "create_ms": create, "delete_ms": delete})
+    finally:
+        d.stop()
+        drop_namespaces(nss)
+
+    r = subprocess.run(["cargo", "run", "--release", "-q", "-p", "vtap", "--example", "control_plane", str(n)],
+                       cwd=ROOT, check=True, capture_output=True, text=True)
+    row = json.loads(r.stdout.strip().splitlines()[-1])
+    row["tool"] = "vtap-lib"
+    rows.append(row)
+    return rows
+
+
+def scale(m, tmp):
+    d = Daemon(tmp)
+    (ns,) = namespaces(1, "s")
+    conn = UnixHTTP(d.sock)
+    res = {"n": m, "nofile_limit": d.nofile}
+    try:
+        before = d.status()
+        t = time.time()
+        create = []
+        made = 0
+        for i in range(m):
+            t0 = time.time()
+            try:
+                call(conn, "POST", "/v1/taps", {"host_ns": ns, "host_if_name": f"s{i}", "host_mtu_size": 1400})
+            except RuntimeError as e:
+                res["stopped_at"] = i
+                res["error"] = str(e)
+                break
+            create.append((time.time() - t0) * 1e3)
+            made += 1
+        res["created"] = made
+        res["create_total_s"] = time.time() - t
+        res["create_median_ms"] = statistics.median(create) if create else None
+        after = d.status()
+        links = len(json.loads(subprocess.run(["ip", "-n", ns, "-j", "link", "show"], check=True,
+                                              capture_output=True, text=True).stdout)) - 1
+        res.update(before=before, after=after, kernel_links=links)
+        if made:
+            res["rss_kib_per_if"] = round((after["rss_kib"] - before["rss_kib"]) / made, 1)
+            res["fds_per_if"] = round((after["fds"] - before["fds"]) / made, 2)
+            res["threads_per_if"] = round((after["threads"] - before["threads"]) / made, 2)
+        t = time.time()
+        for tap in call(conn, "GET", "/v1/taps"):
+            call(conn, "DELETE", f"/v1/taps/{tap['name']}")
+        res["delete_total_s"] = time.time() - t
+        res["after_delete"] = d.status()
+    finally:
+        d.stop()
+        drop_namespaces([ns])
+    return res
+
+
+def med(v):
+    return statistics.median(v)
+
+
+def table(rows, sc):
+    ip = next(r for r in rows if r["tool"] == "iproute2")
+    base = med([c + d for c, d in zip(ip["create_ms"], ip["delete_ms"])])
+    out = [f"| tool | create + configure, median ms | delete, median ms | total for {ip['n']} s | × iproute2 (median per interface) |",
+           "|---|---|---|---|---|"]
+    for r in rows:
+        per = med([c + d for c, d in zip(r["create_ms"], r["delete_ms"])])
+        out.append(f"| {r['tool']} | {med(r['create_ms']):.2f} | {med(r['delete_ms']):.2f} | "
+                   f"{r['total_ms'] / 1e3:.2f} | {base / per:.1f}× faster |")
+    if sc:
+        out += ["", f"Scale: {sc['created']} of {sc['n']} taps in one daemon in {sc['create_total_s']:.1f} s "
+                f"(median {sc['create_median_ms']:.2f} ms each); kernel shows {sc['kernel_links']}; "
+                f"RSS {sc['before']['rss_kib'] // 1024} → {sc['after']['rss_kib'] // 1024} MiB "
+                f"({sc.get('rss_kib_per_if', 0):.0f} KiB per interface), "
+                f"{sc.get('fds_per_if', 0)} fds and {sc.get('threads_per_if', 0)} threads per interface; "
+                f"all deleted in {sc['delete_total_s']:.1f} s"
+                + (f"; stopped: {sc['error']} (fd limit {sc['nofile_limit']})" if "error" in sc else "") + "."]
+    return "\n".join(out) + "\n"
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--n", type=int)
+    ap.add_argument("--scale", type=int)
+    ap.add_argument("--quick", action="store_true")
+    a = ap.parse_args()
+    if os.geteuid() != 0:
+        sys.exit("bench/control_plane.py: run as root")
+    n = a.n or (5 if a.quick else 100)
+    m = a.scale if a.scale is not None else (64 if a.quick else 8192)
+    subprocess.run(["cargo", "build", "--release", "-q", "-p", "vtap-cli"], cwd=ROOT, check=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        rows = speed(n, tmp)
+        sc = scale(m, tmp) if m else None
+    session = time.strftime("%Y%m%dT%H%M%S")
+    os.makedirs(os.path.join(ROOT, "bench", "out"), exist_ok=True)
+    path = os.path.join(ROOT, "bench", "out", f"control-plane-{session}.json")
+    with open(path, "w") as f:
+        json.dump({"session": session, "speed": rows, "scale": sc}, f, indent=1)
+    print(table(rows, sc), end="")
+    print(f"(raw: {path})", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,464 @@
+#!/usr/bin/env python3
+"""vtap against real peers, side by side, in one run on one machine.
+
+    sudo bench/run.py [--quick] [--dur S] [--reps N] [PEER ...]
+
+Topology (per peer): two namespaces of this run, A (198.18.0.1/24,
+2001:db8::1/64) and B (198.18.0.2/24, 2001:db8::2/64), joined by the peer:
+
+    veth          kernel veth pair between A and B (the limit for this path)
+    vtap          vtap daemon, two taps, cross-connect; gso + gro-coalesce
+    vtap-poll     the same with rx-mode polling (the worker never sleeps)
+    vtap-gso      the same with gso only (super-frames pass through)
+    vtap-none     the same without offloads (the kernel segments)
+    offload       C forwarder: IFF_VNET_HDR + TSO pass-through, poll loop
+                  (the practical limit of a TAP forwarder without vhost-net)
+    naive         C forwarder: one read()/write() per frame, no vnet header
+    tunrs-tap     the tun-rs crate with offload(true), raw pass-through
+    dpdk          dpdk-testpmd, two net_tap vdevs, io forwarding
+
+For each: ping and sockperf latency, iperf3 TCP with 1 and 4 streams, and the
+small-packet rate (trafgen sends 64-byte UDP frames into A's interface; what
+arrives at B's interface is counted), with the forwarder's CPU time. Medians
+of --reps runs with min-max. Output: bench/out/<session>/results.json (every
+measurement) and table.md (the markdown of docs/benchmarks.md), ratios
+against the peers of the same run.
+
+--quick (for CI): veth, vtap, offload, naive; 1 s per test, one repetition.
+It checks that the harness works and asserts nothing about timings.
+
+Addresses: 198.18.0.0/24 and 2001:db8::/64 only; everything this script
+creates (namespaces, interfaces, processes) is removed on exit, also on
+failure or Ctrl-C.
+"""
+
+import argparse
+import atexit
+import json
+import os
+import re
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BENCH = os.path.join(ROOT, "bench")
+PEERS = os.path.join(BENCH, "peers")
+VTAP = os.path.join(ROOT, "target", "release", "vtap")
+TUNRS = os.path.join(PEERS, "tunrs-fwd", "target", "release", "tunrs-fwd")
+
+ALL_PEERS = ["veth", "vtap", "vtap-poll", "vtap-gso", "vtap-none", "offload", "naive", "tunrs-tap", "dpdk"]
+QUICK_PEERS = ["veth", "vtap", "offload", "naive"]
+USERSPACE_PEERS = ["offload", "naive", "tunrs-tap", "dpdk"]
+
+A4, B4 = "198.18.0.1", "198.18.0.2"
+A6, B6 = "2001:db8::1", "2001:db8::2"
+CLK = os.sysconf("SC_CLK_TCK")
+TAG = f"vtb{os.getpid()}"
+NS_A, NS_B = f"{TAG}-a", f"{TAG}-b"
+IF_A, IF_B = f"{TAG}a", f"{TAG}b"
+
+
+def log(msg):
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def sh(*args, check=True, **kw):
+    return subprocess.run(args, check=check, text=True, capture_output=True, **kw)
+
+
+def nsx(ns, *args, **kw):
+    return sh("ip", "netns", "exec", ns, *args, **kw)
+
+
+# ---------------------------------------------------------------- set-up
+
+
+def ensure_packages(peers):
+    want = {"iperf3": "iperf3", "trafgen": "netsniff-ng", "sockperf": "sockperf",
+            "gcc": "gcc", "ethtool": "ethtool", "ping": "iputils-ping"}
+    if "dpdk" in peers:
+        want["dpdk-testpmd"] = "dpdk-dev"
+    missing = sorted({pkg for cmd, pkg in want.items() if shutil.which(cmd) is None})
+    if missing:
+        log(f"installing {' '.join(missing)}")
+        env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+        subprocess.run(["apt-get", "update", "-q"], check=True, env=env, stdout=subprocess.DEVNULL)
+        subprocess.run(["apt-get", "install", "-y", "-q", "--no-install-recommends", *missing],
+                       check=True, env=env, stdout=subprocess.DEVNULL)
+
+
+def build(peers):
+    if any(p.startswith("vtap") for p in peers):
+        subprocess.run(["cargo", "build", "--release", "-q", "-p", "vtap-cli"], check=True, cwd=ROOT)
+    for name, extra in (("naive", []), ("offload", ["-pthread"])):
+        src, out = os.path.join(PEERS, f"{name}.c"), os.path.join(PEERS, name)
+        if name in peers and (not os.path.exists(out) or os.path.getmtime(out) < os.path.getmtime(src)):
+            subprocess.run(["gcc", "-O2", "-Wall", *extra, "-o", out, src], check=True)
+    if "tunrs-tap" in peers:
+        subprocess.run(["cargo", "build", "--release", "-q"], check=True,
+                       cwd=os.path.join(PEERS, "tunrs-fwd"))
+
+
+# -------------------------------------------------------------- topology
+
+
+class Run:
+    """Processes and namespaces of this run, all removed by cleanup()."""
+
+    def __init__(self, out):
+        self.out = out
+        self.procs = []
+        self.fwd_pid = None
+        self.vtap_sock = None
+
+    def spawn(self, args, name, **kw):
+        f_out = open(os.path.join(self.out, f"{name}.out"), "w")
+        f_err = open(os.path.join(self.out, f"{name}.err"), "w")
+        p = subprocess.Popen(args, stdout=f_out, stderr=f_err, **kw)
+        self.procs.append(p)
+        return p
+
+    def stop_all(self):
+        for p in reversed(self.procs):
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+                try:
+                    p.wait(5)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+                    p.wait()
+        self.procs = []
+        self.fwd_pid = None
+
+    def down(self):
+        self.stop_all()
+        for ns in (NS_A, NS_B):
+            sh("ip", "netns", "del", ns, check=False)
+        for ifn in (IF_A, IF_B):
+            sh("ip", "link", "del", ifn, check=False)
+        shutil.rmtree("/var/run/dpdk/vtbench", ignore_errors=True)
+
+
+def mkns():
+    for ns in (NS_A, NS_B):
+        sh("ip", "netns", "add", ns)
+        sh("ip", "-n", ns, "link", "set", "lo", "up")
+
+
+def cfg_if(ns, ifn, v4, v6):
+    sh("ip", "-n", ns, "addr", "add", f"{v4}/24", "dev", ifn)
+    sh("ip", "-n", ns, "addr", "add", f"{v6}/64", "dev", ifn, "nodad")
+    sh("ip", "-n", ns, "link", "set", ifn, "up")
+
+
+def wait_for(pred, secs, what):
+    end = time.time() + secs
+    while time.time() < end:
+        if pred():
+            return
+        time.sleep(0.05)
+    raise RuntimeError(f"timeout: {what}")
+
+
+def move_taps():
+    """A forwarder created IF_A and IF_B in this namespace: move and address them."""
+    wait_for(lambda: sh("ip", "link", "show", IF_A, check=False).returncode == 0
+             and sh("ip", "link", "show", IF_B, check=False).returncode == 0, 10, "forwarder taps")
+    mkns()
+    sh("ip", "link", "set", IF_A, "netns", NS_A)
+    sh("ip", "link", "set", IF_B, "netns", NS_B)
+    cfg_if(NS_A, IF_A, A4, A6)
+    cfg_if(NS_B, IF_B, B4, B6)
+
+
+def wait_ready(run, name, pattern, secs=30):
+    path = os.path.join(run.out, f"{name}.out")
+    wait_for(lambda: os.path.exists(path) and re.search(pattern, open(path).read()), secs,
+             f"{name}: {pattern!r}")
+
+
+def start_peer(run, peer):
+    if peer == "veth":
+        mkns()
+        sh("ip", "link", "add", IF_A, "netns", NS_A, "type", "veth", "peer", "name", IF_B, "netns", NS_B)
+        cfg_if(NS_A, IF_A, A4, A6)
+        cfg_if(NS_B, IF_B, B4, B6)
+    elif peer.startswith("vtap"):
+        start_vtap(run, peer)
+    elif peer in ("naive", "offload"):
+        p = run.spawn([os.path.join(PEERS, peer), IF_A, IF_B], peer)
+        run.fwd_pid = p.pid
+        wait_ready(run, peer, "READY")
+        move_taps()
+    elif peer == "tunrs-tap":
+        p = run.spawn([TUNRS, "tap", IF_A, IF_B], peer)
+        run.fwd_pid = p.pid
+        wait_ready(run, peer, "READY")
+        move_taps()
+    elif peer == "dpdk":
+        # testpmd ends with read(0) ("Press enter to exit"): stdin must never
+        # reach EOF. Its queues re-open the taps by name at port start, so they
+        # may only move once it is forwarding.
+        fifo = os.path.join(run.out, "testpmd.in")
+        os.mkfifo(fifo)
+        stdin = os.open(fifo, os.O_RDWR)
+        p = run.spawn(["stdbuf", "-oL", "dpdk-testpmd", "--no-huge", "-m", "512", "--no-pci",
+                       "--no-shconf", "--file-prefix=vtbench", f"--vdev=net_tap0,iface={IF_A}",
+                       f"--vdev=net_tap1,iface={IF_B}", "-l", "0-1", "--", "--forward-mode=io",
+                       "--auto-start", "--nb-cores=1", "--total-num-mbufs=32768"], peer, stdin=stdin)
+        os.close(stdin)
+        run.fwd_pid = p.pid
+        wait_ready(run, peer, "Press enter to exit", 60)
+        move_taps()
+    else:
+        raise ValueError(f"unknown peer {peer}")
+    # The path works end to end before anything is measured.
+    wait_for(lambda: nsx(NS_A, "ping", "-c1", "-W1", "-q", B4, check=False).returncode == 0, 20,
+             f"{peer}: {B4} reachable from A")
+
+
+def start_vtap(run, peer):
+    flags = {"vtap": ["--gso", "--gro-coalesce"], "vtap-poll": ["--gso", "--gro-coalesce"],
+             "vtap-gso": ["--gso"], "vtap-none": []}[peer]
+    sock = os.path.join(run.out, "vtap.sock")
+    p = run.spawn([VTAP, "--socket", sock, "daemon"], peer)
+    run.fwd_pid = p.pid
+    wait_for(lambda: os.path.exists(sock), 10, "vtap daemon socket")
+    mkns()
+    env = dict(os.environ, VTAP_SOCKET=sock)
+    names = []
+    for ns, ifn, v4, v6 in ((NS_A, IF_A, A4, A6), (NS_B, IF_B, B4, B6)):
+        r = subprocess.run([VTAP, "create", "--host-ns", ns, "--host-if-name", ifn,
+                            "--host-ip4-addr", f"{v4}/24", "--host-ip6-addr", f"{v6}/64", *flags],
+                           env=env, check=True, text=True, capture_output=True)
+        names.append(r.stdout.strip())
+    subprocess.run([VTAP, "xconnect", *names], env=env, check=True, capture_output=True)
+    if peer == "vtap-poll":
+        for n in names:
+            subprocess.run([VTAP, "set", n, "rx-mode", "polling"], env=env, check=True, capture_output=True)
+
+
+# ---------------------------------------------------------- measurements
+
+
+def proc_ticks(pid):
+    if not pid:
+        return 0
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return int(fields[11]) + int(fields[12])
+    except OSError:
+        return 0
+
+
+def sys_ticks():
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    total = sum(v)
+    return total - v[3] - v[4], total
+
+
+class Cpu:
+    """The forwarder's and the machine's CPU over a measurement."""
+
+    def __init__(self, pid):
+        self.pid = pid
+        self.f0, self.s0, self.t0 = proc_ticks(pid), sys_ticks(), time.time()
+
+    def result(self):
+        f1, s1, t1 = proc_ticks(self.pid), sys_ticks(), time.time()
+        r = {"sys_cpu_pct": round((s1[0] - self.s0[0]) / max(1, s1[1] - self.s0[1]) * 100 * os.cpu_count(), 1)}
+        if self.pid:
+            r["fwd_cpu_pct"] = round((f1 - self.f0) / CLK / (t1 - self.t0) * 100, 1)
+        return r
+
+
+def stat(ns, ifn, name):
+    r = nsx(ns, "cat", f"/sys/class/net/{ifn}/statistics/{name}", check=False)
+    return int(r.stdout.strip() or 0)
+
+
+def iperf(run, peer, streams, dur):
+    srv = run.spawn(["ip", "netns", "exec", NS_B, "iperf3", "-s", "-1", "-B", B4], f"{peer}-iperf3-s")
+    wait_for(lambda: "5201" in nsx(NS_B, "ss", "-Hltn", check=False).stdout, 5, "iperf3 server")
+    cpu = Cpu(run.fwd_pid)
+    r = nsx(NS_A, "iperf3", "-c", B4, "-t", str(dur), "-P", str(streams), "-J", check=False,
+            timeout=dur + 30)
+    res = cpu.result()
+    srv.wait(10)
+    try:
+        end = json.loads(r.stdout)["end"]
+        res["gbps"] = round(end["sum_received"]["bits_per_second"] / 1e9, 3)
+        res["retrans"] = end["sum_sent"].get("retransmits")
+    except (ValueError, KeyError) as e:
+        res["error"] = f"iperf3: {e}: {r.stdout[-300:]} {r.stderr[-300:]}"
+    if "gbps" in res and res.get("fwd_cpu_pct") and res["gbps"] > 0:
+        res["cpu_pct_per_gbps"] = round(res["fwd_cpu_pct"] / res["gbps"], 2)
+    return res
+
+
+def mac_of(ns, ifn):
+    return json.loads(sh("ip", "-n", ns, "-j", "link", "show", "dev", ifn).stdout)[0]["address"]
+
+
+def trafgen_conf(path, dst, src):
+    """One 64-byte UDP frame (60 + FCS) A -> B, port 9, checksums right."""
+    b = lambda mac: ", ".join(f"0x{x}" for x in mac.split(":"))
+    with open(path, "w") as f:
+        f.write(f"""{{
+  {b(dst)}, {b(src)}, c16(0x0800),
+  0x45, 0x00, c16(46), c16(0), c16(0x4000), 64, 17, csumip(14, 33),
+  198, 18, 0, 1, 198, 18, 0, 2,
+  c16(9), c16(9), c16(26), c16(0),
+  fill(0x00, 18),
+}}
+""")
+
+
+def small_packets(run, peer, dur):
+    conf = os.path.join(run.out, "trafgen.cfg")
+    trafgen_conf(conf, mac_of(NS_B, IF_B), mac_of(NS_A, IF_A))
+    counters = lambda: (stat(NS_B, IF_B, "rx_packets"), stat(NS_B, IF_B, "rx_bytes"),
+                        stat(NS_A, IF_A, "tx_packets") + stat(NS_A, IF_A, "tx_dropped"))
+    before = counters()
+    cpu = Cpu(run.fwd_pid)
+    t0 = time.time()
+    # --no-sock-mem: leave the machine's socket memory sysctls alone.
+    nsx(NS_A, "timeout", "-s", "INT", str(dur), "trafgen", "--dev", IF_A, "--conf", conf,
+        "--cpus", "1", "--no-sock-mem", check=False, timeout=dur + 20)
+    time.sleep(0.2)  # what is still in flight arrives
+    secs = time.time() - t0
+    res = cpu.result()
+    frames, nbytes, offered = (b - a for a, b in zip(before, counters()))
+    # A forwarder that coalesces (vtap's gro-coalesce toward a USO tap) hands
+    # B fewer, larger frames: each is 42 bytes of headers plus 18 bytes per
+    # datagram, and so is every uncoalesced 60-byte frame. Count datagrams.
+    datagrams = (nbytes - 42 * frames) // 18
+    res.update(rx_kpps=round(datagrams / secs / 1e3, 1), offered_kpps=round(offered / secs / 1e3, 1),
+               frames_kpps=round(frames / secs / 1e3, 1))
+    return res
+
+
+def ping(run, n):
+    r = nsx(NS_A, "ping", "-c", str(n), "-i", "0.01", "-W", "1", B4, check=False)
+    t = sorted(float(x) for x in re.findall(r"time=([0-9.]+) ms", r.stdout))
+    if not t:
+        return {"error": "ping: no replies"}
+    q = lambda p: t[min(len(t) - 1, max(0, round(p / 100 * len(t) + 0.5) - 1))]
+    return {"n": len(t), "p50_us": round(q(50) * 1e3, 1), "p99_us": round(q(99) * 1e3, 1),
+            "avg_us": round(sum(t) / len(t) * 1e3, 1)}
+
+
+def sockperf(run, peer, dur):
+    srv = run.spawn(["ip", "netns", "exec", NS_B, "sockperf", "server", "-i", B4, "-p", "11111"],
+                    f"{peer}-sockperf-s")
+    time.sleep(0.5)
+    r = nsx(NS_A, "sockperf", "ping-pong", "-i", B4, "-p", "11111", "-t", str(dur), "-m", "64",
+            check=False, timeout=dur + 30)
+    srv.terminate()
+    srv.wait(5)
+    out = r.stdout + r.stderr
+    pct = {float(p): float(v) for p, v in re.findall(r"percentile\s+([0-9.]+)\s*=\s*([0-9.]+)", out)}
+    if 50.0 not in pct:
+        return {"error": f"sockperf: {out[-300:]}"}
+    # sockperf reports half the round trip; the table shows the round trip.
+    return {"rtt_p50_us": round(2 * pct[50.0], 1), "rtt_p99_us": round(2 * pct.get(99.0, 0), 1)}
+
+
+def features(peer):
+    r = nsx(NS_A, "ethtool", "-k", IF_A, check=False).stdout
+    keys = ("tx-checksumming", "tcp-segmentation-offload", "tx-udp-segmentation", "generic-receive-offload")
+    return {k: v.strip() for k, v in re.findall(r"^([a-z-]+): (.*)$", r, re.M) if k in keys}
+
+
+def measure(run, peer, args, emit):
+    emit(peer, "features", features(peer))
+    emit(peer, "ping", ping(run, 40 if args.quick else 200))
+    if shutil.which("sockperf"):
+        emit(peer, "sockperf", sockperf(run, peer, args.dur))
+    for rep in range(args.reps):
+        emit(peer, "tcp1", iperf(run, peer, 1, args.dur), rep)
+    for rep in range(args.reps):
+        emit(peer, "tcp4", iperf(run, peer, 4, args.dur), rep)
+    for rep in range(args.reps):
+        emit(peer, "small", small_packets(run, peer, args.dur), rep)
+
+
+# ---------------------------------------------------------------- main
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("peers", nargs="*")
+    ap.add_argument("--quick", action="store_true", help="CI: harness check, 1 s per test")
+    ap.add_argument("--dur", type=int, help="seconds per test (default 10; quick 1)")
+    ap.add_argument("--reps", type=int, help="repetitions (default 3; quick 1)")
+    ap.add_argument("--out", help="output directory (default bench/out/<session>)")
+    args = ap.parse_args()
+    if os.geteuid() != 0:
+        sys.exit("bench/run.py: run as root (namespaces, taps)")
+    peers = args.peers or (QUICK_PEERS if args.quick else ALL_PEERS)
+    for p in peers:
+        if p not in ALL_PEERS:
+            sys.exit(f"bench/run.py: unknown peer '{p}' (known: {', '.join(ALL_PEERS)})")
+    args.dur = args.dur or (1 if args.quick else 10)
+    args.reps = args.reps or (1 if args.quick else 3)
+    session = time.strftime("%Y%m%dT%H%M%S")
+    out = args.out or os.path.join(BENCH, "out", session)
+    os.makedirs(out, exist_ok=True)
+    ensure_packages(peers)
+    build(peers)
+
+    run = Run(out)
+    atexit.register(run.down)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    results = []
+
+    def emit(peer, test, r, rep=0):
+        r = {"peer": peer, "test": test, "rep": rep, **r}
+        results.append(r)
+        log(json.dumps(r))
+
+    for peer in peers:
+        log(f"=== {peer} ===")
+        try:
+            start_peer(run, peer)
+            measure(run, peer, args, emit)
+        except (RuntimeError, subprocess.SubprocessError, OSError) as e:
+            log(f"{peer}: {e}")
+            emit(peer, "setup", {"error": str(e)})
+        finally:
+            run.down()
+
+    machine = machine_facts()
+    doc = {"session": session, "machine": machine, "quick": args.quick, "dur": args.dur,
+           "reps": args.reps, "results": results}
+    with open(os.path.join(out, "results.json"), "w") as f:
+        json.dump(doc, f, indent=1)
+    sys.path.insert(0, BENCH)
+    import report  # noqa: E402  (beside this script)
+    table = report.render(doc)
+    with open(os.path.join(out, "table.md"), "w") as f:
+        f.write(table)
+    print(table)
+    errors = [r for r in results if "error" in r]
+    if errors:
+        log(f"{len(errors)} measurement(s) failed: see {out}/results.json")
+        sys.exit(1)
+
+
+def machine_facts():
+    cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
+    mem = next((int(l.split()[1]) // 1024 // 1024 for l in open("/proc/meminfo") if l.startswith("MemTotal")), 0)
+    return {"kernel": os.uname().release, "cpus": os.cpu_count(), "cpu": cpu, "mem_gib": mem,
+            "vhost_net": os.path.exists("/dev/vhost-net")}
+
+
+if __name__ == "__main__":
+    main()
