@@ -28,7 +28,9 @@ const MSS: u16 = 1448;
 
 /// A TCP/IPv4 super-frame (198.18.0.1 -> 198.18.0.2) as a TSO tap hands it over.
 fn super_frame() -> Frame {
-    let payload: Vec<u8> = (0..PAYLOAD).map(|i| (i * 7 % 251).to_le_bytes()[0]).collect();
+    let payload: Vec<u8> = (0..PAYLOAD)
+        .map(|i| (i * 7 % 251).to_le_bytes()[0])
+        .collect();
     let b = etherparse::PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
         .ipv4([198, 18, 0, 1], [198, 18, 0, 2], 64)
         .tcp(40000, 5201, 1_000_000, 64240)

@@ -25,7 +25,9 @@
 
 use std::collections::VecDeque;
 
+use std::sync::Arc;
 use vm_memory::{Address, Bytes, GuestAddress, VolatileSlice};
+
 use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
 use super::vnet::{self, VnetHdr};
@@ -80,23 +82,25 @@ fn eventfd() -> Result<EventFd, Error> {
     EventFd::new(EFD_NONBLOCK).map_err(Error::EventFd)
 }
 
-/// The device-facing parts of a queue: ring addresses and eventfds.
+/// The device-facing parts of a queue: ring addresses and eventfds. The
+/// eventfds are shared (`Arc`), not duplicated: a backend that keeps them
+/// holds the same fds, so an interface costs no extra descriptors.
 #[derive(Debug)]
 pub struct DeviceSide<'a> {
     /// The ring.
     pub ring: &'a DriverQueue,
     /// Written by the driver to wake the device.
-    pub kick: &'a EventFd,
+    pub kick: &'a Arc<EventFd>,
     /// Written by the device to wake the driver.
-    pub call: &'a EventFd,
+    pub call: &'a Arc<EventFd>,
 }
 
 /// What rx and tx queues share: the ring, the eventfds, the counters.
 #[derive(Debug)]
 struct Core {
     ring: DriverQueue,
-    kick: EventFd,
-    call: EventFd,
+    kick: Arc<EventFd>,
+    call: Arc<EventFd>,
     counters: Counters,
 }
 
@@ -104,8 +108,8 @@ impl Core {
     fn new(ring: DriverQueue) -> Result<Self, Error> {
         Ok(Self {
             ring,
-            kick: eventfd()?,
-            call: eventfd()?,
+            kick: Arc::new(eventfd()?),
+            call: Arc::new(eventfd()?),
             counters: Counters::default(),
         })
     }

@@ -88,8 +88,8 @@ pub struct BackendCounters {
 
 struct DevQueue {
     q: Queue,
-    kick: EventFd,
-    call: EventFd,
+    kick: Arc<EventFd>,
+    call: Arc<EventFd>,
     avail: GuestAddress,
     event_idx: bool,
 }
@@ -102,8 +102,8 @@ impl DevQueue {
             .map_err(Error::Queue)?;
         Ok(Self {
             q,
-            kick: ds.kick.try_clone().map_err(Error::Io)?,
-            call: ds.call.try_clone().map_err(Error::Io)?,
+            kick: ds.kick.clone(),
+            call: ds.call.clone(),
             avail: a.avail,
             event_idx,
         })
@@ -148,7 +148,7 @@ struct Worker {
     tap: File,
     rx: Option<DevQueue>,
     tx: Option<DevQueue>,
-    stop: EventFd,
+    stop: Arc<EventFd>,
     counters: Arc<BackendCounters>,
     buf: Vec<u8>,
     /// A frame read from the tap, waiting for rx buffers: its length in `rx_frame`.
@@ -435,7 +435,7 @@ impl Worker {
 /// A running userspace backend.
 #[derive(Debug)]
 pub struct UserspaceBackend {
-    stop: EventFd,
+    stop: Arc<EventFd>,
     workers: Vec<JoinHandle<()>>,
     counters: Arc<BackendCounters>,
     features: u64,
@@ -451,7 +451,7 @@ impl UserspaceBackend {
         tx: &[DeviceSide<'_>],
     ) -> Result<Self, Error> {
         let event_idx = features & F_EVENT_IDX != 0;
-        let stop = EventFd::new(EFD_NONBLOCK).map_err(Error::Io)?;
+        let stop = Arc::new(EventFd::new(EFD_NONBLOCK).map_err(Error::Io)?);
         let counters = Arc::new(BackendCounters::default());
         let mut me = Self {
             stop,
@@ -472,7 +472,7 @@ impl UserspaceBackend {
                     .get(pair)
                     .map(|d| DevQueue::new(d, event_idx, &mem))
                     .transpose()?,
-                stop: me.stop.try_clone().map_err(Error::Io)?,
+                stop: me.stop.clone(),
                 counters: counters.clone(),
                 buf: vec![0; READ_BUF],
                 rx_frame: vec![0; READ_BUF],
@@ -536,8 +536,8 @@ mod tests {
     fn malformed_tx_chains_are_completed_with_length_zero_and_counted() {
         let arena = Arena::new(1 << 20).expect("arena");
         let mut ring = DriverQueue::new(&arena, 8, false, false).expect("ring");
-        let kick = EventFd::new(EFD_NONBLOCK).expect("eventfd");
-        let call = EventFd::new(EFD_NONBLOCK).expect("eventfd");
+        let kick = Arc::new(EventFd::new(EFD_NONBLOCK).expect("eventfd"));
+        let call = Arc::new(EventFd::new(EFD_NONBLOCK).expect("eventfd"));
         // /dev/null stands in for the tap: writes succeed, nothing to read.
         let sink = std::fs::OpenOptions::new()
             .write(true)
