@@ -80,8 +80,12 @@ class Daemon:
     def status(self):
         with open(f"/proc/{self.pid}/status") as f:
             s = dict(l.split(":", 1) for l in f if ":" in l)
+        with open("/proc/meminfo") as f:
+            m = dict(l.split(":", 1) for l in f)
         return {"rss_kib": int(s["VmRSS"].split()[0]), "threads": int(s["Threads"]),
-                "fds": len(os.listdir(f"/proc/{self.pid}/fd"))}
+                "fds": len(os.listdir(f"/proc/{self.pid}/fd")),
+                # The kernel's side of an interface (netdev, queues, qdiscs).
+                "slab_kib": int(m["Slab"].split()[0])}
 
     def stop(self):
         self.p.terminate()
@@ -200,6 +204,7 @@ def scale(m, tmp):
             res["rss_kib_per_if"] = round((after["rss_kib"] - before["rss_kib"]) / made, 1)
             res["fds_per_if"] = round((after["fds"] - before["fds"]) / made, 2)
             res["threads_per_if"] = round((after["threads"] - before["threads"]) / made, 2)
+            res["kernel_slab_kib_per_if"] = round((after["slab_kib"] - before["slab_kib"]) / made, 1)
         t = time.time()
         for tap in call(conn, "GET", "/v1/taps"):
             call(conn, "DELETE", f"/v1/taps/{tap['name']}")
@@ -228,7 +233,8 @@ def table(rows, sc):
         out += ["", f"Scale: {sc['created']} of {sc['n']} taps in one daemon in {sc['create_total_s']:.1f} s "
                 f"(median {sc['create_median_ms']:.2f} ms each); kernel shows {sc['kernel_links']}; "
                 f"RSS {sc['before']['rss_kib'] // 1024} → {sc['after']['rss_kib'] // 1024} MiB "
-                f"({sc.get('rss_kib_per_if', 0):.0f} KiB per interface), "
+                f"({sc.get('rss_kib_per_if', 0):.0f} KiB per interface; kernel slab "
+                f"{sc.get('kernel_slab_kib_per_if', 0):.0f} KiB per interface), "
                 f"{sc.get('fds_per_if', 0)} fds and {sc.get('threads_per_if', 0)} threads per interface; "
                 f"all deleted in {sc['delete_total_s']:.1f} s"
                 + (f"; stopped: {sc['error']} (fd limit {sc['nofile_limit']})" if "error" in sc else "") + "."]

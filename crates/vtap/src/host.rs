@@ -180,6 +180,20 @@ fn kind_name(kind: &InfoKind) -> String {
     String::from_utf8_lossy(s).into_owned()
 }
 
+/// A route-netlink socket opened inside `ns` (it keeps that namespace
+/// whatever thread uses it later).
+fn route_socket_in(ns: &Netns) -> Result<std::os::fd::OwnedFd, Error> {
+    ns.run_in(crate::sys::netlink_route_socket)
+        .map_err(|e| Error {
+            op: "enter the namespace to open a netlink socket".into(),
+            source: io::Error::other(e.to_string()),
+        })?
+        .map_err(|source| Error {
+            op: "open a netlink socket".into(),
+            source,
+        })
+}
+
 /// A netlink connection bound to one network namespace.
 #[derive(Debug)]
 pub struct Host {
@@ -196,16 +210,7 @@ impl Drop for Host {
 impl Host {
     /// Opens a route-netlink connection inside `ns`. Needs a tokio runtime.
     pub fn open(ns: &Netns) -> Result<Self, Error> {
-        let socket = ns
-            .run_in(crate::sys::netlink_route_socket)
-            .map_err(|e| Error {
-                op: "enter the namespace to open a netlink socket".into(),
-                source: io::Error::other(e.to_string()),
-            })?
-            .map_err(|source| Error {
-                op: "open a netlink socket".into(),
-                source,
-            })?;
+        let socket = route_socket_in(ns)?;
         let (conn, handle, _) = rtnetlink::from_socket(crate::sys::tokio_netlink_socket(socket));
         let conn = tokio::spawn(conn);
         Ok(Self { handle, conn })
@@ -449,16 +454,7 @@ impl Drop for LinkEvents {
 impl LinkEvents {
     /// Subscribes to `ns`'s link events. Needs a tokio runtime.
     pub fn open(ns: &Netns) -> Result<Self, Error> {
-        let fd = ns
-            .run_in(crate::sys::netlink_route_socket)
-            .map_err(|e| Error {
-                op: "enter the namespace to open a netlink socket".into(),
-                source: io::Error::other(e.to_string()),
-            })?
-            .map_err(|source| Error {
-                op: "open a netlink socket".into(),
-                source,
-            })?;
+        let fd = route_socket_in(ns)?;
         let mut socket = crate::sys::tokio_netlink_socket(fd);
         let raw = netlink_sys::AsyncSocket::socket_mut(&mut socket);
         // Bound first: the kernel skips a multicast listener whose port id

@@ -802,7 +802,19 @@ impl Registry {
         };
 
         // The tap itself: queues, flags, offloads, persistence.
-        let want_mq = multi_queue.unwrap_or(cfg.num_rx_queues > 1 || self.kernel_offers_mq());
+        // Single-queue unless more queues are asked for. A multi-queue tap
+        // has tun's 256 tx queues, and its default qdisc (mq) puts a
+        // pfifo_fast with three 1000-slot rings under each: about 6 MB of
+        // kernel memory per interface, measured (VPP sets IFF_MULTI_QUEUE
+        // whenever the kernel offers it, and pays that).
+        let want_mq = multi_queue.unwrap_or(cfg.num_rx_queues > 1 || cfg.num_tx_queues > 1);
+        if want_mq && !tun::offers_multi_queue(&self.settings.tun_device).unwrap_or(true) {
+            return Err(Error::Invalid(options::Error {
+                field: "num-rx-queues",
+                value: cfg.num_rx_queues.to_string(),
+                reason: "this kernel's TUN driver has no multi-queue support".into(),
+            }));
+        }
         rb.queues = step(f, Step::OpenQueues, || {
             tun::open_queues(
                 &ns,
@@ -1166,10 +1178,6 @@ impl Registry {
     pub fn datapath(&self, key: &str) -> Result<Option<SharedDataPath>, Error> {
         let id = self.resolve(key)?;
         Ok(self.taps.get(&id).and_then(|t| t.datapath.clone()))
-    }
-
-    fn kernel_offers_mq(&self) -> bool {
-        tun::offers_multi_queue(&self.settings.tun_device).unwrap_or(false)
     }
 
     fn select_backend(&self, req: BackendRequest) -> Result<Backend, Error> {

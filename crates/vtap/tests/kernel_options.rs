@@ -145,6 +145,12 @@ async fn defaults_are_effective_values() {
     assert_eq!(k["tx-checksumming"], "off");
     assert_eq!(k["tcp-segmentation-offload"], "off");
     assert!(ns.addrs("tap0").is_empty());
+    // One queue: not multi-queue, so the kernel builds one tx queue and one
+    // qdisc for it, not 256 (about 6 MB of kernel memory saved).
+    assert_eq!(tun_data(&link)["multi_queue"], false);
+    assert_eq!(ns.tun_flags("tap0") & iff::MULTI_QUEUE, 0);
+    assert!(!info.multi_queue);
+    assert_eq!(link["num_tx_queues"], 1, "{link}");
 
     // Ids: lowest free, explicit ids, taken ids.
     let second = reg.create(&in_ns(&ns)).await.expect("second");
