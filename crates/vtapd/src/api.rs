@@ -329,9 +329,8 @@ async fn show(
 }
 
 /// `POST /v1/taps/{if}/mtu` body.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-#[derive(utoipa::ToSchema)]
 pub struct MtuRequest {
     /// The MTU, 68..=65521.
     pub mtu: u32,
@@ -390,9 +389,8 @@ fn forwarding_error(e: vtap::forward::Error) -> ApiError {
 }
 
 /// `POST /v1/xconnects` body.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-#[derive(utoipa::ToSchema)]
 pub struct XconnectRequest {
     /// One end (`tap0`, `tun1` or an id).
     pub a: String,
@@ -430,9 +428,8 @@ async fn remove_xconnect(
 }
 
 /// `POST /v1/taps/{if}/offload` body.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-#[derive(utoipa::ToSchema)]
 pub struct OffloadRequest {
     /// `gso-enable`, `gso-disable`, `csum-offload-enable`, ...
     pub action: String,
@@ -486,18 +483,16 @@ async fn disarm_fault(State(s): State<Arc<AppState>>) -> Result<StatusCode, ApiE
 }
 
 /// `POST /v1/bridges` body.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-#[derive(utoipa::ToSchema)]
 pub struct BridgeRequest {
     /// The bridge name (1-32 letters, digits, '-', '_').
     pub name: String,
 }
 
 /// `POST /v1/bridges/{bd}/interfaces` body.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-#[derive(utoipa::ToSchema)]
 pub struct PortRequest {
     /// The interface (`tap0` or an id).
     pub iface: String,
@@ -573,9 +568,8 @@ async fn remove_bridge_port(
 }
 
 /// `POST /v1/taps/{if}/capture` body.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-#[derive(utoipa::ToSchema)]
 pub struct CaptureRequest {
     /// `rx`, `tx` or `both` (default `both`).
     #[serde(default)]
@@ -621,9 +615,8 @@ async fn stop_capture(
 }
 
 /// `POST /v1/taps/{if}/rx-mode` body.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-#[derive(utoipa::ToSchema)]
 pub struct RxModeRequest {
     /// `polling`, `interrupt` or `adaptive`.
     pub mode: vtap::datapath::RxMode,

@@ -24,10 +24,9 @@
 //! copy); the buffers go back to the device after the callback returns.
 
 use std::collections::VecDeque;
-
 use std::sync::Arc;
-use vm_memory::{Address, Bytes, GuestAddress, VolatileSlice};
 
+use vm_memory::{Address, Bytes, GuestAddress, VolatileSlice};
 use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
 use super::vnet::{self, VnetHdr};
