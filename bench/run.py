@@ -7,10 +7,14 @@ Topology (per peer): two namespaces of this run, A (198.18.0.1/24,
 2001:db8::1/64) and B (198.18.0.2/24, 2001:db8::2/64), joined by the peer:
 
     veth          kernel veth pair between A and B (the limit for this path)
-    vtap          vtap daemon, two taps, cross-connect; gso + gro-coalesce
+    vtap          vtap daemon, two taps, cross-connect; gso + gro-coalesce;
+                  backend auto (vhost-net where it exists, else direct: the
+                  forwarder reads and writes the tap fds itself)
     vtap-poll     the same with rx-mode polling (the worker never sleeps)
     vtap-gso      the same with gso only (super-frames pass through)
     vtap-none     the same without offloads (the kernel segments)
+    vtap-rings    gso + gro-coalesce on virtio rings served by vtap's
+                  userspace backend (what vhost-net would do, in a thread)
     offload       C forwarder: IFF_VNET_HDR + TSO pass-through, poll loop
                   (the practical limit of a TAP forwarder without vhost-net)
     naive         C forwarder: one read()/write() per frame, no vnet header
@@ -51,7 +55,8 @@ PEERS = os.path.join(BENCH, "peers")
 VTAP = os.path.join(ROOT, "target", "release", "vtap")
 TUNRS = os.path.join(PEERS, "tunrs-fwd", "target", "release", "tunrs-fwd")
 
-ALL_PEERS = ["veth", "vtap", "vtap-poll", "vtap-gso", "vtap-none", "offload", "naive", "tunrs-tap", "dpdk"]
+ALL_PEERS = ["veth", "vtap", "vtap-poll", "vtap-gso", "vtap-none", "vtap-rings", "offload", "naive", "tunrs-tap",
+             "dpdk"]
 QUICK_PEERS = ["veth", "vtap", "offload", "naive"]
 USERSPACE_PEERS = ["offload", "naive", "tunrs-tap", "dpdk"]
 
@@ -224,7 +229,8 @@ def start_peer(run, peer):
 
 def start_vtap(run, peer):
     flags = {"vtap": ["--gso", "--gro-coalesce"], "vtap-poll": ["--gso", "--gro-coalesce"],
-             "vtap-gso": ["--gso"], "vtap-none": []}[peer]
+             "vtap-gso": ["--gso"], "vtap-none": [],
+             "vtap-rings": ["--gso", "--gro-coalesce", "--backend", "userspace"]}[peer]
     sock = os.path.join(run.out, "vtap.sock")
     p = run.spawn([VTAP, "--socket", sock, "daemon"], peer)
     run.fwd_pid = p.pid

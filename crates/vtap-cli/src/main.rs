@@ -228,7 +228,7 @@ struct CreateArgs {
     /// Attach to an existing persistent interface (--host-if-name).
     #[arg(long)]
     attach: bool,
-    /// auto | vhost-net | userspace.
+    /// auto | vhost-net | userspace | direct.
     #[arg(long)]
     backend: Option<String>,
 }
@@ -400,18 +400,27 @@ fn print_datapath(dp: &Value) {
                 "drop_truncated",
                 "drop_no_free_slots",
                 "drop_too_big",
+                "drop_io_error",
             ]
             .iter()
             .filter_map(|k| c[*k].as_u64())
             .sum();
+            // The direct backend has no ring.
+            let ring = if r.is_null() {
+                String::new()
+            } else {
+                format!(
+                    "ring {} avail {} used {} last-used {} in-flight {} free {}  ",
+                    opt(r, "size"),
+                    opt(r, "avail_idx"),
+                    opt(r, "used_idx"),
+                    opt(r, "last_used"),
+                    opt(r, "in_flight"),
+                    opt(r, "free"),
+                )
+            };
             println!(
-                "  {dir}{i}: ring {} avail {} used {} last-used {} in-flight {} free {}  packets {} bytes {} kicks {} drops {}",
-                opt(r, "size"),
-                opt(r, "avail_idx"),
-                opt(r, "used_idx"),
-                opt(r, "last_used"),
-                opt(r, "in_flight"),
-                opt(r, "free"),
+                "  {dir}{i}: {ring}packets {} bytes {} kicks {} drops {}",
                 opt(c, "packets"),
                 opt(c, "bytes"),
                 opt(c, "kicks"),

@@ -193,7 +193,7 @@ fn create_show_set_delete_through_the_cli() {
     }
     assert_eq!(t["name"], "tap3");
     assert_eq!(t["host_ns"], ns.name.as_str());
-    assert_eq!(t["backend"], "userspace");
+    assert_eq!(t["backend"], "direct", "auto without vhost-net");
     assert_eq!(t["csum_offload"], true);
     assert_eq!(t["tun_offload"], 1);
     let link = ns.link(&name).expect("in the namespace");
@@ -767,6 +767,9 @@ fn xconnect_through_the_daemon() {
         "--host-ip4-addr",
         "198.18.0.2/24",
         "--gso",
+        // One end on rings: a cross-connect joins any two backends.
+        "--backend",
+        "userspace",
     ]);
     for (args, want) in [
         (
@@ -822,7 +825,15 @@ fn xconnect_through_the_daemon() {
     assert_eq!(creates, 2);
     assert!(text.contains("vtap_queue_drops_total{"), "{text}");
     assert!(text.contains("vtap_offload_total{"), "{text}");
-    assert!(text.contains("vtap_ring_in_flight{"), "{text}");
+    // Ring gauges for the ring backend only (tap0 is direct: no ring).
+    assert!(
+        text.contains("vtap_ring_in_flight{iface=\"tap1\",direction=\"rx\""),
+        "{text}"
+    );
+    assert!(
+        !text.contains("vtap_ring_in_flight{iface=\"tap0\""),
+        "{text}"
+    );
     let list: Value = serde_json::from_str(&d.ok(&["xconnect", "--list"])).expect("json");
     assert_eq!(list[0]["a"], "tap0");
     assert_eq!(list[0]["b"], "tap1");

@@ -655,7 +655,7 @@ impl Worker {
                 num_buffers: 0,
                 ..f.hdr
             };
-            f.copy_into(&mut out.data);
+            f.into_vec(&mut out.data);
             used += 1;
         });
         if got.is_ok() {
@@ -769,9 +769,9 @@ impl Worker {
         use crate::datapath::RxMode;
         let mut rounds = 1;
         for dp in self.served() {
-            let mut d = lock(&dp);
+            let d = lock(&dp);
             for q in 0..d.num_rx() {
-                match d.rx_queue(q).map(|r| r.mode()) {
+                match d.rx_mode(q) {
                     Ok(RxMode::Polling) => return None,
                     Ok(RxMode::Adaptive) => rounds = IDLE_POLLS,
                     _ => {}
@@ -803,9 +803,9 @@ impl Worker {
         for dp in &served {
             let mut d = lock(dp);
             for q in 0..d.num_rx() {
-                if let Ok(rxq) = d.rx_queue(q) {
-                    pending |= rxq.arm().unwrap_or(true);
-                    fds.push((rxq.call_fd(), libc::POLLIN));
+                pending |= d.arm_rx(q).unwrap_or(true);
+                if let Ok(fd) = d.rx_wait_fd(q) {
+                    fds.push((fd, libc::POLLIN));
                 }
             }
         }
@@ -816,11 +816,9 @@ impl Worker {
         let _ = crate::sys::poll(&fds, &mut rev, SLEEP_MS);
         let _ = self.wake.read();
         for dp in &served {
-            let mut d = lock(dp);
+            let d = lock(dp);
             for q in 0..d.num_rx() {
-                if let Ok(rxq) = d.rx_queue(q) {
-                    rxq.ack();
-                }
+                d.ack_rx(q);
             }
         }
     }

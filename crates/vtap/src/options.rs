@@ -56,13 +56,15 @@ fn refuse(field: &'static str, value: impl fmt::Display, reason: impl Into<Strin
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum BackendRequest {
-    /// Kernel vhost-net where `/dev/vhost-net` opens, else userspace.
+    /// Kernel vhost-net where `/dev/vhost-net` opens, else direct.
     #[default]
     Auto,
     /// Kernel vhost-net; an error if unavailable.
     VhostNet,
     /// A userspace thread serves the rings from the tap fd.
     Userspace,
+    /// No rings: the data plane reads and writes the tap fd itself.
+    Direct,
 }
 
 impl FromStr for BackendRequest {
@@ -72,10 +74,11 @@ impl FromStr for BackendRequest {
             "auto" => Ok(Self::Auto),
             "vhost-net" => Ok(Self::VhostNet),
             "userspace" => Ok(Self::Userspace),
+            "direct" => Ok(Self::Direct),
             _ => Err(refuse(
                 "backend",
                 s,
-                "expected one of auto, vhost-net, userspace",
+                "expected one of auto, vhost-net, userspace, direct",
             )),
         }
     }

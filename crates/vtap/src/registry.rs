@@ -89,8 +89,10 @@ impl Default for Settings {
 pub enum Backend {
     /// The kernel's vhost-net.
     VhostNet,
-    /// A userspace thread of vtap.
+    /// A userspace thread of vtap serves the rings.
     Userspace,
+    /// No rings: the data plane reads and writes the tap fds itself.
+    Direct,
 }
 
 impl fmt::Display for Backend {
@@ -98,6 +100,7 @@ impl fmt::Display for Backend {
         f.write_str(match self {
             Self::VhostNet => "vhost-net",
             Self::Userspace => "userspace",
+            Self::Direct => "direct",
         })
     }
 }
@@ -1190,9 +1193,13 @@ impl Registry {
         };
         match req {
             BackendRequest::Userspace => Ok(Backend::Userspace),
+            BackendRequest::Direct => Ok(Backend::Direct),
+            // Without vhost-net, rings served by a vtap thread only add
+            // copies and thread hand-offs: the direct engine is faster on
+            // every measure (docs/benchmarks.md).
             BackendRequest::Auto => Ok(match probe() {
                 Ok(()) => Backend::VhostNet,
-                Err(_) => Backend::Userspace,
+                Err(_) => Backend::Direct,
             }),
             BackendRequest::VhostNet => {
                 probe().map_err(|source| Error::VhostUnavailable {

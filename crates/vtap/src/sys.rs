@@ -4,7 +4,8 @@
 //! wrappers, each of which converts the C return code into an
 //! [`std::io::Result`] at once (through [`cvt`]). Keeping them together makes
 //! the kernel surface easy to audit: the TUN ioctls of `drivers/net/tun.c`,
-//! `setns(2)`, `getrandom(2)` and the adoption of a raw netlink socket.
+//! `setns(2)`, `getrandom(2)`, the adoption of a raw netlink socket, and the
+//! one read that fills uninitialized memory (a frame straight into a `Vec`).
 
 use std::ffi::CStr;
 use std::io;
@@ -108,6 +109,41 @@ pub fn tun_set_sndbuf(fd: BorrowedFd<'_>, bytes: libc::c_int) -> io::Result<()> 
     // SAFETY: TUNSETSNDBUF reads one `int` through the pointer to a live local.
     cvt(unsafe { libc::ioctl(fd.as_raw_fd(), libc::TUNSETSNDBUF, &bytes) })?;
     Ok(())
+}
+
+/// `readv(2)` of one frame from a tap queue with a virtio-net header: the
+/// header into `hdr`, the frame into `buf`, which is cleared, given room for
+/// `max` bytes, and afterwards holds exactly the frame. Returns the bytes read,
+/// header included (tun never splits a frame over two reads).
+pub fn read_frame(
+    fd: BorrowedFd<'_>,
+    hdr: &mut [u8],
+    buf: &mut Vec<u8>,
+    max: usize,
+) -> io::Result<usize> {
+    buf.clear();
+    buf.reserve(max);
+    let spare = buf.spare_capacity_mut();
+    let iov = [
+        libc::iovec {
+            iov_base: hdr.as_mut_ptr().cast(),
+            iov_len: hdr.len(),
+        },
+        libc::iovec {
+            iov_base: spare.as_mut_ptr().cast(),
+            iov_len: spare.len(),
+        },
+    ];
+    // SAFETY: both iovecs describe memory the caller lends us mutably for the
+    // call (`hdr`, and `buf`'s spare capacity) with its exact length; readv
+    // writes at most that much, and only there.
+    let n = unsafe { libc::readv(fd.as_raw_fd(), iov.as_ptr(), 2) };
+    let n = usize::try_from(n).map_err(|_| io::Error::last_os_error())?;
+    let body = n.saturating_sub(hdr.len()).min(spare.len());
+    // SAFETY: readv filled `hdr` first, then initialized the first `body`
+    // bytes of the spare capacity, which `body` does not exceed.
+    unsafe { buf.set_len(body) };
+    Ok(n)
 }
 
 /// `TUNSETOFFLOAD`: the `TUN_F_*` offloads the data plane accepts from the

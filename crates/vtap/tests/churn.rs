@@ -59,6 +59,9 @@ fn random_options(r: &mut Rng, ns: &str, i: u64) -> CreateOptions {
         csum_offload: !gso && r.next() % 2 == 0,
         gro_coalesce: gso && !tun && r.next() % 2 == 0,
         tun,
+        backend: r
+            .pick(&[None, Some("userspace"), Some("direct")])
+            .map(String::from),
         ..Default::default()
     }
 }

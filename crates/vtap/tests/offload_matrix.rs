@@ -1,7 +1,8 @@
 //! The VPP interface-test matrix, end to end: two namespaces, a vtap tap in
 //! each, one cross-connect between them, and
 //! MTU {9000, 1500, 512} × IPv4/IPv6 × {gso on both, gso on one side only,
-//! csum-offload only, no offload} × gro-coalesce on/off.
+//! csum-offload only, no offload} × gro-coalesce on/off, on the direct
+//! backend (the default without vhost-net), and at 1500 on rings too.
 //!
 //! Each case moves TCP both ways with every byte hashed on both ends (iperf3
 //! would not notice corruption: the receiving kernel never verifies
@@ -65,7 +66,16 @@ const CASES: [(&str, Side, Side); 6] = [
     ("no offload", NONE, NONE),
 ];
 
-async fn tap(reg: &mut Registry, ns: &TestNs, side: Side, mtu: u32, net: u8, host: u8) -> TapInfo {
+/// Where the matrix runs: MTU, the /24 it uses, the backend.
+#[derive(Clone, Copy)]
+struct Setup {
+    mtu: u32,
+    net: u8,
+    backend: &'static str,
+}
+
+async fn tap(reg: &mut Registry, ns: &TestNs, side: Side, at: Setup, host: u8) -> TapInfo {
+    let Setup { mtu, net, backend } = at;
     // No DAD: the addresses are usable at once (the namespaces are ours).
     let sysctl = "net.ipv6.conf.default.accept_dad=0";
     assert!(ns.exec("sysctl", &["-qw", sysctl]).status.success());
@@ -77,6 +87,7 @@ async fn tap(reg: &mut Registry, ns: &TestNs, side: Side, mtu: u32, net: u8, hos
         gso: side.gso,
         csum_offload: side.csum,
         gro_coalesce: side.gro,
+        backend: Some(backend.into()),
         ..Default::default()
     })
     .await
@@ -151,13 +162,14 @@ fn udp_gso_transfer(src: &TestNs, dst: &TestNs, dst_ip: &str, seg: usize, per: u
     assert_eq!(lost, 0, "every datagram arrived");
 }
 
-/// Runs every offload case at `mtu`.
-async fn matrix(mtu: u32, net: u8) {
+/// Runs every offload case at `at.mtu` on `at.backend`.
+async fn matrix(at: Setup) {
+    let Setup { mtu, net, backend } = at;
     for (name, sa, sb) in CASES {
         let (ns_a, ns_b) = (TestNs::new("ma"), TestNs::new("mb"));
         let mut reg = Registry::new(Settings::default()).expect("registry");
-        let a = tap(&mut reg, &ns_a, sa, mtu, net, 1).await;
-        let b = tap(&mut reg, &ns_b, sb, mtu, net, 2).await;
+        let a = tap(&mut reg, &ns_a, sa, at, 1).await;
+        let b = tap(&mut reg, &ns_b, sb, at, 2).await;
         let mut fwd = Forwarder::new(1).expect("forwarder");
         fwd.xconnect(reg.end(&a.name).expect("a"), reg.end(&b.name).expect("b"))
             .expect("xconnect");
@@ -170,7 +182,7 @@ async fn matrix(mtu: u32, net: u8) {
             ));
         }
         for (ip_a, ip_b, l3l4) in &families {
-            let what = format!("mtu {mtu} {name} {ip_b}");
+            let what = format!("{backend} mtu {mtu} {name} {ip_b}");
             eprintln!("{what}");
             common::hashed_transfer(&ns_a, &ns_b, ip_b, 8 << 20);
             common::hashed_transfer(&ns_b, &ns_a, ip_a, 8 << 20);
@@ -217,15 +229,42 @@ async fn matrix(mtu: u32, net: u8) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn offload_matrix_mtu_9000() {
-    matrix(9000, 90).await;
+    matrix(Setup {
+        mtu: 9000,
+        net: 90,
+        backend: "direct",
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn offload_matrix_mtu_1500() {
-    matrix(1500, 15).await;
+    matrix(Setup {
+        mtu: 1500,
+        net: 15,
+        backend: "direct",
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn offload_matrix_mtu_512() {
-    matrix(512, 5).await;
+    matrix(Setup {
+        mtu: 512,
+        net: 5,
+        backend: "direct",
+    })
+    .await;
+}
+
+/// The ring path (rings served by the userspace backend, as vhost-net would)
+/// carries the same offloads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn offload_matrix_mtu_1500_through_rings() {
+    matrix(Setup {
+        mtu: 1500,
+        net: 16,
+        backend: "userspace",
+    })
+    .await;
 }

@@ -91,17 +91,18 @@ impl Families {
                 self.packets.get_or_create(&l).inc_by(c.packets);
                 self.bytes.get_or_create(&l).inc_by(c.bytes);
                 self.kicks.get_or_create(&l).inc_by(c.kicks);
-                self.in_flight
-                    .get_or_create(&l)
-                    .set(i64::from(st.ring.in_flight));
-                self.ring_size
-                    .get_or_create(&l)
-                    .set(i64::from(st.ring.size));
+                if let Some(ring) = &st.ring {
+                    self.in_flight
+                        .get_or_create(&l)
+                        .set(i64::from(ring.in_flight));
+                    self.ring_size.get_or_create(&l).set(i64::from(ring.size));
+                }
                 for (reason, n) in [
                     ("bad_header", c.drop_bad_header),
                     ("truncated", c.drop_truncated),
                     ("no_free_slots", c.drop_no_free_slots),
                     ("too_big", c.drop_too_big),
+                    ("io_error", c.drop_io_error),
                 ] {
                     let d = DropLabels {
                         iface: t.name.clone(),

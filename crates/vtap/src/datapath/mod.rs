@@ -3,9 +3,12 @@
 //!
 //! The data plane sees only [`DataPath::rx_burst`] and [`DataPath::tx_burst`]
 //! on numbered queues; whether the kernel's vhost-net or a vtap thread serves
-//! the rings is decided once, at start, and shown by [`DataPath::state`].
+//! rings, or the queues read and write the tap fd directly
+//! ([`direct`]), is decided once, at start, and shown by [`DataPath::state`].
 
 pub mod capture;
+pub mod direct;
+mod engine;
 pub mod queue;
 pub mod user;
 pub mod vhost;
@@ -36,6 +39,9 @@ pub enum Error {
     /// The userspace backend.
     #[error(transparent)]
     User(#[from] user::Error),
+    /// The direct engine.
+    #[error(transparent)]
+    Direct(#[from] direct::Error),
     /// A queue index out of range.
     #[error("queue {0} does not exist")]
     NoQueue(usize),
@@ -67,8 +73,9 @@ pub struct QueueState {
     /// Rx mode (rx queues only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mode: Option<RxMode>,
-    /// The ring's indices.
-    pub ring: split::RingState,
+    /// The ring's indices (none with the direct backend).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ring: Option<split::RingState>,
     /// Its counters.
     pub counters: Counters,
 }
@@ -103,6 +110,8 @@ pub struct State {
 enum Running {
     Vhost(vhost::VhostNetBackend),
     User(user::UserspaceBackend),
+    /// No backend: the queues use the tap fds themselves.
+    Direct,
 }
 
 /// A running data path.
@@ -111,14 +120,14 @@ pub struct DataPath {
     // Field order is drop order: the backend stops before the queues and
     // the arena they live in go away.
     running: Running,
-    rx: Vec<RxQueue>,
-    tx: Vec<TxQueue>,
+    rx: Vec<engine::Rx>,
+    tx: Vec<engine::Tx>,
     capture: Option<capture::Capture>,
     caps: crate::offload::Caps,
     offload: crate::offload::Stats,
     offered: u64,
     backend: Backend,
-    _arena: Arena,
+    _arena: Option<Arena>,
 }
 
 /// Arena bytes for `cfg`: rings, indirect tables, buffers, and slack.
@@ -139,12 +148,16 @@ fn arena_size(cfg: &Config) -> usize {
 }
 
 impl DataPath {
-    /// Lays out the queues and starts the backend on the tap queue fds.
+    /// Lays out the queues and starts the backend on the tap queue fds (one
+    /// per queue pair).
     pub fn start(cfg: &Config, taps: &[File]) -> Result<Self, Error> {
+        if cfg.backend == Backend::Direct {
+            return Self::start_direct(cfg, taps);
+        }
         let arena = Arena::new(arena_size(cfg))?;
         let offered = match cfg.backend {
             Backend::VhostNet => vhost::probe_features(&arena)?,
-            Backend::Userspace => user::OFFERED,
+            Backend::Userspace | Backend::Direct => user::OFFERED,
         };
         let features = vhost::negotiate(offered, cfg.event_idx)?;
         let event_idx = features & vhost::F_EVENT_IDX != 0;
@@ -160,12 +173,50 @@ impl DataPath {
             Backend::VhostNet => Running::Vhost(vhost::VhostNetBackend::start(
                 &arena, features, taps, &rx_sides, &tx_sides,
             )?),
-            Backend::Userspace => Running::User(user::UserspaceBackend::start(
+            Backend::Userspace | Backend::Direct => Running::User(user::UserspaceBackend::start(
                 &arena, features, taps, &rx_sides, &tx_sides,
             )?),
         };
         drop((rx_sides, tx_sides));
-        Ok(Self {
+        Ok(Self::assemble(
+            cfg,
+            running,
+            rx.into_iter().map(engine::Rx::from).collect(),
+            tx.into_iter().map(engine::Tx::Ring).collect(),
+            offered,
+            Some(arena),
+        ))
+    }
+
+    /// The direct engine: queue `i` reads or writes tap fd `i` (modulo the
+    /// fds there are: tx queues beyond them share, as with the backends).
+    fn start_direct(cfg: &Config, taps: &[File]) -> Result<Self, Error> {
+        let shared = direct::share_taps(taps)?;
+        let tap = |i: u16| {
+            let i = usize::from(i);
+            shared
+                .get(i.checked_rem(shared.len()).unwrap_or(i))
+                .cloned()
+                .ok_or(direct::Error::NoTap(i))
+        };
+        let rx = (0..cfg.num_rx_queues)
+            .map(|i| Ok(engine::Rx::from(direct::DirectRx::new(tap(i)?))))
+            .collect::<Result<Vec<_>, direct::Error>>()?;
+        let tx = (0..cfg.num_tx_queues)
+            .map(|i| Ok(engine::Tx::Direct(direct::DirectTx::new(tap(i)?))))
+            .collect::<Result<Vec<_>, direct::Error>>()?;
+        Ok(Self::assemble(cfg, Running::Direct, rx, tx, 0, None))
+    }
+
+    fn assemble(
+        cfg: &Config,
+        running: Running,
+        rx: Vec<engine::Rx>,
+        tx: Vec<engine::Tx>,
+        offered: u64,
+        arena: Option<Arena>,
+    ) -> Self {
+        Self {
             running,
             rx,
             tx,
@@ -175,7 +226,7 @@ impl DataPath {
             offered,
             backend: cfg.backend,
             _arena: arena,
-        })
+        }
     }
 
     /// Receives up to `max` frames from rx queue `q`.
@@ -295,11 +346,11 @@ impl DataPath {
 
     /// Sets rx queue `q`'s mode.
     pub fn set_rx_mode(&mut self, q: usize, mode: RxMode) -> Result<(), Error> {
-        let rxq = self.rx.get_mut(q).ok_or(Error::NoQueue(q))?;
-        Ok(rxq.set_mode(mode)?)
+        self.rxq(q)?.set_mode(mode)
     }
 
-    /// One burst on rx queue `q` in its mode (see [`RxQueue::rx_burst_wait`]).
+    /// One burst on rx queue `q` in its mode: in interrupt mode (and in
+    /// adaptive mode once idle) an empty burst sleeps up to `timeout_ms`.
     pub fn rx_burst_wait(
         &mut self,
         q: usize,
@@ -307,8 +358,7 @@ impl DataPath {
         timeout_ms: i32,
         f: impl FnMut(RxFrame<'_>),
     ) -> Result<usize, Error> {
-        let rxq = self.rx.get_mut(q).ok_or(Error::NoQueue(q))?;
-        Ok(rxq.rx_burst_wait(max, timeout_ms, f)?)
+        self.rxq(q)?.rx_burst_wait(max, timeout_ms, f)
     }
 
     /// Sets what frames leaving through this interface may carry (from its
@@ -337,16 +387,45 @@ impl DataPath {
         self.tx.len()
     }
 
-    /// Rx queue `q` itself (to arm it and wait on its call fd).
-    pub fn rx_queue(&mut self, q: usize) -> Result<&mut RxQueue, Error> {
+    fn rxq(&mut self, q: usize) -> Result<&mut engine::Rx, Error> {
         self.rx.get_mut(q).ok_or(Error::NoQueue(q))
+    }
+
+    /// Rx queue `q`'s mode.
+    pub fn rx_mode(&self, q: usize) -> Result<RxMode, Error> {
+        self.rx
+            .get(q)
+            .map(engine::Rx::mode)
+            .ok_or(Error::NoQueue(q))
+    }
+
+    /// Makes rx queue `q`'s wait fd signal the next frame; `true` if frames
+    /// are already waiting (then don't sleep). For waiting on many queues
+    /// at once with [`DataPath::rx_wait_fd`].
+    pub fn arm_rx(&mut self, q: usize) -> Result<bool, Error> {
+        self.rxq(q)?.arm()
+    }
+
+    /// The fd that becomes readable when rx queue `q` has frames (after
+    /// [`DataPath::arm_rx`]); -1, which `poll(2)` skips, when there is none.
+    pub fn rx_wait_fd(&self, q: usize) -> Result<std::os::fd::RawFd, Error> {
+        self.rx
+            .get(q)
+            .map(engine::Rx::wait_fd)
+            .ok_or(Error::NoQueue(q))
+    }
+
+    /// Clears rx queue `q`'s signal after a wake-up.
+    pub fn ack_rx(&self, q: usize) {
+        if let Some(r) = self.rx.get(q) {
+            r.ack();
+        }
     }
 
     /// Blocks on rx queue `q` until the device signals or `timeout_ms` passes
     /// (interrupt mode).
     pub fn wait_rx(&mut self, q: usize, timeout_ms: i32) -> Result<(), Error> {
-        let rxq = self.rx.get_mut(q).ok_or(Error::NoQueue(q))?;
-        Ok(rxq.wait(timeout_ms)?)
+        self.rxq(q)?.wait(timeout_ms)
     }
 
     /// Rings, counters, features.
@@ -354,6 +433,7 @@ impl DataPath {
         let (negotiated, vhost_worker_mode) = match &self.running {
             Running::Vhost(v) => (v.features(), Some(v.worker_mode())),
             Running::User(u) => (u.features(), None),
+            Running::Direct => (0, None),
         };
         State {
             backend: self.backend,
@@ -368,7 +448,7 @@ impl DataPath {
                 .iter()
                 .map(|q| QueueState {
                     mode: Some(q.mode()),
-                    ring: q.state(),
+                    ring: q.ring_state(),
                     counters: q.counters(),
                 })
                 .collect(),
@@ -377,7 +457,7 @@ impl DataPath {
                 .iter()
                 .map(|q| QueueState {
                     mode: None,
-                    ring: q.state(),
+                    ring: q.ring_state(),
                     counters: q.counters(),
                 })
                 .collect(),

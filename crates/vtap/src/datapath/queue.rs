@@ -26,7 +26,7 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-use vm_memory::{Address, Bytes, GuestAddress, VolatileSlice};
+use vm_memory::{Address, Bytes, GuestAddress};
 use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
 use super::vnet::{self, VnetHdr};
@@ -75,6 +75,9 @@ pub struct Counters {
     pub drop_no_free_slots: u64,
     /// Tx: frame larger than [`MAX_FRAME`].
     pub drop_too_big: u64,
+    /// Tx (direct engine): frames the tap refused (interface down or gone).
+    #[serde(default)]
+    pub drop_io_error: u64,
 }
 
 fn eventfd() -> Result<EventFd, Error> {
@@ -132,17 +135,39 @@ impl Core {
     }
 }
 
-/// A received frame: its header and its bytes, still in the arena.
+/// A received frame: its header and its bytes, still where the queue put
+/// them (zero copy until the consumer decides).
 #[derive(Debug)]
 pub struct RxFrame<'a> {
     /// The virtio-net header.
     pub hdr: VnetHdr,
-    segs: &'a [(GuestAddress, u32)],
-    arena: &'a Arena,
+    body: Body<'a>,
     len: usize,
 }
 
+/// Where a received frame's bytes are.
+#[derive(Debug)]
+enum Body<'a> {
+    /// Pieces of ring buffers in the arena (ring engines).
+    Arena {
+        segs: &'a [(GuestAddress, u32)],
+        arena: &'a Arena,
+    },
+    /// One buffer the frame was read into whole (direct engine), which the
+    /// consumer may take over.
+    Owned(&'a mut Vec<u8>),
+}
+
 impl<'a> RxFrame<'a> {
+    /// A frame read whole into `buf` (the direct engine).
+    pub(super) fn owned(hdr: VnetHdr, buf: &'a mut Vec<u8>) -> Self {
+        Self {
+            hdr,
+            len: buf.len(),
+            body: Body::Owned(buf),
+        }
+    }
+
     /// Frame length (without the virtio-net header).
     pub fn len(&self) -> usize {
         self.len
@@ -153,50 +178,40 @@ impl<'a> RxFrame<'a> {
         self.len == 0
     }
 
-    /// The frame's pieces, in order, as views of the arena (zero copy).
-    pub fn segments(&self) -> impl Iterator<Item = VolatileSlice<'a>> + 'a {
-        let mem = self.arena.mem();
-        self.segs.iter().filter_map(move |&(a, l)| {
-            vm_memory::GuestMemoryBackend::get_slice(mem, a, l as usize).ok()
-        })
-    }
-
     /// Copies the frame into `out`, reusing its allocation.
     pub fn copy_into(&self, out: &mut Vec<u8>) {
         out.clear();
-        out.resize(self.len, 0);
-        let mut at = 0;
-        for &(a, l) in self.segs {
-            let l = l as usize;
-            if self
-                .arena
-                .mem()
-                .read_slice(&mut out[at..at + l], a)
-                .is_err()
-            {
-                out.truncate(at);
-                return;
+        match &self.body {
+            Body::Owned(buf) => out.extend_from_slice(buf),
+            Body::Arena { segs, arena } => {
+                out.resize(self.len, 0);
+                let mut at = 0;
+                for &(a, l) in *segs {
+                    let l = l as usize;
+                    if arena.mem().read_slice(&mut out[at..at + l], a).is_err() {
+                        out.truncate(at);
+                        return;
+                    }
+                    at += l;
+                }
             }
-            at += l;
+        }
+    }
+
+    /// Puts the frame into `out`: by swapping buffers when the frame has one
+    /// of its own (no copy; the queue reads its next frame into `out`'s old
+    /// allocation), else by copying.
+    pub fn into_vec(self, out: &mut Vec<u8>) {
+        match self.body {
+            Body::Owned(buf) => std::mem::swap(buf, out),
+            Body::Arena { .. } => self.copy_into(out),
         }
     }
 
     /// Copies the frame out.
     pub fn to_vec(&self) -> Vec<u8> {
-        let mut out = vec![0u8; self.len];
-        let mut at = 0;
-        for &(a, l) in self.segs {
-            let l = l as usize;
-            if self
-                .arena
-                .mem()
-                .read_slice(&mut out[at..at + l], a)
-                .is_err()
-            {
-                break;
-            }
-            at += l;
-        }
+        let mut out = Vec::with_capacity(self.len);
+        self.copy_into(&mut out);
         out
     }
 }
@@ -233,8 +248,6 @@ pub struct RxQueue {
     /// the free list, and a refill may reuse that head (and its
     /// `buf_of_head` slot) before the rest of a merged frame arrives.
     pending: VecDeque<(GuestAddress, u32)>,
-    mode: RxMode,
-    idle_bursts: u32,
 }
 
 impl RxQueue {
@@ -253,66 +266,21 @@ impl RxQueue {
             buf_of_head: vec![GuestAddress(0); n],
             free_bufs,
             pending: VecDeque::new(),
-            mode: RxMode::default(),
-            idle_bursts: 0,
         };
         q.refill(true)?;
         Ok(q)
     }
 
-    /// The rx mode.
-    pub fn mode(&self) -> RxMode {
-        self.mode
-    }
-
-    /// Changes the rx mode (takes effect at once).
-    pub fn set_mode(&mut self, mode: RxMode) -> Result<(), Error> {
-        self.mode = mode;
-        self.idle_bursts = 0;
-        match mode {
-            RxMode::Polling => self.core.ring.disable_interrupts()?,
-            RxMode::Interrupt | RxMode::Adaptive => {
-                self.core.ring.enable_interrupts()?;
-            }
-        }
-        Ok(())
-    }
-
-    /// One burst in the queue's mode: in interrupt mode (and in adaptive mode
-    /// once idle) an empty burst sleeps up to `timeout_ms` for the device,
-    /// then tries again. Returns the frames received.
-    pub fn rx_burst_wait(
-        &mut self,
-        max: usize,
-        timeout_ms: i32,
-        mut f: impl FnMut(RxFrame<'_>),
-    ) -> Result<usize, Error> {
-        let n = self.rx_burst(max, &mut f)?;
-        if n > 0 {
-            self.idle_bursts = 0;
-            return Ok(n);
-        }
-        let sleep = match self.mode {
-            RxMode::Polling => false,
-            RxMode::Interrupt => true,
-            RxMode::Adaptive => {
-                self.idle_bursts = self.idle_bursts.saturating_add(1);
-                self.idle_bursts >= ADAPTIVE_IDLE_BURSTS
-            }
-        };
-        if !sleep {
-            return Ok(0);
-        }
-        self.wait(timeout_ms)?;
-        if self.mode == RxMode::Adaptive {
-            // Busy again after a wake-up: back to polling without interrupts.
+    /// Asks the device to signal completions (`on`) or not to
+    /// (`VRING_AVAIL_F_NO_INTERRUPT`, for a polled queue). Returns whether
+    /// completions are already waiting.
+    pub fn set_interrupts(&mut self, on: bool) -> Result<bool, Error> {
+        if on {
+            Ok(self.core.ring.enable_interrupts()?)
+        } else {
             self.core.ring.disable_interrupts()?;
+            Ok(false)
         }
-        let n = self.rx_burst(max, &mut f)?;
-        if n > 0 {
-            self.idle_bursts = 0;
-        }
-        Ok(n)
     }
 
     /// The device-facing parts.
@@ -413,8 +381,10 @@ impl RxQueue {
             }
             f(RxFrame {
                 hdr,
-                segs: &segs,
-                arena: &self.arena,
+                body: Body::Arena {
+                    segs: &segs,
+                    arena: &self.arena,
+                },
                 len: total,
             });
             self.core.counters.packets += 1;
@@ -522,25 +492,6 @@ impl TxQueue {
             n += 1;
         }
         Ok(n)
-    }
-
-    /// Queues frames; those the ring or the buffer pool cannot take are
-    /// counted as drops. Returns how many were queued.
-    pub fn tx_burst(&mut self, frames: &[TxFrame<'_>]) -> Result<usize, Error> {
-        let mut sent = 0;
-        let mut rest = frames;
-        while !rest.is_empty() {
-            let taken = self.try_send(rest)?;
-            sent += taken.sent;
-            rest = &rest[taken.consumed..];
-            if let Some((_, tail)) = rest.split_first() {
-                // The first frame that did not fit is dropped; the others
-                // may still fit (a smaller frame needs fewer buffers).
-                self.core.counters.drop_no_free_slots += 1;
-                rest = tail;
-            }
-        }
-        Ok(sent)
     }
 
     /// Counts `n` frames the caller gives up on as dropped for want of room.

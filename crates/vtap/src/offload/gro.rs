@@ -20,7 +20,8 @@
 //!   a shorter segment or one with PSH ends the run;
 //! - at most 64 KiB of IP packet;
 //! - UDP: same ports, every datagram but the last exactly `gso_size` bytes
-//!   of payload (the first one's), a shorter one ends the run.
+//!   of payload (the first one's), a shorter one ends the run, at most
+//!   [`MAX_UDP_SEGMENTS`] datagrams.
 //!
 //! A segment is only merged when its checksum is known good: it came
 //! checksum-partial (locally generated), with `DATA_VALID` (already
@@ -42,6 +43,12 @@ use crate::datapath::vnet;
 pub const MAX_FLOWS: usize = 8;
 /// Largest IP length field.
 const MAX_IP: usize = 65_535;
+/// Most datagrams in one UDP super-frame. Linux refuses a `GSO_UDP_L4`
+/// frame of more than `UDP_MAX_SEGMENTS` segments with `EINVAL`
+/// (`virtio_net_hdr_to_skb`, since 6.11); that limit is 128 today and was
+/// 64 before 6.5, so 64 is safe on every kernel. Small datagrams hit it
+/// long before 64 KiB: 256 64-byte frames in one burst did.
+pub const MAX_UDP_SEGMENTS: usize = 64;
 
 const TCP_FIN: u8 = 0x01;
 const TCP_SYN: u8 = 0x02;
@@ -190,7 +197,13 @@ fn continues(r: &Run, a: &[u8], s: &Segment, b: &[u8]) -> bool {
     } else {
         true // UDP: ports (the flow) and sizes are all there is
     };
-    ip_same && same_flow(a, la, b, lb) && l4_same && s.len <= r.mss && r.ip_len + s.len <= MAX_IP
+    let room = la.proto == PROTO_TCP || r.segments < MAX_UDP_SEGMENTS;
+    ip_same
+        && same_flow(a, la, b, lb)
+        && l4_same
+        && room
+        && s.len <= r.mss
+        && r.ip_len + s.len <= MAX_IP
 }
 
 /// Coalesces `eg.out` in place for an interface accepting `caps`. `input`

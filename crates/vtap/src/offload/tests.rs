@@ -693,6 +693,29 @@ fn udp_datagrams_coalesce_only_toward_uso_and_split_back() {
     }
 }
 
+/// A burst of 256 small datagrams (trafgen's 64-byte frames) makes super-
+/// frames of at most `MAX_UDP_SEGMENTS` each: Linux refuses larger ones.
+#[test]
+fn udp_super_frames_stop_at_the_kernels_segment_limit() {
+    let s = Spec::all()
+        .into_iter()
+        .find(|s| s.udp && !s.ext && !s.v6 && s.l2)
+        .expect("udp4 spec");
+    let data = payload(256 * 18, 5);
+    let dgrams = segments(&s, &data, 18, 0, false);
+    assert_eq!(dgrams.len(), 256);
+    let (out, st) = run(&gro_uso_caps(true), &dgrams);
+    let max = crate::offload::gro::MAX_UDP_SEGMENTS;
+    assert_eq!(out.len(), 256 / max, "{st:?}");
+    for f in &out {
+        assert_eq!(usize::from(f.hdr.gso_size), 18);
+        let v = verify(&s, f);
+        assert_eq!(v.payload.len(), max * 18);
+    }
+    let joined: Vec<u8> = out.iter().flat_map(|f| verify(&s, f).payload).collect();
+    assert_eq!(joined, data);
+}
+
 #[test]
 fn interleaved_flows_coalesce_per_flow_and_keep_their_order() {
     let s = Spec { v6: true, ..TCP4 };
@@ -771,13 +794,17 @@ proptest! {
         if s.ext {
             // IPv6 extension headers are not coalesced: all pass as they are.
             prop_assert_eq!(merged, segs);
+        } else if s.udp {
+            // UDP super-frames stop at the kernel's segment limit.
+            let max = crate::offload::gro::MAX_UDP_SEGMENTS;
+            prop_assert_eq!(merged.len(), segs.len().div_ceil(max));
+            let joined: Vec<u8> = merged.iter().flat_map(|m| verify(&s, m).payload).collect();
+            prop_assert_eq!(joined, data);
         } else {
             prop_assert_eq!(merged.len(), 1);
             let c = verify(&s, &merged[0]);
             prop_assert_eq!(c.payload, data);
-            if !s.udp {
-                prop_assert_eq!(c.seq, seq);
-            }
+            prop_assert_eq!(c.seq, seq);
         }
     }
 

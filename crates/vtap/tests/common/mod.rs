@@ -110,6 +110,67 @@ pub fn respond_all(dp: &mut DataPath, mac: [u8; 6], ip: [u8; 4], stop: &AtomicBo
     seen
 }
 
+/// With a responder on `dp` (answering for `dp_ip`): three pings from the
+/// namespace, then UDP datagrams of 64, 1400 and 8000 bytes echoed intact
+/// (from `host_ip`, an address of the namespace). Returns what it saw.
+pub fn ping_and_udp_echo(
+    ns: &vtap_testkit::TestNs,
+    dp: &mut DataPath,
+    mac: [u8; 6],
+    dp_ip: [u8; 4],
+    host_ip: &str,
+) -> Seen {
+    let stop = AtomicBool::new(false);
+    let target = std::net::Ipv4Addr::from(dp_ip).to_string();
+    std::thread::scope(|s| {
+        let worker = s.spawn(|| respond(dp, mac, dp_ip, &stop));
+        let ping = ns.exec("ping", &["-c", "3", "-i", "0.2", "-W", "2", &target]);
+        let ok = ping.status.success();
+        let mut udp = Ok(());
+        if ok {
+            udp = udp_echo(ns, host_ip, &target);
+        }
+        stop.store(true, Ordering::Relaxed);
+        let seen = worker.join().expect("responder");
+        assert!(
+            ok,
+            "ping: {}{}",
+            String::from_utf8_lossy(&ping.stdout),
+            String::from_utf8_lossy(&ping.stderr)
+        );
+        udp.unwrap_or_else(|e| panic!("{e}"));
+        seen
+    })
+}
+
+/// UDP datagrams of 64, 1400 and 8000 bytes from `host_ip` (in `ns`) to
+/// `target:7777`, each echoed back intact.
+fn udp_echo(ns: &vtap_testkit::TestNs, host_ip: &str, target: &str) -> Result<(), String> {
+    use std::time::Duration;
+    use vtap::netns::{Netns, NetnsSpec};
+    // A socket opened inside the namespace keeps it.
+    let netns = Netns::open(&NetnsSpec::Name(ns.name.clone())).map_err(|e| e.to_string())?;
+    let sock = netns
+        .run_in(|| std::net::UdpSocket::bind((host_ip, 0)))
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())?;
+    sock.set_read_timeout(Some(Duration::from_secs(3)))
+        .map_err(|e| e.to_string())?;
+    for size in [64usize, 1400, 8000] {
+        let payload: Vec<u8> = (0..size).map(|i| (i * 7 + 3).to_le_bytes()[0]).collect();
+        sock.send_to(&payload, (target, 7777))
+            .map_err(|e| e.to_string())?;
+        let mut back = vec![0u8; 9000];
+        let (n, _) = sock
+            .recv_from(&mut back)
+            .map_err(|e| format!("{size} bytes: no echo: {e}"))?;
+        if back[..n] != payload[..] {
+            return Err(format!("{size} bytes: echo differs"));
+        }
+    }
+    Ok(())
+}
+
 /// Sends a 20 KB TCPv4 super-frame each way between the host side (`sock`,
 /// an `AF_PACKET` socket with `PACKET_VNET_HDR` on the tap) and rx/tx queue 0
 /// of `dp`, and checks each arrives whole, as one GSO frame, bytes intact.
@@ -140,10 +201,12 @@ pub fn gso_both_ways(dp: &mut DataPath, info: &vtap::TapInfo, sock: &PacketSocke
         (1, 34, 16),
         "{hdr:?}"
     );
-    assert!(
-        hdr.num_buffers >= 10,
-        "spread over merged rx buffers: {hdr:?}"
-    );
+    if dp.state().rx[0].ring.is_some() {
+        assert!(
+            hdr.num_buffers >= 10,
+            "spread over merged rx buffers: {hdr:?}"
+        );
+    }
     assert_eq!(frame, to_dp, "bytes intact");
 
     // Data plane -> host: one super-frame out through vhost-net.

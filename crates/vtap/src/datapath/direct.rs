@@ -1,0 +1,287 @@
+//! The direct engine: the data plane reads and writes the tap fd itself,
+//! with no ring in between.
+//!
+//! # Why
+//!
+//! Without `/dev/vhost-net` the rings have to be served by a vtap thread
+//! (the `userspace` backend), which plays vhost-net's part: every frame
+//! crosses two threads and is copied four times in userspace (tap → backend
+//! buffer → ring buffers → the forwarder's frame, and the same way back).
+//! Profiled under iperf3, that is where the forwarder's time went: memmove
+//! 17.7 %, context switches 11.4 %, guest-memory translation 5.5 %. The rings
+//! buy nothing there: they exist so that a *kernel* worker can serve them.
+//!
+//! The direct engine keeps the data plane's interface (bursts of frames with
+//! their virtio-net header, rx modes, counters) and drops the rest:
+//!
+//! * **rx** is one `readv(2)` per frame: the header into a 12-byte array,
+//!   the frame straight into a buffer that the caller then takes over by
+//!   swapping `Vec`s ([`super::RxFrame::into_vec`]): no userspace copy.
+//! * **tx** is one `writev(2)` per frame: header and frame from where they
+//!   are, no gather copy. With the tap's send buffer at `INT_MAX` (as VPP sets
+//!   it) tun never answers `EAGAIN`; if it did, the frame stays with the
+//!   caller, which waits and retries ([`super::DataPath::tx_burst_wait`]).
+//! * **waiting** is level-triggered `POLLIN` on the tap fd itself: nothing
+//!   to arm, no eventfd, no second thread to wake.
+//!
+//! That is the design of the C vnet-header forwarder in `bench/peers/`, with
+//! vtap's bursts, software offload fallbacks and counters on top. What it
+//! gives up: ring state and virtio features (there are none to show), and
+//! the kernel's half of a frame runs on the caller's thread (`write(2)` on a
+//! tap hands the frame to the host stack synchronously), as with any tap
+//! forwarder. Where vhost-net exists it stays the default; where it does
+//! not, this is.
+//!
+//! Once the interface is deleted under the data path, tun answers `read`
+//! with `EBADFD` and `poll` with `POLLERR` for ever; the queue then reports
+//! no wait fd (-1, which `poll(2)` skips), so a sleeping worker does not spin.
+
+use std::fs::File;
+use std::io::{ErrorKind, IoSlice, Write};
+use std::os::fd::{AsFd, AsRawFd, RawFd};
+use std::sync::Arc;
+
+use super::queue::{Counters, RxFrame, Sent, TxFrame, MAX_BURST, MAX_FRAME};
+use super::vnet::{self, VnetHdr};
+
+/// Room for one frame read from a tap: a 64 KiB super-frame and its headers.
+const READ_BUF: usize = 65_536 + 256;
+/// Bytes after which a burst ends, however few frames it has. Every frame of
+/// a burst is read before the first is written: 256 super-frames would be
+/// 16 MiB, out of cache by the time they are written (measured: TCP through
+/// an xconnect fell to half). 256 KiB is four super-frames, or a full burst
+/// of small frames.
+const BURST_BYTES: usize = 256 * 1024;
+
+/// Why a direct queue operation failed (per-frame errors are counted).
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// No tap fd for the queue.
+    #[error("direct engine: no tap fd for queue {0}")]
+    NoTap(usize),
+    /// The fd could not be shared.
+    #[error("direct engine: cannot duplicate the tap fd")]
+    Dup(#[source] std::io::Error),
+    /// A read failed in a way that is neither "drained" nor "gone".
+    #[error("direct engine: read from the tap")]
+    Read(#[source] std::io::Error),
+}
+
+/// The tap fds of a data path, one per queue pair, shared by its rx and tx
+/// queue (one fd per pair, not two).
+pub fn share_taps(taps: &[File]) -> Result<Vec<Arc<File>>, Error> {
+    taps.iter()
+        .map(|t| t.try_clone().map(Arc::new).map_err(Error::Dup))
+        .collect()
+}
+
+/// Whether a read or write error means the interface is gone (deleted under
+/// the data path: tun detaches the file and answers `EBADFD`).
+fn is_gone(e: &std::io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::EBADFD | libc::EIO))
+}
+
+/// An rx queue read straight from a tap fd.
+#[derive(Debug)]
+pub struct DirectRx {
+    tap: Arc<File>,
+    /// The buffer the next frame is read into (swapped out with each frame).
+    buf: Vec<u8>,
+    counters: Counters,
+    gone: bool,
+}
+
+impl DirectRx {
+    /// An rx queue on `tap`.
+    pub fn new(tap: Arc<File>) -> Self {
+        Self {
+            tap,
+            buf: Vec::with_capacity(READ_BUF),
+            counters: Counters::default(),
+            gone: false,
+        }
+    }
+
+    /// Counters.
+    pub fn counters(&self) -> Counters {
+        self.counters
+    }
+
+    /// Reads up to `max` frames (at most [`MAX_BURST`], and no more once
+    /// [`BURST_BYTES`] are read) until the tap has no more, calling `f` on
+    /// each; returns how many.
+    pub fn rx_burst(&mut self, max: usize, mut f: impl FnMut(RxFrame<'_>)) -> Result<usize, Error> {
+        let mut done = 0;
+        let mut bytes = 0;
+        for _ in 0..max.min(MAX_BURST) {
+            if self.gone || bytes >= BURST_BYTES {
+                break;
+            }
+            let mut raw = [0u8; vnet::LEN];
+            let n =
+                match crate::sys::read_frame(self.tap.as_fd(), &mut raw, &mut self.buf, READ_BUF) {
+                    Ok(n) => n,
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                    Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                    Err(e) if is_gone(&e) => {
+                        tracing::debug!("tap gone under the direct engine: {e}");
+                        self.gone = true;
+                        break;
+                    }
+                    Err(e) => return Err(Error::Read(e)),
+                };
+            if n < vnet::LEN {
+                self.counters.drop_truncated += 1;
+                continue;
+            }
+            // tun writes the 10-byte header and skips the rest of the 12:
+            // a frame read whole is one buffer.
+            let hdr = VnetHdr {
+                num_buffers: 1,
+                ..VnetHdr::parse(&raw)
+            };
+            let len = self.buf.len();
+            bytes += len;
+            self.counters.packets += 1;
+            self.counters.bytes += len as u64;
+            f(RxFrame::owned(hdr, &mut self.buf));
+            done += 1;
+        }
+        Ok(done)
+    }
+
+    /// The fd to poll for input: the tap, or -1 once it is gone.
+    pub fn wait_fd(&self) -> RawFd {
+        if self.gone {
+            -1
+        } else {
+            self.tap.as_raw_fd()
+        }
+    }
+
+    /// Blocks until the tap has a frame or `timeout_ms` passes.
+    pub fn wait(&mut self, timeout_ms: i32) {
+        let fds = [(self.wait_fd(), libc::POLLIN)];
+        let mut rev = [0];
+        if let Ok(1) = crate::sys::poll(&fds, &mut rev, timeout_ms) {
+            if rev[0] & (libc::POLLERR | libc::POLLHUP) != 0 && rev[0] & libc::POLLIN == 0 {
+                self.gone = true;
+            }
+        }
+    }
+}
+
+/// A tx queue written straight to a tap fd.
+#[derive(Debug)]
+pub struct DirectTx {
+    tap: Arc<File>,
+    counters: Counters,
+}
+
+impl DirectTx {
+    /// A tx queue on `tap`.
+    pub fn new(tap: Arc<File>) -> Self {
+        Self {
+            tap,
+            counters: Counters::default(),
+        }
+    }
+
+    /// Counters.
+    pub fn counters(&self) -> Counters {
+        self.counters
+    }
+
+    /// Counts `n` frames the caller gives up on as dropped for want of room.
+    pub fn count_dropped(&mut self, n: usize) {
+        self.counters.drop_no_free_slots += n as u64;
+    }
+
+    /// Writes frames in order until the tap pushes back (`EAGAIN`); returns
+    /// how far it got. A frame the tap refuses otherwise (the interface is
+    /// down or gone, a header it rejects) is counted and skipped.
+    pub fn try_send(&mut self, frames: &[TxFrame<'_>]) -> Sent {
+        let mut sent = 0;
+        let mut consumed = 0;
+        for f in frames {
+            if f.data.len() > MAX_FRAME {
+                self.counters.drop_too_big += 1;
+                consumed += 1;
+                continue;
+            }
+            let hdr = VnetHdr {
+                num_buffers: 0,
+                ..f.hdr
+            }
+            .to_bytes();
+            let iov = [IoSlice::new(&hdr), IoSlice::new(f.data)];
+            match (&*self.tap).write_vectored(&iov) {
+                Ok(_) => {
+                    self.counters.packets += 1;
+                    self.counters.bytes += f.data.len() as u64;
+                    sent += 1;
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == ErrorKind::Interrupted => break,
+                Err(_) => self.counters.drop_io_error += 1,
+            }
+            consumed += 1;
+        }
+        Sent { sent, consumed }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_that_mean_the_interface_is_gone() {
+        let cases = [
+            (libc::EBADFD, true),
+            (libc::EIO, true),
+            (libc::EAGAIN, false),
+            (libc::EINVAL, false),
+            (libc::EFAULT, false),
+        ];
+        for (errno, gone) in cases {
+            let e = std::io::Error::from_raw_os_error(errno);
+            assert_eq!(is_gone(&e), gone, "errno {errno}");
+        }
+    }
+
+    /// A socket pair stands in for the tap: what is read comes out whole, the
+    /// caller takes the buffer over, and a drained fd ends the burst.
+    #[test]
+    fn a_burst_hands_over_each_frame_and_stops_when_drained() {
+        // A datagram socket pair keeps frame boundaries, as a tap does.
+        let (r, w) = std::os::unix::net::UnixDatagram::pair().expect("socketpair");
+        r.set_nonblocking(true).expect("nonblocking");
+        let mut rx = DirectRx::new(Arc::new(File::from(std::os::fd::OwnedFd::from(r))));
+        let frame: Vec<u8> = (0..100u8).collect();
+        let mut bytes = VnetHdr {
+            flags: vnet::F_NEEDS_CSUM,
+            csum_start: 34,
+            csum_offset: 16,
+            ..VnetHdr::default()
+        }
+        .to_bytes()
+        .to_vec();
+        bytes.extend_from_slice(&frame);
+        w.send(&bytes).expect("send");
+        let mut got = vec![];
+        let n = rx
+            .rx_burst(8, |f| {
+                let mut v = Vec::new();
+                let hdr = f.hdr;
+                f.into_vec(&mut v);
+                got.push((hdr, v));
+            })
+            .expect("burst");
+        assert_eq!(n, 1);
+        assert_eq!(got[0].1, frame);
+        assert_eq!((got[0].0.csum_start, got[0].0.num_buffers), (34, 1));
+        assert_eq!(rx.counters().packets, 1);
+        assert_eq!(rx.rx_burst(8, |_| {}).expect("drained"), 0);
+    }
+}

@@ -1,0 +1,240 @@
+//! The direct backend on this machine's kernel: the data plane reads and
+//! writes the tap fds itself, no ring in between. Frames both ways in every
+//! rx mode, GSO super-frames whole, an idle forwarder asleep, a tap deleted
+//! under it neither spun on nor fatal, and fewer fds than the ring backends.
+//! Addresses: 198.18.0.0/15 only.
+
+mod common;
+
+use std::time::Duration;
+
+use vtap::datapath::{DataPath, RxMode};
+use vtap::forward::Forwarder;
+use vtap::netns::{Netns, NetnsSpec};
+use vtap::registry::{error_chain, Backend, Registry, Settings};
+use vtap::CreateOptions;
+use vtap_testkit::TestNs;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn arp_icmp_and_jumbo_udp_through_the_direct_backend() {
+    // (rx mode, checksum offload on the tap)
+    let runs = [
+        (RxMode::Interrupt, false),
+        (RxMode::Adaptive, true),
+        (RxMode::Polling, true),
+    ];
+    for (mode, csum) in runs {
+        let ns = TestNs::new("dir");
+        let mut reg = common::bare_registry();
+        let info = reg
+            .create(&CreateOptions {
+                host_ns: Some(ns.name.clone()),
+                host_ip4_addr: Some("198.18.0.1/24".into()),
+                host_mtu_size: Some(9000),
+                csum_offload: csum,
+                backend: Some("direct".into()),
+                ..Default::default()
+            })
+            .await
+            .unwrap_or_else(|e| panic!("{}", error_chain(&e)));
+        assert_eq!(info.backend, Backend::Direct);
+        let taps = reg.dup_queues(&info.name).expect("queues");
+        let mut dp = DataPath::start(&common::one_pair(Backend::Direct, true, true), &taps)
+            .unwrap_or_else(|e| panic!("{}", error_chain(&e)));
+        dp.set_rx_mode(0, mode).expect("mode");
+        let mac = info.hw_addr.expect("mac").octets();
+        let seen = common::ping_and_udp_echo(&ns, &mut dp, mac, [198, 18, 0, 2], "198.18.0.1");
+
+        assert_eq!(
+            seen.max_num_buffers, 1,
+            "{mode:?}: a frame is read whole: {seen:?}"
+        );
+        assert_eq!(
+            seen.partial_csum > 0,
+            csum,
+            "{mode:?}: checksum-partial frames: {seen:?}"
+        );
+        let st = dp.state();
+        assert_eq!(st.backend, Backend::Direct);
+        assert_eq!((st.features_offered, st.features_negotiated), (0, 0));
+        assert!(
+            st.rx[0].ring.is_none() && st.tx[0].ring.is_none(),
+            "no rings"
+        );
+        assert_eq!(st.rx[0].mode, Some(mode));
+        assert_eq!(st.rx[0].counters.packets, seen.frames);
+        assert_eq!(st.tx[0].counters.packets, seen.answered);
+        // The kernel counted the same frames on the host side.
+        let link = ns.ip_json(&["-s", "link", "show", "dev", &info.host_if_name]);
+        let stats = &link[0]["stats64"];
+        assert_eq!(stats["tx"]["packets"].as_u64(), Some(seen.frames), "{link}");
+        assert_eq!(
+            stats["rx"]["packets"].as_u64(),
+            Some(seen.answered),
+            "{link}"
+        );
+        drop(dp);
+        reg.delete(&info.name).await.expect("delete");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tcp_gso_super_frames_both_ways_through_the_direct_backend() {
+    let ns = TestNs::new("dgs");
+    let mut reg = common::bare_registry();
+    let info = reg
+        .create(&CreateOptions {
+            host_ns: Some(ns.name.clone()),
+            host_ip4_addr: Some("198.18.3.1/24".into()),
+            gso: true,
+            backend: Some("direct".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{}", error_chain(&e)));
+    let taps = reg.dup_queues(&info.name).expect("queues");
+    let mut dp =
+        DataPath::start(&common::one_pair(Backend::Direct, true, true), &taps).expect("start");
+    let netns = Netns::open(&NetnsSpec::Name(ns.name.clone())).expect("netns");
+    let sock = netns
+        .run_in(|| vtap_testkit::packet::PacketSocket::bind(info.host_ifindex))
+        .expect("enter")
+        .expect("AF_PACKET socket");
+    common::gso_both_ways(&mut dp, &info, &sock);
+    drop(dp);
+    reg.delete(&info.name).await.expect("delete");
+}
+
+/// Open fds of this process, once background tasks settled.
+fn fds() -> usize {
+    std::thread::sleep(Duration::from_millis(100));
+    std::fs::read_dir("/proc/self/fd").expect("fds").count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_direct_tap_costs_fewer_fds_than_a_ring_backend() {
+    let ns = TestNs::new("dfd");
+    let mut reg = Registry::new(Settings::default()).expect("registry");
+    // The first tap in a namespace also opens what the namespace needs (its
+    // netlink sockets); it stays while the others are measured.
+    let warm = reg
+        .create(&CreateOptions {
+            host_ns: Some(ns.name.clone()),
+            ..Default::default()
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{}", error_chain(&e)));
+    let mut cost = vec![];
+    for backend in ["userspace", "direct", "userspace", "direct"] {
+        let before = fds();
+        let info = reg
+            .create(&CreateOptions {
+                host_ns: Some(ns.name.clone()),
+                backend: Some(backend.into()),
+                ..Default::default()
+            })
+            .await
+            .unwrap_or_else(|e| panic!("{}", error_chain(&e)));
+        cost.push(fds() - before);
+        reg.delete(&info.name).await.expect("delete");
+    }
+    reg.delete(&warm.name).await.expect("delete");
+    eprintln!("fds per tap (userspace, direct, twice): {cost:?}");
+    // The rings' four eventfds (kick and call, rx and tx) and the backend
+    // thread's copy of the tap fd are gone.
+    let (user, direct) = (cost[0].min(cost[2]), cost[1].max(cost[3]));
+    assert!(direct + 5 <= user, "{cost:?}");
+}
+
+/// utime+stime (clock ticks) of this process's forwarding workers.
+fn forwarder_ticks() -> u64 {
+    let mut total = 0;
+    for t in std::fs::read_dir("/proc/self/task")
+        .expect("tasks")
+        .flatten()
+    {
+        let comm = std::fs::read_to_string(t.path().join("comm")).unwrap_or_default();
+        if !comm.starts_with("vtap-fwd") {
+            continue;
+        }
+        let stat = std::fs::read_to_string(t.path().join("stat")).unwrap_or_default();
+        let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+        let f: Vec<&str> = after.split_whitespace().collect();
+        // Fields after the comm: state is [0], utime [11], stime [12].
+        total += f.get(11).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+        total += f.get(12).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    }
+    total
+}
+
+/// Clock ticks the forwarding workers use in one second (after settling).
+fn ticks_in_a_second() -> u64 {
+    std::thread::sleep(Duration::from_millis(300));
+    let before = forwarder_ticks();
+    std::thread::sleep(Duration::from_secs(1));
+    forwarder_ticks() - before
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forwarder_on_direct_taps_sleeps_when_idle_and_survives_a_deleted_tap() {
+    let (ns_a, ns_b) = (TestNs::new("dia"), TestNs::new("dib"));
+    let mut reg = Registry::new(Settings::default()).expect("registry");
+    let mut taps = vec![];
+    for (ns, addr) in [(&ns_a, "198.18.4.1/24"), (&ns_b, "198.18.4.2/24")] {
+        let info = reg
+            .create(&CreateOptions {
+                host_ns: Some(ns.name.clone()),
+                host_ip4_addr: Some(addr.into()),
+                ..Default::default()
+            })
+            .await
+            .unwrap_or_else(|e| panic!("{}", error_chain(&e)));
+        assert_eq!(info.backend, Backend::Direct, "auto without vhost-net");
+        taps.push(info);
+    }
+    let (a, b) = (&taps[0], &taps[1]);
+    let mut fwd = Forwarder::new(1).expect("forwarder");
+    fwd.xconnect(reg.end(&a.name).expect("a"), reg.end(&b.name).expect("b"))
+        .expect("xconnect");
+    let ping = ns_a.exec("ping", &["-c", "3", "-i", "0.2", "-W", "2", "198.18.4.2"]);
+    assert!(
+        ping.status.success(),
+        "ping: {}",
+        String::from_utf8_lossy(&ping.stdout)
+    );
+
+    // Idle: the worker sleeps in poll(2) on the tap fds.
+    let used = ticks_in_a_second();
+    assert!(used <= 2, "idle forwarder used {used} ticks in 1 s");
+
+    // b's interface deleted behind vtap's back: its fd now answers every
+    // poll with POLLERR and every read with EBADFD. The worker must neither
+    // spin on it nor stop serving; what a sends toward b is counted as a
+    // write error, not lost silently.
+    ns_b.ip(&["link", "del", &b.host_if_name]);
+    assert!(
+        ns_b.link(&b.host_if_name).is_none(),
+        "the kernel deleted it"
+    );
+    let used = ticks_in_a_second();
+    assert!(
+        used <= 2,
+        "forwarder with a deleted tap used {used} ticks in 1 s"
+    );
+    let lost = ns_a.exec("ping", &["-c", "2", "-i", "0.2", "-W", "1", "198.18.4.2"]);
+    assert!(!lost.status.success(), "nothing answers any more");
+    let st = reg.get(&b.name).expect("b").datapath.expect("state");
+    assert!(
+        st.tx[0].counters.drop_io_error > 0,
+        "frames toward the deleted tap are counted: {:?}",
+        st.tx[0].counters
+    );
+    let used = ticks_in_a_second();
+    assert!(used <= 2, "after the failed writes: {used} ticks in 1 s");
+
+    drop(fwd);
+    reg.delete(&a.name).await.expect("delete a");
+    reg.delete(&b.name)
+        .await
+        .expect("delete tolerates a gone link");
+}
