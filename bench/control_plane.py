@@ -10,7 +10,10 @@ default route) + delete, per interface, done by
     iproute2   bench/iproute2-taps.sh: six `ip` commands, then `ip link del`
     vtap-cli   one `vtap create ...` and one `vtap delete` through the daemon
     vtap-rest  the daemon's REST API over one keep-alive connection
-    vtap-lib   the library in-process (examples/control_plane.rs)
+    vtap-rest-batch  the same, all N deleted in one request
+               (POST /v1/taps/delete: the kernel's waits overlap)
+    vtap-library, vtap-library-batch  the library in-process
+               (examples/control_plane.rs), one by one and in one batch
 
 vtap does more than the script: its taps have their queues open and a data
 path running, and every step is read back from the kernel.
@@ -161,15 +164,30 @@ def speed(n, tmp):
             delete.append((time.time() - t1) * 1e3)
         rows.append({"tool": "vtap-rest", "n": n, "total_ms": (time.time() - t) * 1e3,
                      "create_ms": create, "delete_ms": delete})
+        # The same, deleting all in one request (POST /v1/taps/delete): the
+        # kernel's RCU waits overlap; each interface is charged 1/n of it.
+        create, names = [], []
+        t = time.time()
+        for i, ns in enumerate(nss):
+            t0 = time.time()
+            names.append(call(conn, "POST", "/v1/taps", opts(ns, i))["name"])
+            create.append((time.time() - t0) * 1e3)
+        t1 = time.time()
+        res = call(conn, "POST", "/v1/taps/delete", {"interfaces": names})
+        if res["failed"]:
+            raise RuntimeError(f"batch delete: {res['failed'][:3]}")
+        each = (time.time() - t1) * 1e3 / n
+        rows.append({"tool": "vtap-rest-batch", "n": n, "total_ms": (time.time() - t) * 1e3,
+                     "create_ms": create, "delete_ms": [each] * n})
     finally:
         d.stop()
         drop_namespaces(nss)
 
     r = subprocess.run(["cargo", "run", "--release", "-q", "-p", "vtap", "--example", "control_plane", str(n)],
                        cwd=ROOT, check=True, capture_output=True, text=True)
-    row = json.loads(r.stdout.strip().splitlines()[-1])
-    row["tool"] = "vtap-lib"
-    rows.append(row)
+    for line in r.stdout.strip().splitlines():
+        if line.startswith("{"):
+            rows.append(json.loads(line))
     return rows
 
 

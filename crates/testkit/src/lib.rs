@@ -247,6 +247,25 @@ pub fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
 }
 
 /// `tun_flags` bits (`include/uapi/linux/if_tun.h`).
+/// Runs `run` on every input of the committed fuzz corpus of `target`
+/// (`fuzz/corpus/<target>` at the repository root); returns how many.
+/// Panics if the directory is missing or empty: a replay that replays
+/// nothing proves nothing.
+pub fn replay_corpus(target: &str, run: fn(&[u8])) -> usize {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../fuzz/corpus")
+        .join(target);
+    let mut n = 0;
+    for entry in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
+        let path = entry.expect("entry").path();
+        let data = std::fs::read(&path).expect("read");
+        run(&data);
+        n += 1;
+    }
+    assert!(n > 0, "{} holds no inputs", dir.display());
+    n
+}
+
 pub mod iff {
     /// L3 TUN.
     pub const TUN: u32 = 0x0001;

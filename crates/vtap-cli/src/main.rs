@@ -41,10 +41,13 @@ enum Command {
     },
     /// Create a tap (or attach to a persistent one).
     Create(Box<CreateArgs>),
-    /// Delete an interface: tap<id>, tun<id> or the id.
+    /// Delete interfaces: tap<id>, tun<id> or the id. Several are deleted
+    /// at once (the kernel's waits overlap); each one that cannot be is
+    /// named on stderr and left intact.
     Delete {
-        /// The interface.
-        iface: String,
+        /// The interfaces.
+        #[arg(required = true)]
+        ifaces: Vec<String>,
     },
     /// Show interfaces (`vtap show bridge BD` shows a bridge).
     Show {
@@ -451,10 +454,25 @@ async fn run(cli: Cli) -> Result<(), String> {
             println!("{}", opt(&t, "name"));
             Ok(())
         }
-        Command::Delete { iface } => {
-            call(Method::DELETE, iface_path(&iface)?, None).await?;
-            Ok(())
-        }
+        Command::Delete { ifaces } => match ifaces.as_slice() {
+            [iface] => {
+                call(Method::DELETE, iface_path(iface)?, None).await?;
+                Ok(())
+            }
+            _ => {
+                let body = serde_json::json!({ "interfaces": ifaces });
+                let r = call(Method::POST, "/v1/taps/delete".into(), Some(body)).await?;
+                let failed = r["failed"].as_array().cloned().unwrap_or_default();
+                for f in &failed {
+                    eprintln!("vtap: {}", opt(f, "error"));
+                }
+                if failed.is_empty() {
+                    Ok(())
+                } else {
+                    Err(format!("{} of {} not deleted", failed.len(), ifaces.len()))
+                }
+            }
+        },
         Command::Show {
             iface: Some(kw),
             bridge: Some(bd),

@@ -1070,3 +1070,32 @@ fn rx_mode_changes_how_the_forwarding_worker_waits() {
     );
     d.ok(&["xconnect", "tap0", "--delete"]);
 }
+
+#[test]
+fn several_interfaces_are_deleted_in_one_command() {
+    let nss: Vec<TestNs> = (0..3).map(|_| TestNs::new("cdm")).collect();
+    let d = Daemon::start(None);
+    let mut names = vec![];
+    for ns in &nss {
+        let name = d.ok(&["create", "--host-ns", &ns.name]).trim().to_string();
+        names.push(name);
+    }
+    for ns in &nss {
+        assert_eq!(ns.link_names().len(), 2, "lo and the tap");
+    }
+    let mut args = vec!["delete"];
+    args.extend(names.iter().map(String::as_str));
+    args.push("tap77");
+    let out = d.vtap(&args);
+    assert!(!out.status.success(), "one of four could not be deleted");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("interface 'tap77': no such interface"),
+        "{err}"
+    );
+    assert!(err.contains("1 of 4 not deleted"), "{err}");
+    for ns in &nss {
+        assert_eq!(ns.link_names(), ["lo"], "the tap gone from the kernel");
+    }
+    assert!(d.show_json().is_empty(), "and from the daemon");
+}

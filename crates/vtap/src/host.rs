@@ -194,6 +194,55 @@ fn route_socket_in(ns: &Netns) -> Result<std::os::fd::OwnedFd, Error> {
         })
 }
 
+/// Deletes link `index` in `ns` with one blocking netlink request.
+///
+/// For callers that run several deletions on threads of their own: the
+/// kernel handles `RTM_DELLINK` inside `sendmsg` and then waits for RCU grace
+/// periods (~20 ms) before it answers, blocking the calling thread. Done on
+/// an async runtime's thread (as [`Host::delete_link`] does) that serializes
+/// deletions whose waits could overlap. A link already gone is not an error.
+pub fn delete_link_blocking(ns: &Netns, index: u32) -> Result<(), Error> {
+    use netlink_packet_core::{
+        NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_REQUEST,
+    };
+    use netlink_packet_route::RouteNetlinkMessage;
+
+    let op = || format!("delete link #{index}");
+    let fail = |source: io::Error| Error { op: op(), source };
+    let socket = crate::sys::blocking_netlink_socket(route_socket_in(ns)?);
+    let mut link = LinkMessage::default();
+    link.header.index = index;
+    let mut req = NetlinkMessage::new(
+        NetlinkHeader::default(),
+        NetlinkPayload::InnerMessage(RouteNetlinkMessage::DelLink(link)),
+    );
+    req.header.flags = NLM_F_REQUEST | NLM_F_ACK;
+    req.header.sequence_number = 1;
+    req.finalize();
+    let mut buf = vec![0u8; req.buffer_len()];
+    req.serialize(&mut buf);
+    socket.send(&buf, 0).map_err(fail)?;
+    let mut answer = Vec::with_capacity(8192);
+    socket.recv(&mut answer, 0).map_err(fail)?;
+    let msg = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&answer)
+        .map_err(|e| fail(io::Error::other(e.to_string())))?;
+    match msg.payload {
+        NetlinkPayload::Error(e) if e.code.is_some() => {
+            let source = e.to_io();
+            if source.raw_os_error() == Some(libc::ENODEV) {
+                Ok(())
+            } else {
+                Err(fail(source))
+            }
+        }
+        NetlinkPayload::Error(_) => Ok(()),
+        other => Err(fail(io::Error::other(format!(
+            "unexpected answer {:?}",
+            other.message_type()
+        )))),
+    }
+}
+
 /// A netlink connection bound to one network namespace.
 #[derive(Debug)]
 pub struct Host {

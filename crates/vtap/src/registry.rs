@@ -302,6 +302,9 @@ pub enum Error {
     /// No interface matches.
     #[error("interface '{0}': no such interface (give tap<id>, tun<id> or the id)")]
     NotFound(String),
+    /// The same interface twice in one batch.
+    #[error("interface '{0}': given twice")]
+    Duplicate(String),
     /// The host name is taken in the target namespace.
     #[error("host-if-name '{name}': an interface of that name already exists in {ns}")]
     NameTaken {
@@ -440,7 +443,8 @@ impl Error {
             | Error::Offload { .. }
             | Error::AttachMissing { .. }
             | Error::AttachMismatch { .. }
-            | Error::Capture(_) => ErrorKind::Invalid,
+            | Error::Capture(_)
+            | Error::Duplicate(_) => ErrorKind::Invalid,
             Error::NoDataPath { .. } => ErrorKind::NotFound,
             Error::DataPath(_) => ErrorKind::Internal,
             Error::NotFound(_) => ErrorKind::NotFound,
@@ -1213,37 +1217,102 @@ impl Registry {
 
     /// Deletes an interface: gone from its namespace, fds closed, id free.
     pub async fn delete(&mut self, key: &str) -> Result<TapInfo, Error> {
-        let id = self.resolve(key)?;
+        self.delete_many(&[key])
+            .await
+            .pop()
+            .unwrap_or_else(|| Err(Error::NotFound(key.into())))
+    }
+
+    /// Deletes several interfaces at once; returns each key's outcome, in
+    /// order. One that fails stays intact and can be deleted again. Their
+    /// `RTM_DELLINK`s run on threads of their own (never on the async
+    /// runtime's): the kernel answers each only after waiting
+    /// for RCU grace periods (~20 ms here, outside the RTNL lock), and those
+    /// waits overlap. A key given twice is refused the second time.
+    pub async fn delete_many(&mut self, keys: &[&str]) -> Vec<Result<TapInfo, Error>> {
+        let mut seen = std::collections::BTreeSet::new();
+        let mut out: Vec<Result<u32, Error>> = keys
+            .iter()
+            .map(|k| {
+                self.resolve(k).and_then(|id| {
+                    if seen.insert(id) {
+                        Ok(id)
+                    } else {
+                        Err(Error::Duplicate((*k).to_string()))
+                    }
+                })
+            })
+            .collect();
+        let mut jobs = Vec::new();
+        for (i, slot) in out.iter_mut().enumerate() {
+            let Ok(id) = *slot else { continue };
+            match self.start_link_deletion(id) {
+                Ok(job) => jobs.push((i, id, job)),
+                Err(e) => *slot = Err(e),
+            }
+        }
+        for (i, id, job) in jobs {
+            let done = match job.await {
+                Ok(r) => r,
+                Err(join) => Err(Error::Step {
+                    step: Step::DeleteLink,
+                    source: StepError::Io(io::Error::other(join.to_string())),
+                }),
+            };
+            if let Err(e) = done {
+                self.restore_persist(id);
+                out[i] = Err(e);
+            }
+        }
+        out.into_iter()
+            .zip(keys)
+            .map(|(r, key)| r.and_then(|id| self.forget(id, key)))
+            .collect()
+    }
+
+    /// Starts the kernel half of a deletion on a blocking thread (persist
+    /// cleared first). The job's error leaves the link in place; the caller
+    /// then restores persist, so that the interface is exactly as it was and
+    /// the deletion can be retried.
+    fn start_link_deletion(
+        &self,
+        id: u32,
+    ) -> Result<tokio::task::JoinHandle<Result<(), Error>>, Error> {
         let f = &self.faults;
-        let tap = &self.taps[&id];
-        let name = &tap.info.host_if_name;
-        let host = step(f, Step::OpenNetlink, || {
-            Host::open(&tap.ns).map_err(Into::into)
+        let tap = self.taps.get(&id).ok_or(Error::NotFound(id.to_string()))?;
+        let ns = step(f, Step::OpenNetlink, || {
+            tap.ns.try_clone().map_err(StepError::Io)
         })?;
         if tap.info.persist {
             step(f, Step::DeleteClearPersist, || match tap.queues.first() {
-                Some(q) => tun::set_persist(q, name, false).map_err(Into::into),
+                Some(q) => tun::set_persist(q, &tap.info.host_if_name, false).map_err(Into::into),
                 None => Ok(()),
             })?;
         }
-        let deleted = astep(f, Step::DeleteLink, async {
-            match host.delete_link(tap.info.host_ifindex).await {
-                Err(e) if e.errno() != Some(libc::ENODEV) => Err(e.into()),
-                _ => Ok(()),
+        let (faults, index) = (f.clone(), tap.info.host_ifindex);
+        Ok(tokio::task::spawn_blocking(move || {
+            step(&faults, Step::DeleteLink, || {
+                host::delete_link_blocking(&ns, index).map_err(Into::into)
+            })
+        }))
+    }
+
+    /// Makes a persistent interface persistent again after a failed
+    /// deletion cleared it.
+    fn restore_persist(&self, id: u32) {
+        let Some(tap) = self.taps.get(&id).filter(|t| t.info.persist) else {
+            return;
+        };
+        if let Some(q) = tap.queues.first() {
+            if let Err(pe) = tun::set_persist(q, &tap.info.host_if_name, true) {
+                tracing::warn!(id, error = %error_chain(&pe), "could not restore persist");
             }
-        })
-        .await;
-        if let Err(e) = deleted {
-            // Leave the interface exactly as it was, so that delete can be retried.
-            if tap.info.persist {
-                if let Some(q) = tap.queues.first() {
-                    if let Err(pe) = tun::set_persist(q, name, true) {
-                        tracing::warn!(id, error = %error_chain(&pe), "could not restore persist");
-                    }
-                }
-            }
-            return Err(e);
         }
+    }
+
+    /// The registry half of a deletion, once the link is gone: the data
+    /// path stopped, fds closed, the id free.
+    fn forget(&mut self, id: u32, key: &str) -> Result<TapInfo, Error> {
         let tap = self
             .taps
             .remove(&id)

@@ -312,6 +312,14 @@ pub fn tokio_netlink_socket(fd: OwnedFd) -> netlink_sys::TokioSocket {
     unsafe { netlink_sys::TokioSocket::from_raw_fd(raw) }
 }
 
+/// Wraps an owned netlink socket for blocking use.
+pub fn blocking_netlink_socket(fd: OwnedFd) -> netlink_sys::Socket {
+    let raw: RawFd = std::os::fd::IntoRawFd::into_raw_fd(fd);
+    // SAFETY: `raw` comes from an `OwnedFd` whose ownership moves here, and it
+    // is a netlink socket (the only caller opens it with `netlink_route_socket`).
+    unsafe { netlink_sys::Socket::from_raw_fd(raw) }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -176,6 +176,108 @@ async fn a_failed_delete_leaves_the_interface_intact() {
     assert!(reg.is_empty());
 }
 
+/// A batch deletion: interfaces in several namespaces deleted at once, an
+/// unknown key and a key given twice refused in place, and a fault at the
+/// kernel step failing exactly one, which stays whole and is deleted later.
+/// Afterwards no link, no tap fd, no socket.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_delete_deletes_each_and_leaves_a_failed_one_intact() {
+    let _serial = SERIAL.lock().await;
+    let baseline = registry_fds();
+    let nss: Vec<TestNs> = (0..5).map(|_| TestNs::new("bat")).collect();
+    let mut reg = Registry::new(Settings::default()).expect("registry");
+    let mut names = vec![];
+    for ns in &nss {
+        let host = ifname("vb");
+        let opts = CreateOptions {
+            id: None,
+            ..full(ns, &host)
+        };
+        let info = reg.create(&opts).await.expect("create");
+        names.push((info.name, host));
+    }
+    let mut keys: Vec<&str> = names.iter().map(|(n, _)| n.as_str()).collect();
+    keys.push("tap9999");
+    keys.push(keys[0]);
+    reg.faults().arm(Fault {
+        step: Step::DeleteLink,
+        errno: libc::EIO,
+    });
+    let out = reg.delete_many(&keys).await;
+    assert_eq!(out.len(), 7, "one outcome per key, in order");
+    let msg = |r: &Result<vtap::TapInfo, vtap::registry::Error>| match r {
+        Ok(_) => String::new(),
+        Err(e) => error_chain(e),
+    };
+    assert!(
+        msg(&out[5]).contains("no such interface"),
+        "{}",
+        msg(&out[5])
+    );
+    assert!(msg(&out[6]).contains("given twice"), "{}", msg(&out[6]));
+    let failed: Vec<usize> = (0..5).filter(|&i| out[i].is_err()).collect();
+    assert_eq!(failed.len(), 1, "the armed fault fires once");
+    let f = failed[0];
+    assert!(
+        msg(&out[f]).starts_with("step delete-link failed"),
+        "{}",
+        msg(&out[f])
+    );
+    for (i, (ns, (_, host))) in nss.iter().zip(&names).enumerate() {
+        if i == f {
+            assert!(ns.link(host).is_some(), "the failed one is still there");
+            assert_eq!(ns.addrs(host).len(), 2, "and whole");
+            assert_ne!(ns.tun_flags(host) & iff::PERSIST, 0, "persist restored");
+        } else {
+            assert!(ns.link(host).is_none(), "{host} deleted");
+            let got = out[i].as_ref().expect("deleted");
+            assert_eq!(&got.host_if_name, host);
+        }
+    }
+    assert_eq!(reg.len(), 1);
+    reg.delete(&names[f].0).await.expect("delete the survivor");
+    assert!(reg.is_empty());
+    assert!(nss.iter().all(|ns| ns.link_names() == ["lo"]));
+    drop(reg);
+    // Other tests of this binary wait for SERIAL in runtimes of their own
+    // (an epoll fd, an eventfd, a dup of tokio's signal socket pair) that
+    // may start while this one runs: count what the registry opens, tap
+    // queues and netlink sockets.
+    let mut left = registry_fds();
+    for _ in 0..200 {
+        if left <= baseline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        left = registry_fds();
+    }
+    assert_eq!(left, baseline, "no tap fd or netlink socket left");
+}
+
+/// This process's fds on `/dev/net/tun` and its sockets other than Unix
+/// ones (tokio's): the netlink sockets, in whatever namespace.
+fn registry_fds() -> usize {
+    let unix: std::collections::HashSet<String> = std::fs::read_to_string("/proc/self/net/unix")
+        .unwrap_or_default()
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_whitespace().nth(6).map(String::from))
+        .collect();
+    std::fs::read_dir("/proc/self/fd")
+        .expect("fds")
+        .flatten()
+        .filter_map(|e| std::fs::read_link(e.path()).ok())
+        .filter(|p| {
+            let p = p.display().to_string();
+            let socket = p
+                .strip_prefix("socket:[")
+                .and_then(|i| i.strip_suffix(']'))
+                .is_some_and(|inode| !unix.contains(inode));
+            p == "/dev/net/tun" || socket
+        })
+        .count()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_is_refused_with_its_field_and_leaves_nothing() {
     let _serial = SERIAL.lock().await;

@@ -12,6 +12,8 @@
 pub mod api;
 pub mod config;
 pub mod declare;
+#[doc(hidden)]
+pub mod fuzz;
 pub mod metrics;
 pub mod state;
 

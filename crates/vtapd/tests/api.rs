@@ -440,6 +440,36 @@ async fn every_resource_answers_every_error_class() {
             "tap0",
         ),
         case(M::DELETE, "/v1/taps/tap1", None, 409, "interface 'tap1'"),
+        // Batch deletion: the body checked first; then each interface
+        // refused in place with its reason (nothing is deleted here).
+        case(
+            M::POST,
+            "/v1/taps/delete",
+            Some(json!({"interfaces": []})),
+            400,
+            "interfaces: 0 given, must be 1..=4096",
+        ),
+        case(
+            M::POST,
+            "/v1/taps/delete",
+            Some(json!({"interfaces": "tap0"})),
+            400,
+            "invalid type",
+        ),
+        case(
+            M::POST,
+            "/v1/taps/delete",
+            Some(json!({"interfaces": ["tap1", "tap99"]})),
+            200,
+            "\"deleted\":[],\"failed\":[{\"iface\":\"tap1\",\"status\":409,\"error\":\"interface 'tap1': cross-connected",
+        ),
+        case(
+            M::POST,
+            "/v1/taps/delete",
+            Some(json!({"interfaces": ["tap99"]})),
+            200,
+            "\"status\":404,\"error\":\"interface 'tap99': no such interface",
+        ),
         case(M::GET, "/v1/xconnects", None, 200, "tap0"),
         case(M::DELETE, "/v1/xconnects/tap2", None, 404, "tap2"),
         case(M::DELETE, "/v1/xconnects/tap99", None, 404, "tap99"),

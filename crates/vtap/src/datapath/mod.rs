@@ -9,6 +9,8 @@
 pub mod capture;
 pub mod direct;
 mod engine;
+#[doc(hidden)]
+pub mod fuzz;
 pub mod queue;
 pub mod user;
 pub mod vhost;

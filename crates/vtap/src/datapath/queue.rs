@@ -369,12 +369,13 @@ impl RxQueue {
             segs.clear();
             let mut total = 0usize;
             for (i, (b, l)) in self.pending.drain(..n).enumerate() {
+                // A device cannot make a buffer longer than it was posted.
+                let l = l.min(BUF_SIZE);
                 let (a, l) = if i == 0 {
                     (b.unchecked_add(u64::from(vnet::LEN_U32)), l - vnet::LEN_U32)
                 } else {
                     (b, l)
                 };
-                let l = l.min(BUF_SIZE);
                 segs.push((a, l));
                 total += l as usize;
                 self.free_bufs.push(b);

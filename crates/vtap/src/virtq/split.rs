@@ -20,7 +20,13 @@
 //!
 //! Each part sits on its own 4 KiB page of the [`Arena`]. Free descriptors are
 //! a singly linked list through `next`; a chain taken from it is returned to
-//! it when the device reports its head in the used ring. With
+//! it when the device reports its head in the used ring. The links the driver
+//! follows are its own copy (`next`), never read back from the table: the
+//! table is memory the device can write, and a device scribbling on a `next`
+//! field once sent the free list outside the ring (found by the `device`
+//! fuzz target). What the driver does read from shared memory — used
+//! entries, indices, event fields — is validated or only steers
+//! notifications. With
 //! `VIRTIO_RING_F_INDIRECT_DESC`, a multi-segment chain costs one ring slot: its
 //! descriptors go into a per-head indirect table allocated at set-up.
 //!
@@ -94,6 +100,9 @@ pub enum Error {
     /// The device returned a head that is not outstanding.
     #[error("device returned descriptor {0}, which is not in flight")]
     BadUsed(u32),
+    /// The free list led outside the ring (a driver bug).
+    #[error("free list reached descriptor {0}, outside the ring")]
+    FreeList(u16),
 }
 
 /// One buffer of a chain.
@@ -182,6 +191,8 @@ pub struct DriverQueue {
     indirect: Option<GuestAddress>,
     free_head: u16,
     num_free: u16,
+    /// The driver's copy of each descriptor's `next` link.
+    next: Vec<u16>,
     /// Descriptors each in-flight head holds (0 = not in flight).
     chain_len: Vec<u16>,
     /// Next `avail.idx` value (unpublished entries are beyond the last store).
@@ -217,6 +228,7 @@ impl DriverQueue {
             indirect,
             free_head: 0,
             num_free: size,
+            next: (1..=size).collect(),
             chain_len: vec![0; n],
             avail_idx: Wrapping(0),
             kicked_at: Wrapping(0),
@@ -286,7 +298,10 @@ impl DriverQueue {
     }
 
     fn desc_next(&self, i: u16) -> Result<u16, Error> {
-        self.read_u16(self.desc_addr(i).unchecked_add(14), Ordering::Relaxed)
+        self.next
+            .get(usize::from(i))
+            .copied()
+            .ok_or(Error::FreeList(i))
     }
 
     /// Slots a chain of `segs` segments needs.
@@ -431,6 +446,10 @@ impl DriverQueue {
         }
         let tail_at = self.desc_addr(tail);
         self.store_u16(self.free_head, tail_at.unchecked_add(14), Ordering::Relaxed)?;
+        *self
+            .next
+            .get_mut(usize::from(tail))
+            .ok_or(Error::FreeList(tail))? = self.free_head;
         self.free_head = head;
         self.num_free += slots;
         self.in_flight -= 1;
@@ -511,6 +530,42 @@ mod tests {
                 want,
                 "event {e} new {n} old {o}"
             );
+        }
+    }
+
+    /// The device owns nothing in the descriptor table, but can write it:
+    /// links it scribbles over must not steer the free list (the `device`
+    /// fuzz target sent it outside the ring before the driver kept its own).
+    #[test]
+    fn a_device_scribbling_over_the_descriptor_table_cannot_break_the_free_list() {
+        let a = Arena::new(1 << 20).expect("arena");
+        let mut q = DriverQueue::new(&a, 8, false, false).expect("ring");
+        let seg = Segment {
+            addr: GuestAddress(0),
+            len: 64,
+            device_writes: true,
+        };
+        for round in 0..4u16 {
+            let heads: Vec<u16> = (0..4).map(|_| q.add(&[seg, seg]).expect("add")).collect();
+            q.publish().expect("publish");
+            // Every `next` field (and the rest of each descriptor) garbage.
+            for i in 0..8u64 {
+                a.mem()
+                    .write_slice(&[0xff; 16], q.addrs.desc.unchecked_add(16 * i))
+                    .expect("scribble");
+            }
+            // The device completes the chains, in reverse.
+            for (k, &h) in (0u16..).zip(heads.iter().rev()) {
+                let slot = (round * 4 + k) % 8;
+                let elem = q.addrs.used.unchecked_add(4 + 8 * u64::from(slot));
+                a.mem().write_obj(u32::from(h), elem).expect("id");
+                let idx = round * 4 + k + 1;
+                a.mem()
+                    .write_obj(idx, q.addrs.used.unchecked_add(2))
+                    .expect("idx");
+            }
+            while q.pop_used().expect("pop").is_some() {}
+            assert_eq!((q.num_free(), q.in_flight()), (8, 0), "round {round}");
         }
     }
 
