@@ -75,8 +75,9 @@ pub fn share_taps(taps: &[File]) -> Result<Vec<Arc<File>>, Error> {
         .collect()
 }
 
-/// Whether a read or write error means the interface is gone (deleted under
-/// the data path: tun detaches the file and answers `EBADFD`).
+/// Whether a read error means the interface is gone (deleted under the data
+/// path: tun answers `EBADFD` once it detached the file, `EIO` while the
+/// device is unregistering).
 fn is_gone(e: &std::io::Error) -> bool {
     matches!(e.raw_os_error(), Some(libc::EBADFD | libc::EIO))
 }
