@@ -232,6 +232,37 @@ pub fn fd_count(pid: &str) -> usize {
         .unwrap_or(0)
 }
 
+/// utime + stime (clock ticks, 10 ms each) of this process's threads whose
+/// name starts with `prefix` (`vtap-fwd`, `vtap-user`).
+pub fn thread_cpu_ticks(prefix: &str) -> u64 {
+    let mut total = 0;
+    for t in std::fs::read_dir("/proc/self/task")
+        .expect("tasks")
+        .flatten()
+    {
+        let comm = std::fs::read_to_string(t.path().join("comm")).unwrap_or_default();
+        if !comm.starts_with(prefix) {
+            continue;
+        }
+        let stat = std::fs::read_to_string(t.path().join("stat")).unwrap_or_default();
+        let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+        let f: Vec<&str> = after.split_whitespace().collect();
+        // Fields after the comm: state is [0], utime [11], stime [12].
+        total += f.get(11).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+        total += f.get(12).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    }
+    total
+}
+
+/// Clock ticks the threads named `prefix...` use in one second, after
+/// 300 ms to settle. A busy loop shows ~100 per thread.
+pub fn thread_ticks_in_a_second(prefix: &str) -> u64 {
+    std::thread::sleep(Duration::from_millis(300));
+    let before = thread_cpu_ticks(prefix);
+    std::thread::sleep(Duration::from_secs(1));
+    thread_cpu_ticks(prefix) - before
+}
+
 /// Polls `f` until it is true or `timeout` passes; returns the last result.
 pub fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
     let start = Instant::now();

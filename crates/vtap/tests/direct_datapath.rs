@@ -146,33 +146,9 @@ async fn a_direct_tap_costs_fewer_fds_than_a_ring_backend() {
     assert!(direct + 5 <= user, "{cost:?}");
 }
 
-/// utime+stime (clock ticks) of this process's forwarding workers.
-fn forwarder_ticks() -> u64 {
-    let mut total = 0;
-    for t in std::fs::read_dir("/proc/self/task")
-        .expect("tasks")
-        .flatten()
-    {
-        let comm = std::fs::read_to_string(t.path().join("comm")).unwrap_or_default();
-        if !comm.starts_with("vtap-fwd") {
-            continue;
-        }
-        let stat = std::fs::read_to_string(t.path().join("stat")).unwrap_or_default();
-        let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
-        let f: Vec<&str> = after.split_whitespace().collect();
-        // Fields after the comm: state is [0], utime [11], stime [12].
-        total += f.get(11).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
-        total += f.get(12).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
-    }
-    total
-}
-
-/// Clock ticks the forwarding workers use in one second (after settling).
+/// Clock ticks the forwarding workers use in one second.
 fn ticks_in_a_second() -> u64 {
-    std::thread::sleep(Duration::from_millis(300));
-    let before = forwarder_ticks();
-    std::thread::sleep(Duration::from_secs(1));
-    forwarder_ticks() - before
+    vtap_testkit::thread_ticks_in_a_second("vtap-fwd")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

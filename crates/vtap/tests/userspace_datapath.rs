@@ -5,7 +5,6 @@
 mod common;
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
 
 use vtap::datapath::{self, DataPath, RxMode};
 use vtap::netns::{Netns, NetnsSpec};
@@ -132,20 +131,14 @@ async fn the_registry_runs_a_data_path_per_interface_and_shows_it() {
     assert!(tx >= 3, "ARP + 2 echo replies: {seen:?}");
 
     // An idle data path sleeps: its backend threads use no CPU.
-    std::thread::sleep(Duration::from_millis(300));
-    let before = backend_cpu_ticks();
-    std::thread::sleep(Duration::from_secs(1));
-    let used = backend_cpu_ticks() - before;
+    let used = vtap_testkit::thread_ticks_in_a_second("vtap-user");
     // Clock ticks are 10 ms: a busy loop would show ~100 per thread.
     assert!(used <= 2, "idle backend used {used} ticks in 1 s");
 
     // The interface deleted behind vtap's back: the tap fd now answers
     // every poll with POLLERR, and the backend must not spin on it.
     ns.ip(&["link", "del", &info.host_if_name]);
-    std::thread::sleep(Duration::from_millis(300));
-    let before = backend_cpu_ticks();
-    std::thread::sleep(Duration::from_secs(1));
-    let used = backend_cpu_ticks() - before;
+    let used = vtap_testkit::thread_ticks_in_a_second("vtap-user");
     assert!(
         used <= 2,
         "backend of a deleted tap used {used} ticks in 1 s"
@@ -153,27 +146,6 @@ async fn the_registry_runs_a_data_path_per_interface_and_shows_it() {
     reg.delete(&info.name)
         .await
         .expect("delete tolerates a gone link");
-}
-
-/// utime+stime (clock ticks) of this process's `vtap-user-*` threads.
-fn backend_cpu_ticks() -> u64 {
-    let mut total = 0;
-    for t in std::fs::read_dir("/proc/self/task")
-        .expect("tasks")
-        .flatten()
-    {
-        let comm = std::fs::read_to_string(t.path().join("comm")).unwrap_or_default();
-        if !comm.starts_with("vtap-user") {
-            continue;
-        }
-        let stat = std::fs::read_to_string(t.path().join("stat")).unwrap_or_default();
-        let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
-        let f: Vec<&str> = after.split_whitespace().collect();
-        // Fields after the comm: state is [0], utime [11], stime [12].
-        total += f.get(11).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
-        total += f.get(12).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
-    }
-    total
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -153,13 +153,21 @@ impl DataPath {
     /// Lays out the queues and starts the backend on the tap queue fds (one
     /// per queue pair).
     pub fn start(cfg: &Config, taps: &[File]) -> Result<Self, Error> {
-        if cfg.backend == Backend::Direct {
-            return Self::start_direct(cfg, taps);
+        match cfg.backend {
+            Backend::Direct => Self::start_direct(cfg, taps),
+            Backend::VhostNet => Self::start_rings(cfg, taps, true),
+            Backend::Userspace => Self::start_rings(cfg, taps, false),
         }
+    }
+
+    /// Rings in an arena, served by vhost-net (`vhost`) or by the userspace
+    /// backend.
+    fn start_rings(cfg: &Config, taps: &[File], vhost: bool) -> Result<Self, Error> {
         let arena = Arena::new(arena_size(cfg))?;
-        let offered = match cfg.backend {
-            Backend::VhostNet => vhost::probe_features(&arena)?,
-            Backend::Userspace | Backend::Direct => user::OFFERED,
+        let offered = if vhost {
+            vhost::probe_features(&arena)?
+        } else {
+            user::OFFERED
         };
         let features = vhost::negotiate(offered, cfg.event_idx)?;
         let event_idx = features & vhost::F_EVENT_IDX != 0;
@@ -171,13 +179,14 @@ impl DataPath {
             .collect::<Result<Vec<_>, _>>()?;
         let rx_sides: Vec<_> = rx.iter().map(RxQueue::device_side).collect();
         let tx_sides: Vec<_> = tx.iter().map(TxQueue::device_side).collect();
-        let running = match cfg.backend {
-            Backend::VhostNet => Running::Vhost(vhost::VhostNetBackend::start(
+        let running = if vhost {
+            Running::Vhost(vhost::VhostNetBackend::start(
                 &arena, features, taps, &rx_sides, &tx_sides,
-            )?),
-            Backend::Userspace | Backend::Direct => Running::User(user::UserspaceBackend::start(
+            )?)
+        } else {
+            Running::User(user::UserspaceBackend::start(
                 &arena, features, taps, &rx_sides, &tx_sides,
-            )?),
+            )?)
         };
         drop((rx_sides, tx_sides));
         Ok(Self::assemble(
