@@ -39,13 +39,19 @@ pub enum Error {
     Decode(#[from] serde_json::Error),
 }
 
-/// Sends one request and returns the JSON answer (`Null` for 204).
-pub async fn request(
+/// Opens a connection and sends one request; returns the response.
+async fn send(
     socket: &Path,
     method: Method,
     path: &str,
     body: Option<serde_json::Value>,
-) -> Result<serde_json::Value, Error> {
+) -> Result<
+    (
+        hyper::Response<hyper::body::Incoming>,
+        tokio::task::JoinHandle<Result<(), hyper::Error>>,
+    ),
+    Error,
+> {
     let stream = UnixStream::connect(socket)
         .await
         .map_err(|source| Error::Connect {
@@ -65,22 +71,75 @@ pub async fn request(
         .header("content-type", "application/json")
         .body(Full::new(bytes))?;
     let resp = sender.send_request(req).await?;
+    Ok((resp, conn))
+}
+
+/// The daemon's error answer as an [`Error`].
+fn api_error(status: StatusCode, body: &[u8]) -> Error {
+    let message = serde_json::from_slice::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| v.get("error").and_then(|m| m.as_str()).map(String::from))
+        .unwrap_or_else(|| format!("vtapd answered {status}"));
+    Error::Api { status, message }
+}
+
+/// Sends one request and returns the JSON answer (`Null` for 204).
+pub async fn request(
+    socket: &Path,
+    method: Method,
+    path: &str,
+    body: Option<serde_json::Value>,
+) -> Result<serde_json::Value, Error> {
+    let (resp, conn) = send(socket, method, path, body).await?;
     let status = resp.status();
     let body = resp.into_body().collect().await?.to_bytes();
     conn.abort();
-    let value: serde_json::Value = if body.is_empty() {
+    if !status.is_success() {
+        return Err(api_error(status, &body));
+    }
+    Ok(if body.is_empty() {
         serde_json::Value::Null
     } else {
         serde_json::from_slice(&body)?
-    };
-    if status.is_success() {
-        Ok(value)
-    } else {
-        let message = value
-            .get("error")
-            .and_then(|m| m.as_str())
-            .map(String::from)
-            .unwrap_or_else(|| format!("vtapd answered {status}"));
-        Err(Error::Api { status, message })
+    })
+}
+
+/// Sends one request whose answer is a stream, handing each chunk to
+/// `sink` as it arrives, until the daemon ends the stream. Returns the
+/// bytes received.
+pub async fn stream(
+    socket: &Path,
+    method: Method,
+    path: &str,
+    body: Option<serde_json::Value>,
+    mut sink: impl FnMut(&[u8]) -> std::io::Result<()>,
+) -> Result<u64, StreamError> {
+    let (resp, conn) = send(socket, method, path, body).await?;
+    let status = resp.status();
+    let mut body = resp.into_body();
+    if !status.is_success() {
+        let bytes = body.collect().await.map_err(Error::from)?.to_bytes();
+        conn.abort();
+        return Err(api_error(status, &bytes).into());
     }
+    let mut n = 0u64;
+    while let Some(frame) = body.frame().await {
+        if let Ok(data) = frame.map_err(Error::from)?.into_data() {
+            sink(&data).map_err(StreamError::Sink)?;
+            n += data.len() as u64;
+        }
+    }
+    conn.abort();
+    Ok(n)
+}
+
+/// Why a streamed request failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StreamError {
+    /// The request or the daemon.
+    #[error(transparent)]
+    Request(#[from] Error),
+    /// Writing what arrived.
+    #[error("writing the output")]
+    Sink(#[source] std::io::Error),
 }

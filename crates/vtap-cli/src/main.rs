@@ -73,13 +73,16 @@ enum Command {
         list: bool,
     },
     /// Capture an interface's frames to a pcap file (or stop a capture).
+    /// The daemon streams the capture; this command writes it, until the
+    /// count is reached, the capture is stopped, or Ctrl-C.
     Capture {
         /// The interface.
         iface: String,
         /// rx (from the host side), tx (to it) or both.
         #[arg(default_value = "both")]
         direction: String,
-        /// The pcap file (absolute path; the daemon writes it).
+        /// The pcap file, written by this command with your rights
+        /// (`-` for standard output: `--file - | tcpdump -r -`).
         #[arg(long)]
         file: Option<String>,
         /// Stop after this many frames.
@@ -119,6 +122,10 @@ enum BridgeCommand {
     Create {
         /// Its name.
         bd: String,
+        /// Most MAC addresses it learns (default 16384, or the daemon's
+        /// `[forwarding] mac_limit`); beyond it frames are still flooded.
+        #[arg(long)]
+        mac_limit: Option<usize>,
     },
     /// Add an interface (TAP) to a bridge.
     Add {
@@ -287,15 +294,7 @@ fn iface_path(iface: &str) -> Result<String, String> {
 
 /// Path of a bridge resource (refuses what cannot be a bridge name).
 fn bridge_path(bd: &str) -> Result<String, String> {
-    let valid = (1..=32).contains(&bd.len())
-        && bd
-            .bytes()
-            .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_');
-    if !valid {
-        return Err(format!(
-            "bridge '{bd}': a name is 1-32 letters, digits, '-' or '_'"
-        ));
-    }
+    vtap::forward::check_bridge_name(bd).map_err(|e| e.to_string())?;
     Ok(format!("/v1/bridges/{bd}"))
 }
 
@@ -543,10 +542,10 @@ async fn run(cli: Cli) -> Result<(), String> {
         },
         Command::Bridge { what } => {
             let (method, path, body) = match what {
-                BridgeCommand::Create { bd } => (
+                BridgeCommand::Create { bd, mac_limit } => (
                     Method::POST,
                     "/v1/bridges".to_string(),
-                    Some(json!({ "name": bd })),
+                    Some(json!({ "name": bd, "mac_limit": mac_limit })),
                 ),
                 BridgeCommand::Add { bd, iface } => {
                     iface_path(&iface)?;
@@ -597,10 +596,7 @@ async fn run(cli: Cli) -> Result<(), String> {
                 return Err(format!("direction '{direction}': expected rx, tx or both"));
             }
             let file = file.ok_or("capture: --file F is needed (or --stop)")?;
-            let file = std::path::absolute(&file).map_err(|e| format!("file '{file}': {e}"))?;
-            let body = json!({ "direction": direction, "file": file, "count": count });
-            call(Method::POST, path, Some(body)).await?;
-            Ok(())
+            capture(sock, &path, &direction, &file, count).await
         }
         Command::Demo { duration, builtin } => demo::demo(duration, builtin).await,
         Command::Set {
@@ -631,6 +627,84 @@ async fn run(cli: Cli) -> Result<(), String> {
             let path = format!("{}/mtu", iface_path(&iface)?);
             call(Method::POST, path, Some(json!({ "mtu": mtu }))).await?;
             Ok(())
+        }
+    }
+}
+
+/// Streams a capture from the daemon into `file` (`-`: standard output),
+/// until the daemon ends it or Ctrl-C; says on stderr how many frames.
+async fn capture(
+    sock: &std::path::Path,
+    path: &str,
+    direction: &str,
+    file: &str,
+    count: Option<u64>,
+) -> Result<(), String> {
+    use std::io::Write;
+    let mut out: Box<dyn Write> = if file == "-" {
+        Box::new(std::io::stdout().lock())
+    } else {
+        Box::new(std::io::BufWriter::new(
+            std::fs::File::create(file).map_err(|e| format!("file '{file}': {e}"))?,
+        ))
+    };
+    let mut records = PcapCounter::default();
+    let body = json!({ "direction": direction, "count": count });
+    let streamed = client::stream(sock, Method::POST, path, Some(body), |chunk| {
+        records.feed(chunk);
+        out.write_all(chunk)?;
+        // A pipe reader (tcpdump -r -) sees each burst as it comes.
+        out.flush()
+    });
+    let done = tokio::select! {
+        r = streamed => r.map(|_| ()).map_err(|e| one_line(&e)),
+        _ = tokio::signal::ctrl_c() => Ok(()),
+    };
+    out.flush().map_err(|e| format!("file '{file}': {e}"))?;
+    done?;
+    eprintln!("vtap: {} frames captured to {file}", records.frames);
+    Ok(())
+}
+
+/// Counts the records of a pcap stream as it passes.
+#[derive(Default)]
+struct PcapCounter {
+    /// Bytes still to skip (the header, then each record's data).
+    skip: usize,
+    /// A record header split across chunks.
+    partial: Vec<u8>,
+    started: bool,
+    frames: u64,
+}
+
+impl PcapCounter {
+    fn feed(&mut self, mut chunk: &[u8]) {
+        if !self.started {
+            self.started = true;
+            self.skip = 24;
+        }
+        while !chunk.is_empty() {
+            if self.skip > 0 {
+                let n = self.skip.min(chunk.len());
+                self.skip -= n;
+                chunk = &chunk[n..];
+                continue;
+            }
+            let want = 16 - self.partial.len();
+            let n = want.min(chunk.len());
+            self.partial.extend_from_slice(&chunk[..n]);
+            chunk = &chunk[n..];
+            if self.partial.len() == 16 {
+                let incl = u32::from_le_bytes([
+                    self.partial[8],
+                    self.partial[9],
+                    self.partial[10],
+                    self.partial[11],
+                ]);
+                self.skip = usize::try_from(incl).unwrap_or(usize::MAX);
+                self.partial.clear();
+                self.frames += 1;
+            }
         }
     }
 }

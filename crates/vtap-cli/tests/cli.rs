@@ -90,6 +90,29 @@ impl Daemon {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
+    /// Starts `vtap ARGS` without waiting for it.
+    fn spawn(&self, args: &[&str]) -> Child {
+        Command::new(VTAP)
+            .args(args)
+            .env("VTAP_SOCKET", &self.socket)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn vtap")
+    }
+
+    /// Waits until `iface` shows a running capture.
+    fn wait_for_capture(&self, iface: &str) {
+        assert!(
+            wait_until(Duration::from_secs(10), || {
+                let v: Value =
+                    serde_json::from_str(&self.ok(&["show", iface, "--json"])).expect("json");
+                v[0]["datapath"]["capture"].is_object()
+            }),
+            "no capture started on {iface}"
+        );
+    }
+
     fn show_json(&self) -> Vec<Value> {
         let v: Value = serde_json::from_str(&self.ok(&["show", "--json"])).expect("json");
         v.as_array().expect("a list").clone()
@@ -1000,12 +1023,25 @@ fn capture_a_ping_to_pcap_and_read_it_with_tcpdump() {
         let line = one_line_error(&d.vtap(args));
         assert!(line.contains(want), "{args:?}: {line}");
     }
-    d.ok(&["capture", "tap0", "both", "--file", file, "--count", "8"]);
+    // The CLI writes the file from the daemon's stream, and ends with the count.
+    let cap = d.spawn(&["capture", "tap0", "both", "--file", file, "--count", "8"]);
+    d.wait_for_capture("tap0");
     let ping = na.exec("ping", &["-c", "3", "-i", "0.2", "-W", "2", "198.18.6.2"]);
     assert!(
         ping.status.success(),
         "ping: {}",
         String::from_utf8_lossy(&ping.stdout)
+    );
+    let out = cap.wait_with_output().expect("capture ends at its count");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("8 frames captured"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
     );
     let dump = vtap_testkit::run_ok("tcpdump", &["-nr", file]);
     assert!(dump.contains("ARP, Request who-has 198.18.6.2"), "{dump}");
@@ -1031,6 +1067,32 @@ fn capture_a_ping_to_pcap_and_read_it_with_tcpdump() {
         line.contains("no capture is running"),
         "ended by itself: {line}"
     );
+
+    // `--file -` pipes into tcpdump; `--stop` from elsewhere ends the stream.
+    let pipe = Command::new("sh")
+        .args([
+            "-c",
+            &format!("{VTAP} capture tap0 rx --file - | tcpdump -nr - 2>/dev/null"),
+        ])
+        .env("VTAP_SOCKET", &d.socket)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn pipe");
+    d.wait_for_capture("tap0");
+    let line = one_line_error(&d.vtap(&["capture", "tap0", "--file", file]));
+    assert!(line.contains("already running"), "{line}");
+    let ping = na.exec("ping", &["-c", "2", "-i", "0.2", "-W", "2", "198.18.6.2"]);
+    assert!(ping.status.success());
+    d.ok(&["capture", "tap0", "--stop"]);
+    let out = pipe.wait_with_output().expect("the stream ends on --stop");
+    let dump = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        dump.matches("ICMP echo request").count(),
+        2,
+        "rx only, every request: {dump}"
+    );
+    assert!(!dump.contains("echo reply"), "rx only: {dump}");
     d.ok(&["xconnect", "tap0", "--delete"]);
 }
 

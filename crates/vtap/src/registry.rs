@@ -380,9 +380,6 @@ pub enum Error {
         /// Why.
         reason: String,
     },
-    /// A capture could not start.
-    #[error(transparent)]
-    Capture(#[from] datapath::capture::Error),
     /// A run-time change to a data path failed.
     #[error("data path")]
     DataPath(#[from] datapath::Error),
@@ -395,12 +392,12 @@ pub enum Error {
         reason: &'static str,
     },
     /// A capture is already recording on the interface.
-    #[error("interface '{iface}': a capture is already running (to {file}); stop it first")]
+    #[error("interface '{iface}': a capture is already running ({captured} frames so far); stop it first")]
     CaptureRunning {
         /// The interface.
         iface: String,
-        /// Where the running capture writes.
-        file: String,
+        /// Frames the running capture has recorded.
+        captured: u64,
     },
     /// A step failed in the kernel (or by injection).
     #[error("step {step} failed")]
@@ -443,7 +440,6 @@ impl Error {
             | Error::Offload { .. }
             | Error::AttachMissing { .. }
             | Error::AttachMismatch { .. }
-            | Error::Capture(_)
             | Error::Duplicate(_) => ErrorKind::Invalid,
             Error::NoDataPath { .. } => ErrorKind::NotFound,
             Error::DataPath(_) => ErrorKind::Internal,
@@ -1148,35 +1144,40 @@ impl Registry {
         Ok(tap.snapshot())
     }
 
-    /// Starts a pcap capture on an interface's data path.
+    /// Starts a pcap capture on an interface's data path; the capture is
+    /// the returned stream (nothing is written anywhere by vtap).
     pub fn start_capture(
         &self,
         key: &str,
-        path: &std::path::Path,
         direction: datapath::capture::Direction,
         count: Option<u64>,
-    ) -> Result<datapath::capture::CaptureState, Error> {
+    ) -> Result<datapath::capture::Stream, Error> {
         let (id, t, dp) = self.with_datapath(key)?;
         let mut dp = lock(dp);
         if let Some(running) = dp.running_capture() {
             return Err(Error::CaptureRunning {
                 iface: key.to_string(),
-                file: running.file.clone(),
+                captured: running.captured,
             });
         }
-        let st = dp.start_capture(path, direction, count, t.info.tun)?;
-        tracing::info!(id, file = %st.file, "capture started");
-        Ok(st)
+        let (_, stream) = dp.start_capture(direction, count, t.info.tun);
+        tracing::info!(id, ?direction, count, "capture started");
+        Ok(stream)
     }
 
-    /// Stops an interface's capture; returns what it wrote.
+    /// Stops an interface's capture (its stream ends); returns its state.
     pub fn stop_capture(&self, key: &str) -> Result<datapath::capture::CaptureState, Error> {
         let (id, _, dp) = self.with_datapath(key)?;
         let st = lock(dp).stop_capture().ok_or_else(|| Error::NoDataPath {
             iface: key.to_string(),
             reason: "no capture is running",
         })?;
-        tracing::info!(id, file = %st.file, frames = st.captured, "capture stopped");
+        tracing::info!(
+            id,
+            frames = st.captured,
+            dropped = st.dropped,
+            "capture stopped"
+        );
         Ok(st)
     }
 

@@ -51,8 +51,10 @@ async fn three_namespaces_on_one_bridge_reach_each_other() {
     let dir = std::env::temp_dir().join(format!("vtap-bd-{}", vtap_testkit::unique()));
     std::fs::create_dir_all(&dir).expect("dir");
     let pcap = dir.join("tap2.pcap");
-    reg.start_capture("tap2", &pcap, vtap::datapath::capture::Direction::Tx, None)
-        .expect("capture");
+    let writer = reg
+        .start_capture("tap2", vtap::datapath::capture::Direction::Tx, None)
+        .expect("capture")
+        .spawn_writer(std::fs::File::create(&pcap).expect("pcap file"));
     let out = nss[0].exec("ping", &["-c", "2", "-i", "0.2", "-W", "2", "198.18.4.2"]);
     assert!(
         out.status.success(),
@@ -60,6 +62,7 @@ async fn three_namespaces_on_one_bridge_reach_each_other() {
         String::from_utf8_lossy(&out.stdout)
     );
     reg.stop_capture("tap2").expect("stop");
+    writer.join().expect("writer").expect("written");
     let dump = vtap_testkit::run_ok("tcpdump", &["-nr", pcap.to_str().expect("utf8")]);
     assert!(
         dump.contains("ARP, Request who-has 198.18.4.2"),
@@ -108,6 +111,118 @@ async fn three_namespaces_on_one_bridge_reach_each_other() {
     }
     fwd.bridge_delete("bd1").expect("delete");
     assert!(fwd.bridges().is_empty());
+    drop(fwd);
+    for t in &taps {
+        reg.delete(&t.name).await.expect("delete");
+    }
+}
+
+/// A host side that sends from 40 000 source MACs cannot grow the table
+/// past the bridge's limit; the refusals are counted, and the frames are
+/// still flooded (they reach the other port). Learned entries age out after
+/// 300 s of the bridge's clock (a clock moved by hand here).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_learn_limit_bounds_the_table_and_entries_age_out() {
+    use std::sync::Arc;
+    use std::time::Duration;
+    use vtap::netns::{Netns, NetnsSpec};
+    use vtap_testkit::packet::{PacketSocket, VNET_HDR_LEN};
+
+    let nss = [TestNs::new("bl1"), TestNs::new("bl2")];
+    let mut reg = Registry::new(Settings::default()).expect("registry");
+    let mut taps = vec![];
+    for (i, ns) in nss.iter().enumerate() {
+        let info = reg
+            .create(&CreateOptions {
+                host_ns: Some(ns.name.clone()),
+                host_ip4_addr: Some(format!("198.18.5.{}/24", i + 1)),
+                ..Default::default()
+            })
+            .await
+            .unwrap_or_else(|e| panic!("{}", error_chain(&e)));
+        taps.push(info);
+    }
+    let clock = Arc::new(vtap::forward::ManualClock::default());
+    let mut fwd = Forwarder::with_clock(1, clock.clone()).expect("forwarder");
+    let e = fwd.bridge_create_with("bdl", Some(0)).expect_err("limit 0");
+    assert!(e.to_string().contains("mac-limit '0'"), "{e}");
+    let info = fwd.bridge_create_with("bdl", Some(1000)).expect("create");
+    assert_eq!(info.mac_limit, 1000);
+    for t in &taps {
+        fwd.bridge_add("bdl", reg.end(&t.name).expect("end"))
+            .expect("add");
+    }
+    // 40 000 frames to an unknown unicast MAC, each from a new source.
+    let sock = Netns::open(&NetnsSpec::Name(nss[0].name.clone()))
+        .expect("netns")
+        .run_in(|| PacketSocket::bind(taps[0].host_ifindex))
+        .expect("enter")
+        .expect("packet socket");
+    const N: u32 = 40_000;
+    for i in 0..N {
+        let b = i.to_be_bytes();
+        let mut f = vec![0x02, 0xee, 0, 0, 0, 1, 0x02, 0x77, b[0], b[1], b[2], b[3]];
+        f.extend_from_slice(&[0x88, 0xb5]); // local experimental EtherType
+        f.resize(60, 0);
+        sock.send(&[0; VNET_HDR_LEN], &f).expect("send");
+    }
+    // The kernel may drop some of the burst before vtap reads it (the tap's
+    // queue); every frame vtap did read must have been flooded.
+    let counts = |reg: &Registry| {
+        let rx = reg.get(&taps[0].name).expect("get").datapath.expect("dp");
+        let tx = reg.get(&taps[1].name).expect("get").datapath.expect("dp");
+        (rx.accounting, tx.accounting.tx.offered)
+    };
+    let settled = |reg: &Registry| {
+        let before = counts(reg);
+        std::thread::sleep(Duration::from_millis(300));
+        before == counts(reg)
+    };
+    assert!(vtap_testkit::wait_until(Duration::from_secs(10), || {
+        settled(&reg)
+    }));
+    let (acc, flooded) = counts(&reg);
+    assert!(acc.rx_balanced, "{acc:?}");
+    assert!(acc.rx.received > 5000, "most of the burst read: {acc:?}");
+    assert_eq!(acc.rx.forwarded, acc.rx.received, "all flooded: {acc:?}");
+    assert_eq!(flooded, acc.rx.forwarded, "to the other port");
+    let bd = fwd.bridge("bdl").expect("show");
+    assert_eq!(bd.macs.len(), 1000, "the table stops at its limit");
+    // Each frame had a new source: all but the first 1000 were refused
+    // (give or take the host side's own few frames).
+    assert!(
+        bd.learn_refused + 1000 + 10 >= acc.rx.received
+            && bd.learn_refused + 1000 <= acc.rx.received,
+        "refusals counted: {} of {}",
+        bd.learn_refused,
+        acc.rx.received
+    );
+
+    // Aging: 299 s on, the entries are still there; at 300 s they are gone
+    // from show, and the worker's sweep removes them.
+    clock.advance(Duration::from_secs(299));
+    assert_eq!(fwd.bridge("bdl").expect("show").macs.len(), 1000);
+    clock.advance(Duration::from_secs(1));
+    assert!(fwd.bridge("bdl").expect("show").macs.is_empty(), "aged out");
+    // A ping relearns both ends (and the limit no longer gets in the way).
+    let out = nss[0].exec("ping", &["-c", "1", "-W", "2", "198.18.5.2"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let bd = fwd.bridge("bdl").expect("show");
+    for t in &taps {
+        let mac = t.host_mac_addr.expect("mac").to_string();
+        assert!(
+            bd.macs.iter().any(|e| e.mac == mac && e.iface == t.name),
+            "{bd:?}"
+        );
+    }
+    for t in &taps {
+        fwd.bridge_remove("bdl", t.id, &t.name).expect("remove");
+    }
+    fwd.bridge_delete("bdl").expect("delete");
     drop(fwd);
     for t in &taps {
         reg.delete(&t.name).await.expect("delete");

@@ -63,13 +63,10 @@ async fn ping_and_a_hashed_tcp_transfer_cross_a_vtap_xconnect() {
     // tcpdump below): GSO super-frames must be recorded whole.
     let dir = tempfile_dir();
     let pcap = dir.join("rx.pcap");
-    reg.start_capture(
-        &a.name,
-        &pcap,
-        vtap::datapath::capture::Direction::Rx,
-        Some(40),
-    )
-    .expect("capture");
+    let writer = reg
+        .start_capture(&a.name, vtap::datapath::capture::Direction::Rx, Some(40))
+        .expect("capture")
+        .spawn_writer(std::fs::File::create(&pcap).expect("pcap file"));
 
     // 64 MB over TCP, hashed on both ends.
     common::hashed_transfer(&ns_a, &ns_b, "198.18.0.2", 64 << 20);
@@ -86,6 +83,8 @@ async fn ping_and_a_hashed_tcp_transfer_cross_a_vtap_xconnect() {
         bytes / pkts.max(1)
     );
 
+    // The stream ended by itself once the count was reached.
+    writer.join().expect("writer").expect("written");
     let dump = vtap_testkit::run_ok("tcpdump", &["-nr", pcap.to_str().expect("utf8")]);
     let lines: Vec<&str> = dump.lines().collect();
     assert_eq!(lines.len(), 40, "the count was honoured: {dump}");

@@ -13,8 +13,8 @@
 //! | DELETE | `/v1/xconnects/{if}` | | the removed cross-connect (either end names it) |
 //! | POST | `/v1/taps/{if}/mtu` | `{"mtu": 9000}` | the interface (host side set and read back) |
 //! | POST | `/v1/taps/{if}/rx-mode` | `{"mode": "polling"}` (`interrupt`, `adaptive`) | the interface |
-//! | POST | `/v1/taps/{if}/capture` | `{"direction": "both", "file": "/tmp/x.pcap", "count": 100}` | the capture |
-//! | DELETE | `/v1/taps/{if}/capture` | | what it wrote |
+//! | POST | `/v1/taps/{if}/capture` | `{"direction": "both", "count": 100}` | the capture, streamed as pcap (`application/vnd.tcpdump.pcap`) |
+//! | DELETE | `/v1/taps/{if}/capture` | | the stopped capture (its stream ends) |
 //! | GET/POST | `/v1/bridges` | `{"name": "bd1"}` | list / 201 + the bridge |
 //! | GET/DELETE | `/v1/bridges/{bd}` | | the bridge with its MAC table / 204 |
 //! | POST | `/v1/bridges/{bd}/interfaces` | `{"iface": "tap0"}` | the bridge |
@@ -267,7 +267,8 @@ async fn count_request(
     responses((status = 200, description = "Prometheus/OpenMetrics text", content_type = "application/openmetrics-text", body = String)))]
 async fn metrics(State(s): State<Arc<AppState>>) -> Response {
     let taps = s.registry.lock().await.list();
-    let body = crate::metrics::render(&taps, &s.api_requests);
+    let bridges = forwarder(&s).bridges();
+    let body = crate::metrics::render(&taps, &bridges, &s.api_requests);
     (
         [(
             axum::http::header::CONTENT_TYPE,
@@ -575,6 +576,10 @@ async fn disarm_fault(State(s): State<Arc<AppState>>) -> Result<StatusCode, ApiE
 pub struct BridgeRequest {
     /// The bridge name (1-32 letters, digits, '-', '_').
     pub name: String,
+    /// Most MAC addresses it learns (default: the daemon's `[bridge]
+    /// mac_limit`, 16384); beyond it frames are still flooded.
+    #[serde(default)]
+    pub mac_limit: Option<usize>,
 }
 
 /// `POST /v1/bridges/{bd}/interfaces` body.
@@ -597,7 +602,7 @@ async fn list_bridges(State(s): State<Arc<AppState>>) -> Json<Vec<BridgeInfo>> {
 async fn create_bridge(State(s): State<Arc<AppState>>, body: Bytes) -> Result<Response, ApiError> {
     let req: BridgeRequest = parse_body(&body)?;
     let b = forwarder(&s)
-        .bridge_create(&req.name)
+        .bridge_create_with(&req.name, req.mac_limit)
         .map_err(forwarding_error)?;
     Ok((StatusCode::CREATED, Json(b)).into_response())
 }
@@ -661,39 +666,73 @@ pub struct CaptureRequest {
     /// `rx`, `tx` or `both` (default `both`).
     #[serde(default)]
     pub direction: Option<vtap::datapath::capture::Direction>,
-    /// Absolute path of the pcap file (created or truncated).
-    pub file: String,
-    /// Stop after this many frames.
+    /// Stop after this many frames (default: until stopped or the client
+    /// disconnects).
     #[serde(default)]
     pub count: Option<u64>,
 }
 
+/// A pcap stream (classic pcap, microsecond timestamps).
+#[derive(utoipa::ToSchema)]
+#[schema(value_type = String, format = Binary)]
+#[allow(dead_code)] // only its OpenAPI description is used
+struct Pcap(Vec<u8>);
+
+/// The pcap media type (IANA).
+pub const PCAP_MEDIA_TYPE: &str = "application/vnd.tcpdump.pcap";
+
+/// Checks a capture request body before it is parsed: the daemon never
+/// writes a file a caller names, and says so rather than "unknown field".
+fn refuse_capture_file(body: &Bytes) -> Result<(), ApiError> {
+    let names_file = serde_json::from_slice::<serde_json::Value>(body)
+        .ok()
+        .is_some_and(|v| v.get("file").is_some());
+    if names_file {
+        return Err(ApiError::bad_request(
+            "file: vtapd never writes a file a caller names; the pcap is streamed in the \
+             response (`vtap capture IF --file F` writes it on the client's side)",
+        ));
+    }
+    Ok(())
+}
+
 #[utoipa::path(post, path = "/v1/taps/{iface}/capture", tag = "taps", params(("iface" = String, Path, description = "tap<id>, tun<id> or the id")),
     request_body = CaptureRequest,
-    responses((status = 200, description = "the running capture", body = vtap::datapath::capture::CaptureState), Errors))]
+    responses((status = 200, description = "the capture as a pcap stream (chunked), from the pcap header on; \
+        it ends when the count is reached, the capture is stopped (DELETE), or the interface is deleted; \
+        closing the connection stops it", content_type = "application/vnd.tcpdump.pcap", body = Pcap), Errors))]
 async fn start_capture(
     State(s): State<Arc<AppState>>,
     Path(iface): Path<String>,
     body: Bytes,
-) -> Result<Json<vtap::datapath::capture::CaptureState>, ApiError> {
+) -> Result<Response, ApiError> {
+    refuse_capture_file(&body)?;
     let req: CaptureRequest = parse_body(&body)?;
     if req.count == Some(0) {
         return Err(ApiError::bad_request("count '0': must be at least 1"));
     }
-    let reg = s.registry.lock().await;
     let dir = req
         .direction
         .unwrap_or(vtap::datapath::capture::Direction::Both);
-    Ok(Json(reg.start_capture(
-        &iface,
-        std::path::Path::new(&req.file),
-        dir,
-        req.count,
-    )?))
+    let stream = s
+        .registry
+        .lock()
+        .await
+        .start_capture(&iface, dir, req.count)?;
+    let chunks = futures::stream::unfold(stream, |mut st| async move {
+        st.next_chunk()
+            .await
+            .map(|c| (Ok::<_, std::convert::Infallible>(Bytes::from(c)), st))
+    });
+    Ok((
+        [(axum::http::header::CONTENT_TYPE, PCAP_MEDIA_TYPE)],
+        axum::body::Body::from_stream(chunks),
+    )
+        .into_response())
 }
 
 #[utoipa::path(delete, path = "/v1/taps/{iface}/capture", tag = "taps", params(("iface" = String, Path, description = "tap<id>, tun<id> or the id")),
-    responses((status = 200, description = "what it wrote", body = vtap::datapath::capture::CaptureState), Errors))]
+    responses((status = 200, description = "the stopped capture (its stream ends)", body = vtap::datapath::capture::CaptureState), Errors))]
 async fn stop_capture(
     State(s): State<Arc<AppState>>,
     Path(iface): Path<String>,

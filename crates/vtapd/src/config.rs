@@ -97,6 +97,10 @@ impl Default for TapSection {
 pub struct ForwardingSection {
     /// Worker threads; one per CPU beyond the first if absent.
     pub workers: Option<usize>,
+    /// Most MAC addresses a bridge domain learns unless it says otherwise
+    /// (default 16384). It lives here because `bridge` is the key of the
+    /// `[[bridge]]` declarations.
+    pub mac_limit: Option<usize>,
 }
 
 /// `[log]`.
@@ -165,6 +169,9 @@ pub struct BridgeDecl {
     /// Its interfaces.
     #[serde(default)]
     pub interfaces: Vec<String>,
+    /// Most MAC addresses it learns (default: `[forwarding] mac_limit`).
+    #[serde(default)]
+    pub mac_limit: Option<usize>,
 }
 
 impl Config {
@@ -206,6 +213,16 @@ impl Config {
                     key: "forwarding.workers",
                     value: w.to_string(),
                     reason: "must be in 1..=256".into(),
+                });
+            }
+        }
+        if let Some(n) = cfg.forwarding.mac_limit {
+            if !(1..=vtap::forward::MAX_MAC_LIMIT).contains(&n) {
+                return Err(Error::Value {
+                    path: path.to_path_buf(),
+                    key: "forwarding.mac_limit",
+                    value: n.to_string(),
+                    reason: format!("must be in 1..={}", vtap::forward::MAX_MAC_LIMIT),
                 });
             }
         }

@@ -85,7 +85,7 @@ async fn apply_inner(
         let bd = d.get_ref();
         let err = |m: String| refused(path, cfg, d.span().start, "bridge", m);
         if fwd.bridge(&bd.name).is_err() {
-            fwd.bridge_create(&bd.name)
+            fwd.bridge_create_with(&bd.name, bd.mac_limit)
                 .map_err(|e| err(error_chain(&e)))?;
         }
         for iface in &bd.interfaces {

@@ -153,7 +153,12 @@ pub async fn run(opts: DaemonOptions) -> Result<(), Error> {
         .forwarding
         .workers
         .unwrap_or_else(vtap::forward::default_workers);
-    let forwarder = vtap::forward::Forwarder::new(workers).map_err(Error::Forwarding)?;
+    let mut forwarder = vtap::forward::Forwarder::new(workers).map_err(Error::Forwarding)?;
+    if let Some(limit) = cfg.forwarding.mac_limit {
+        forwarder
+            .set_default_mac_limit(limit)
+            .map_err(Error::Forwarding)?;
+    }
     let listener = bind_socket(&socket).await?;
     let state = Arc::new(api::AppState {
         registry: Mutex::new(registry),

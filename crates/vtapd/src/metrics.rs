@@ -47,6 +47,24 @@ struct DropLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct FwdLabels {
+    iface: String,
+    direction: &'static str,
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BalanceLabels {
+    iface: String,
+    direction: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BridgeLabels {
+    bridge: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct OffloadLabels {
     iface: String,
     what: &'static str,
@@ -64,6 +82,11 @@ struct Families {
     ring_size: Family<QueueLabels, Gauge>,
     offload: Family<OffloadLabels, Counter>,
     host_mtu: Family<IfLabels, Gauge>,
+    forwarding: Family<FwdLabels, Counter>,
+    balanced: Family<BalanceLabels, Gauge>,
+    bridge_macs: Family<BridgeLabels, Gauge>,
+    bridge_mac_limit: Family<BridgeLabels, Gauge>,
+    bridge_learn_refused: Family<BridgeLabels, Counter>,
 }
 
 fn gauge_value(v: u64) -> i64 {
@@ -114,6 +137,7 @@ impl Families {
                 }
             }
         }
+        self.add_accounting(&t.name, &dp.accounting);
         let o = &dp.offload;
         for (what, n) in [
             ("segmented", o.segmented),
@@ -131,6 +155,54 @@ impl Families {
             };
             self.offload.get_or_create(&l).inc_by(n);
         }
+    }
+
+    /// The forwarding plane's ledger: one counter per outcome, and whether
+    /// each direction balances (1) or not (0).
+    fn add_accounting(&self, iface: &str, a: &vtap::datapath::Accounting) {
+        let rx = &a.rx;
+        let rows = [
+            ("rx", "received", rx.received),
+            ("rx", "forwarded", rx.forwarded),
+            ("rx", "drop_runt", rx.drop_runt),
+            ("rx", "drop_filtered", rx.drop_filtered),
+            ("rx", "drop_no_port", rx.drop_no_port),
+            ("rx", "burst_errors", rx.burst_errors),
+            ("tx", "offered", a.tx.offered),
+            ("tx", "to_queues", a.tx_to_queues),
+            ("tx", "from_queues", a.tx_from_queues),
+            ("tx", "burst_errors", a.tx.burst_errors),
+        ];
+        for (direction, outcome, n) in rows {
+            let l = FwdLabels {
+                iface: iface.to_string(),
+                direction,
+                outcome,
+            };
+            self.forwarding.get_or_create(&l).inc_by(n);
+        }
+        for (direction, ok) in [("rx", a.rx_balanced), ("tx", a.tx_balanced)] {
+            let l = BalanceLabels {
+                iface: iface.to_string(),
+                direction,
+            };
+            self.balanced.get_or_create(&l).set(i64::from(ok));
+        }
+    }
+
+    fn add_bridge(&self, b: &vtap::forward::BridgeInfo) {
+        let l = BridgeLabels {
+            bridge: b.name.clone(),
+        };
+        let n = u64::try_from(b.macs.len()).unwrap_or(u64::MAX);
+        self.bridge_macs.get_or_create(&l).set(gauge_value(n));
+        let limit = u64::try_from(b.mac_limit).unwrap_or(u64::MAX);
+        self.bridge_mac_limit
+            .get_or_create(&l)
+            .set(gauge_value(limit));
+        self.bridge_learn_refused
+            .get_or_create(&l)
+            .inc_by(b.learn_refused);
     }
 
     fn register(self, m: &mut Metrics) {
@@ -159,16 +231,49 @@ impl Families {
             "Offload work done in software toward the interface, and bad headers",
             self.offload,
         );
+        m.register(
+            "vtap_forwarding_frames",
+            "The forwarding plane's ledger per interface: frames received and \
+             forwarded or dropped by reason (rx), offered and queued (tx)",
+            self.forwarding,
+        );
+        m.register(
+            "vtap_forwarding_balanced",
+            "1 when every frame of this direction is accounted for, else 0",
+            self.balanced,
+        );
+        m.register(
+            "vtap_bridge_macs",
+            "MAC addresses a bridge domain has learned",
+            self.bridge_macs,
+        );
+        m.register(
+            "vtap_bridge_mac_limit",
+            "Most MAC addresses a bridge domain learns",
+            self.bridge_mac_limit,
+        );
+        m.register(
+            "vtap_bridge_learn_refused",
+            "Addresses not learned because the bridge's table was full",
+            self.bridge_learn_refused,
+        );
     }
 }
 
-/// The text exposition for these interfaces and API counters.
-pub fn render(taps: &[TapInfo], api: &ApiRequests) -> String {
+/// The text exposition for these interfaces, bridges and API counters.
+pub fn render(
+    taps: &[TapInfo],
+    bridges: &[vtap::forward::BridgeInfo],
+    api: &ApiRequests,
+) -> String {
     let f = Families::default();
     f.interfaces
         .set(gauge_value(u64::try_from(taps.len()).unwrap_or(u64::MAX)));
     for t in taps {
         f.add_tap(t);
+    }
+    for b in bridges {
+        f.add_bridge(b);
     }
     let mut m = Metrics::default();
     f.register(&mut m);

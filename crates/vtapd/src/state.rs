@@ -69,6 +69,9 @@ pub struct SavedBridge {
     pub name: String,
     /// Its interfaces.
     pub interfaces: Vec<String>,
+    /// Its learn limit.
+    #[serde(default)]
+    pub mac_limit: Option<usize>,
 }
 
 /// Everything the daemon serves.
@@ -175,6 +178,7 @@ pub async fn snapshot(s: &AppState) -> Saved {
             .map(|b| SavedBridge {
                 name: b.name,
                 interfaces: b.interfaces,
+                mac_limit: Some(b.mac_limit),
             })
             .collect(),
     }
@@ -261,7 +265,7 @@ pub async fn restore(s: &AppState, saved: Saved) -> usize {
         }
     }
     for b in &saved.bridges {
-        if let Err(e) = fwd.bridge_create(&b.name) {
+        if let Err(e) = fwd.bridge_create_with(&b.name, b.mac_limit) {
             tracing::error!(bridge = %b.name, error = %e, "bridge not restored");
             continue;
         }

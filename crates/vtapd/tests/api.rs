@@ -122,8 +122,6 @@ async fn every_resource_answers_every_error_class() {
     }
     let links_before = sorted(ns.link_names());
     let fds_before = fd_count(&pid);
-    let dir = tempfile::tempdir().expect("tempdir");
-    let pcap = dir.path().join("c.pcap").display().to_string();
 
     use Method as M;
     let cases = [
@@ -353,7 +351,7 @@ async fn every_resource_answers_every_error_class() {
         case(
             M::POST,
             "/v1/taps/tap0/capture",
-            Some(json!({"file": pcap, "count": 0})),
+            Some(json!({"count": 0})),
             400,
             "count '0'",
         ),
@@ -362,12 +360,12 @@ async fn every_resource_answers_every_error_class() {
             "/v1/taps/tap0/capture",
             Some(json!({"file": "relative.pcap"})),
             400,
-            "relative.pcap",
+            "file: vtapd never writes a file a caller names",
         ),
         case(
             M::POST,
             "/v1/taps/tap0/capture",
-            Some(json!({"file": pcap, "direction": "up"})),
+            Some(json!({"direction": "up"})),
             400,
             "unknown variant `up`",
         ),
@@ -388,21 +386,6 @@ async fn every_resource_answers_every_error_class() {
             200,
             "polling",
         ),
-        case(
-            M::POST,
-            "/v1/taps/tap0/capture",
-            Some(json!({"file": pcap})),
-            200,
-            "c.pcap",
-        ),
-        case(
-            M::POST,
-            "/v1/taps/tap0/capture",
-            Some(json!({"file": pcap})),
-            409,
-            "capture",
-        ),
-        case(M::DELETE, "/v1/taps/tap0/capture", None, 200, "c.pcap"),
         // Cross-connects.
         case(
             M::POST,
@@ -597,4 +580,165 @@ async fn every_resource_answers_every_error_class() {
 fn sorted(mut v: Vec<String>) -> Vec<String> {
     v.sort();
     v
+}
+
+/// The daemon runs as root: a capture must never open, create, truncate or
+/// follow a path a caller names. Every way of naming one is refused, the
+/// paths are untouched, and the capture itself arrives in the response.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_capture_never_touches_a_path_a_caller_names_and_is_streamed() {
+    use futures::StreamExt;
+    let ns = TestNs::new("apicap");
+    let app = app();
+    let h = ifname("vc");
+    let body = json!({"id": 0, "host_ns": ns.name, "host_if_name": h,
+        "host_ip4_addr": "198.18.7.1/24"});
+    run_cases(
+        &app,
+        &[case(Method::POST, "/v1/taps", Some(body), 201, h.as_str())],
+    )
+    .await;
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let existing = dir.path().join("precious");
+    std::fs::write(&existing, b"keep me").expect("write");
+    let link = dir.path().join("link");
+    std::os::unix::fs::symlink(&existing, &link).expect("symlink");
+    let fresh = dir.path().join("x");
+    let dotdot = format!("{}/../{}/x", dir.path().display(), ns.name);
+    for file in [
+        fresh.display().to_string(),
+        link.display().to_string(),
+        existing.display().to_string(),
+        dotdot.clone(),
+        "../x".into(),
+    ] {
+        let c = case(
+            Method::POST,
+            "/v1/taps/tap0/capture",
+            Some(json!({"file": file, "direction": "both"})),
+            400,
+            "file: vtapd never writes a file a caller names",
+        );
+        run_cases(&app, &[c]).await;
+    }
+    assert_eq!(std::fs::read(&existing).expect("read"), b"keep me");
+    assert_eq!(std::fs::read_link(&link).expect("link"), existing);
+    assert!(!fresh.exists(), "nothing created");
+    assert!(!std::path::Path::new(&dotdot).exists(), "nothing created");
+    assert_eq!(std::fs::read_dir(dir.path()).expect("dir").count(), 2);
+
+    // The capture is the response: pcap media type, the header first.
+    let req = Request::builder()
+        .method(Method::POST)
+        .uri("/v1/taps/tap0/capture")
+        .header("content-type", "application/json")
+        .body(Body::from(json!({"direction": "rx"}).to_string()))
+        .expect("request");
+    let resp = app.clone().oneshot(req).await.expect("infallible");
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(
+        resp.headers()["content-type"],
+        vtapd::api::PCAP_MEDIA_TYPE,
+        "pcap media type"
+    );
+    let mut stream = resp.into_body().into_data_stream();
+    let first = stream.next().await.expect("a chunk").expect("data");
+    assert_eq!(&first[..4], &0xa1b2_c3d4u32.to_le_bytes(), "pcap magic");
+    assert_eq!(first.len(), 24, "the header alone until frames come");
+
+    // One capture per interface; a second is a conflict.
+    run_cases(
+        &app,
+        &[case(
+            Method::POST,
+            "/v1/taps/tap0/capture",
+            Some(json!({})),
+            409,
+            "already running",
+        )],
+    )
+    .await;
+    // Frames from the host side arrive in the stream (a bridge of one port
+    // has the forwarding plane read them; nobody answers the ARP request,
+    // so the ping's failure is expected).
+    run_cases(
+        &app,
+        &[
+            case(
+                Method::POST,
+                "/v1/bridges",
+                Some(json!({"name": "cap"})),
+                201,
+                "cap",
+            ),
+            case(
+                Method::POST,
+                "/v1/bridges/cap/interfaces",
+                Some(json!({"iface": "tap0"})),
+                200,
+                "tap0",
+            ),
+        ],
+    )
+    .await;
+    let _ = ns.exec("ping", &["-c", "1", "-W", "1", "198.18.7.9"]);
+    let rec = tokio::time::timeout(std::time::Duration::from_secs(5), stream.next())
+        .await
+        .expect("a record within 5 s")
+        .expect("a chunk")
+        .expect("data");
+    assert!(rec.len() > 16 + 14, "a record: {} bytes", rec.len());
+    // Stopping ends the stream.
+    run_cases(
+        &app,
+        &[case(
+            Method::DELETE,
+            "/v1/taps/tap0/capture",
+            None,
+            200,
+            "\"direction\":\"rx\"",
+        )],
+    )
+    .await;
+    let rest: Vec<_> = tokio::time::timeout(std::time::Duration::from_secs(5), stream.collect())
+        .await
+        .expect("the stream ends once stopped");
+    assert!(rest.iter().all(Result::is_ok));
+    // A client that goes away frees the interface for the next capture.
+    let req = Request::builder()
+        .method(Method::POST)
+        .uri("/v1/taps/tap0/capture")
+        .body(Body::empty())
+        .expect("request");
+    let resp = app.clone().oneshot(req).await.expect("infallible");
+    assert_eq!(resp.status(), StatusCode::OK);
+    drop(resp);
+    let req = Request::builder()
+        .method(Method::POST)
+        .uri("/v1/taps/tap0/capture")
+        .body(Body::empty())
+        .expect("request");
+    let resp = app.clone().oneshot(req).await.expect("infallible");
+    assert_eq!(
+        resp.status(),
+        StatusCode::OK,
+        "the abandoned capture was replaced"
+    );
+    drop(resp);
+    run_cases(
+        &app,
+        &[
+            case(
+                Method::DELETE,
+                "/v1/bridges/cap/interfaces/tap0",
+                None,
+                200,
+                "cap",
+            ),
+            case(Method::DELETE, "/v1/bridges/cap", None, 204, ""),
+            case(Method::DELETE, "/v1/taps/tap0", None, 200, h.as_str()),
+        ],
+    )
+    .await;
 }

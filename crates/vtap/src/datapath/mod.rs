@@ -11,6 +11,7 @@ pub mod direct;
 mod engine;
 #[doc(hidden)]
 pub mod fuzz;
+pub mod ledger;
 pub mod queue;
 pub mod user;
 pub mod vhost;
@@ -20,6 +21,7 @@ use std::fs::File;
 
 use serde::{Deserialize, Serialize};
 
+pub use ledger::{Accounting, Ledger};
 pub use queue::{Counters, RxFrame, RxMode, RxQueue, Sent, TxFrame, TxQueue, BUF_SIZE, MAX_BURST};
 pub use vnet::VnetHdr;
 
@@ -99,6 +101,9 @@ pub struct State {
     pub offload_caps: crate::offload::Caps,
     /// Offload work done in software for frames leaving through it.
     pub offload: crate::offload::Stats,
+    /// The forwarding plane's ledger, checked against the counters.
+    #[serde(default)]
+    pub accounting: Accounting,
     /// vhost-net only: how the kernel runs its workers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vhost_worker_mode: Option<vhost::WorkerMode>,
@@ -127,6 +132,7 @@ pub struct DataPath {
     capture: Option<capture::Capture>,
     caps: crate::offload::Caps,
     offload: crate::offload::Stats,
+    ledger: Ledger,
     offered: u64,
     backend: Backend,
     _arena: Option<Arena>,
@@ -234,6 +240,7 @@ impl DataPath {
             capture: None,
             caps: crate::offload::Caps::default(),
             offload: crate::offload::Stats::default(),
+            ledger: Ledger::default(),
             offered,
             backend: cfg.backend,
             _arena: arena,
@@ -292,7 +299,14 @@ impl DataPath {
         let mut rest = frames;
         let mut deadline = None;
         while !rest.is_empty() {
-            let got = txq.try_send(rest)?;
+            let got = match txq.try_send(rest) {
+                Ok(got) => got,
+                Err(e) => {
+                    // try_send counted what it could not queue.
+                    self.capture_burst_done(frames.len());
+                    return Err(e);
+                }
+            };
             sent += got.sent;
             rest = &rest[got.consumed..];
             if rest.is_empty() || got.consumed > 0 {
@@ -312,8 +326,8 @@ impl DataPath {
         Ok(sent)
     }
 
-    /// After a burst that saw frames: flush the capture, end it if its count
-    /// is reached.
+    /// After a burst that saw frames: hand the capture its records, end it
+    /// if its count is reached or its reader is gone.
     fn capture_burst_done(&mut self, frames: usize) {
         if frames == 0 {
             return;
@@ -321,28 +335,34 @@ impl DataPath {
         if let Some(cap) = self.capture.as_mut() {
             cap.flush();
             if cap.done() {
-                tracing::info!(file = %cap.state().file, frames = cap.state().captured, "capture complete");
+                let st = cap.state();
+                tracing::info!(
+                    frames = st.captured,
+                    dropped = st.dropped,
+                    "capture complete"
+                );
                 self.capture = None;
             }
         }
     }
 
-    /// Starts a pcap capture (replacing a running one).
+    /// Starts a pcap capture; the returned stream carries it (see
+    /// [`capture`]). A running capture whose reader is still there is
+    /// replaced only by the caller's choice: check [`Self::running_capture`].
     pub fn start_capture(
         &mut self,
-        path: &std::path::Path,
         direction: capture::Direction,
         count: Option<u64>,
         tun: bool,
-    ) -> Result<capture::CaptureState, capture::Error> {
-        let cap = capture::Capture::start(path, direction, count, tun)?;
+    ) -> (capture::CaptureState, capture::Stream) {
+        let (cap, stream) = capture::Capture::start(direction, count, tun);
         let st = cap.state().clone();
         self.capture = Some(cap);
-        Ok(st)
+        (st, stream)
     }
 
-    /// The capture still recording, if any (one that reached its count is
-    /// finished and does not count).
+    /// The capture still recording, if any (one that reached its count or
+    /// whose reader went away is finished and does not count).
     pub fn running_capture(&self) -> Option<&capture::CaptureState> {
         self.capture
             .as_ref()
@@ -350,7 +370,7 @@ impl DataPath {
             .map(|c| c.state())
     }
 
-    /// Stops the running capture; returns what it wrote.
+    /// Stops the running capture (its stream ends); returns its state.
     pub fn stop_capture(&mut self) -> Option<capture::CaptureState> {
         self.capture.take().map(|c| c.state().clone())
     }
@@ -381,6 +401,11 @@ impl DataPath {
     /// What frames leaving through this interface may carry.
     pub fn offload_caps(&self) -> crate::offload::Caps {
         self.caps
+    }
+
+    /// The forwarding plane's ledger, to count into.
+    pub fn ledger_mut(&mut self) -> &mut Ledger {
+        &mut self.ledger
     }
 
     /// Adds the offload work a burst toward this interface needed.
@@ -446,7 +471,9 @@ impl DataPath {
             Running::User(u) => (u.features(), None),
             Running::Direct => (0, None),
         };
+        let tx_counters: Vec<Counters> = self.tx.iter().map(engine::Tx::counters).collect();
         State {
+            accounting: self.ledger.account(&tx_counters, &self.offload),
             backend: self.backend,
             features_offered: self.offered,
             features_negotiated: negotiated,

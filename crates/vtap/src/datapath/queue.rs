@@ -500,12 +500,23 @@ impl TxQueue {
         self.core.counters.drop_no_free_slots += n as u64;
     }
 
+    /// Counts `n` frames lost to an I/O or ring error.
+    pub fn count_io_error(&mut self, n: usize) {
+        self.core.counters.drop_io_error += n as u64;
+    }
+
     /// Queues frames in order until one does not fit (no free slot or
     /// buffer); returns how far it got. Frames too large are skipped and
     /// counted. Nothing is counted as dropped: the caller may wait for the
     /// device to complete some frames and call again with the rest.
+    ///
+    /// On an error every frame from the one that failed on is counted as
+    /// `drop_io_error` before the error is returned: none goes uncounted.
     pub fn try_send(&mut self, frames: &[TxFrame<'_>]) -> Result<Sent, Error> {
-        self.reap()?;
+        if let Err(e) = self.reap() {
+            self.count_io_error(frames.len());
+            return Err(e);
+        }
         let mut sent = 0;
         let mut consumed = 0;
         let mut segs: Vec<Segment> = Vec::with_capacity(4);
@@ -532,27 +543,36 @@ impl TxQueue {
             let mut rest = f.data;
             for i in 0..nbuf {
                 let b = self.pool.pop().unwrap_or(GuestAddress(0));
+                bufs.push(b);
                 let mut at = 0usize;
+                let mut written = Ok(());
                 if i == 0 {
-                    self.arena.mem().write_slice(&hdr, b)?;
+                    written = self.arena.mem().write_slice(&hdr, b);
                     at = vnet::LEN;
                 }
                 let take = rest.len().min(BUF_SIZE as usize - at);
-                self.arena
-                    .mem()
-                    .write_slice(&rest[..take], b.unchecked_add(at as u64))?;
+                written = written.and_then(|()| {
+                    self.arena
+                        .mem()
+                        .write_slice(&rest[..take], b.unchecked_add(at as u64))
+                });
+                if let Err(e) = written {
+                    self.pool.extend(bufs);
+                    self.count_io_error(frames.len() - consumed);
+                    return Err(e.into());
+                }
                 rest = &rest[take..];
                 segs.push(Segment {
                     addr: b,
                     len: u32::try_from(at + take).unwrap_or(BUF_SIZE),
                     device_writes: false,
                 });
-                bufs.push(b);
             }
             match self.core.ring.add(&segs) {
                 Ok(head) => self.bufs_of_head[usize::from(head)] = bufs,
                 Err(e) => {
                     self.pool.extend(bufs);
+                    self.count_io_error(frames.len() - consumed);
                     return Err(e.into());
                 }
             }
@@ -562,6 +582,8 @@ impl TxQueue {
             consumed += 1;
         }
         if sent > 0 {
+            // The frames are in the ring (and counted as sent) even if the
+            // kick fails: the device finds them at its next look.
             self.core.publish_and_kick()?;
         }
         Ok(Sent { sent, consumed })

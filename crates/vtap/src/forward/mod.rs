@@ -27,15 +27,30 @@
 //! locked for a whole round by its worker, and its ports' data paths inside
 //! that (always bridge, then data path; the control plane takes only one of
 //! the two), so no lock order can deadlock.
+//!
+//! Every frame a worker takes is accounted for in the interface's
+//! [`crate::datapath::Ledger`]: forwarded, or dropped under a named reason;
+//! and every frame it sends is queued or counted as dropped by the egress
+//! queue. `show` checks the balance ([`crate::datapath::Accounting`]).
+//! The bridge's decisions (learning with a limit, aging, filtering,
+//! flooding) are [`bridge::MacTable`]'s, with no I/O and an injectable
+//! clock.
 
-use std::collections::{BTreeMap, HashMap};
+pub mod bridge;
+
+use std::collections::BTreeMap;
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::{mpsc, Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
+
+pub use bridge::{
+    Clock, Decision, MacTable, ManualClock, SystemClock, DEFAULT_MAC_LIMIT, MAC_AGING,
+    MAX_MAC_LIMIT,
+};
 
 use crate::datapath::{DataPath, VnetHdr, MAX_BURST};
 use crate::offload::{Egress, Frame};
@@ -90,6 +105,9 @@ pub enum Error {
     /// A bridge domain name is malformed.
     #[error("bridge '{0}': a name is 1-32 letters, digits, '-' or '_'")]
     BridgeName(String),
+    /// A learn limit out of range.
+    #[error("mac-limit '{0}': must be in 1..={MAX_MAC_LIMIT}")]
+    MacLimit(usize),
     /// The bridge domain exists already.
     #[error("bridge '{0}': already exists")]
     BridgeExists(String),
@@ -145,9 +163,6 @@ pub struct Xconnect {
     pub worker: usize,
 }
 
-/// How long a learned MAC address stays without being seen again.
-pub const MAC_AGING: Duration = Duration::from_secs(300);
-
 /// A bridge port: an interface's id, name and data path.
 struct Port {
     id: u32,
@@ -155,13 +170,12 @@ struct Port {
     datapath: SharedDataPath,
 }
 
-/// A bridge domain: ports and the MAC table (address -> port index, last seen).
+/// A bridge domain: ports and the MAC table (address -> port index).
 struct BridgeDomain {
     name: String,
     ports: Vec<Port>,
-    macs: HashMap<[u8; 6], (u32, Instant)>,
-    aging: Duration,
-    last_aging: Instant,
+    macs: MacTable,
+    clock: Arc<dyn Clock>,
 }
 
 /// One learned address, for `show`.
@@ -186,6 +200,11 @@ pub struct BridgeInfo {
     pub interfaces: Vec<String>,
     /// The MAC table.
     pub macs: Vec<MacEntry>,
+    /// Most addresses it learns.
+    pub mac_limit: usize,
+    /// Addresses not learned because the table was at its limit (their
+    /// frames were still flooded).
+    pub learn_refused: u64,
     /// The worker thread that serves it.
     pub worker: usize,
 }
@@ -227,6 +246,9 @@ pub struct Forwarder {
     xconnects: BTreeMap<u32, (End, End, usize)>,
     /// Bridge domains by name, with their worker.
     bridges: BTreeMap<String, (SharedBridge, usize)>,
+    /// The learn limit of bridges created without one.
+    default_mac_limit: usize,
+    clock: Arc<dyn Clock>,
 }
 
 impl std::fmt::Debug for Forwarder {
@@ -250,10 +272,18 @@ pub fn default_workers() -> usize {
 impl Forwarder {
     /// Starts `workers` worker threads (at least one).
     pub fn new(workers: usize) -> Result<Self, Error> {
+        Self::with_clock(workers, Arc::new(SystemClock))
+    }
+
+    /// Starts `workers` worker threads whose bridges tell time by `clock`
+    /// (tests of aging move it by hand).
+    pub fn with_clock(workers: usize, clock: Arc<dyn Clock>) -> Result<Self, Error> {
         let mut me = Self {
             workers: Vec::new(),
             xconnects: BTreeMap::new(),
             bridges: BTreeMap::new(),
+            default_mac_limit: DEFAULT_MAC_LIMIT,
+            clock,
         };
         for i in 0..workers.max(1) {
             let (tx, rx) = mpsc::channel();
@@ -270,6 +300,19 @@ impl Forwarder {
             });
         }
         Ok(me)
+    }
+
+    /// Sets the learn limit of bridges created without one
+    /// (`[bridge] mac_limit`).
+    pub fn set_default_mac_limit(&mut self, limit: usize) -> Result<(), Error> {
+        check_mac_limit(limit)?;
+        self.default_mac_limit = limit;
+        Ok(())
+    }
+
+    /// The learn limit of bridges created without one.
+    pub fn default_mac_limit(&self) -> usize {
+        self.default_mac_limit
     }
 
     /// Number of workers.
@@ -414,29 +457,34 @@ impl Forwarder {
             .ok_or_else(|| Error::NoBridge(name.to_string()))
     }
 
-    /// Creates an empty bridge domain.
+    /// Creates an empty bridge domain with the default learn limit.
     pub fn bridge_create(&mut self, name: &str) -> Result<BridgeInfo, Error> {
-        let valid = (1..=32).contains(&name.len())
-            && name
-                .bytes()
-                .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_');
-        if !valid {
-            return Err(Error::BridgeName(name.to_string()));
-        }
+        self.bridge_create_with(name, None)
+    }
+
+    /// Creates an empty bridge domain that learns at most `mac_limit`
+    /// addresses (default: [`Forwarder::default_mac_limit`]).
+    pub fn bridge_create_with(
+        &mut self,
+        name: &str,
+        mac_limit: Option<usize>,
+    ) -> Result<BridgeInfo, Error> {
+        check_bridge_name(name)?;
+        let limit = mac_limit.unwrap_or(self.default_mac_limit);
+        check_mac_limit(limit)?;
         if self.bridges.contains_key(name) {
             return Err(Error::BridgeExists(name.to_string()));
         }
         let bd = Arc::new(Mutex::new(BridgeDomain {
             name: name.to_string(),
             ports: Vec::new(),
-            macs: HashMap::new(),
-            aging: MAC_AGING,
-            last_aging: Instant::now(),
+            macs: MacTable::new(limit, MAC_AGING, self.clock.now()),
+            clock: self.clock.clone(),
         }));
         let worker = self.least_loaded();
         self.workers[worker].send(Cmd::AddBridge(bd.clone()));
         self.bridges.insert(name.to_string(), (bd, worker));
-        tracing::info!(bridge = name, worker, "bridge created");
+        tracing::info!(bridge = name, worker, mac_limit = limit, "bridge created");
         self.bridge(name)
     }
 
@@ -476,16 +524,14 @@ impl Forwarder {
             // The worker pumps a bridge under this lock: once we hold it and
             // drop the port, the worker cannot touch the port again.
             let mut b = lock_bd(&bd);
-            let before = b.ports.len();
-            b.ports.retain(|p| p.id != id);
-            if b.ports.len() == before {
+            let Some(at) = b.ports.iter().position(|p| p.id == id) else {
                 return Err(Error::NotAPort {
                     bridge: name.to_string(),
                     iface: iface.to_string(),
                 });
-            }
-            // Port indexes shifted: the learned table is stale; relearn.
-            b.macs.clear();
+            };
+            b.ports.remove(at);
+            b.macs.remove_port(at);
         }
         self.workers[worker].send(Cmd::Wake);
         tracing::info!(bridge = name, iface, "bridge port removed");
@@ -510,15 +556,16 @@ impl Forwarder {
     pub fn bridge(&self, name: &str) -> Result<BridgeInfo, Error> {
         let (bd, worker) = self.shared_bridge(name)?;
         let b = lock_bd(&bd);
+        let now = b.clock.now();
         let mut macs: Vec<MacEntry> = b
             .macs
-            .iter()
-            .filter_map(|(mac, (port, seen))| {
-                let p = b.ports.get(usize::try_from(*port).ok()?)?;
+            .entries(now)
+            .filter(|(_, _, age)| *age < MAC_AGING)
+            .filter_map(|(mac, port, age)| {
                 Some(MacEntry {
-                    mac: crate::MacAddr(*mac).to_string(),
-                    iface: p.name.clone(),
-                    age_s: seen.elapsed().as_secs(),
+                    mac: crate::MacAddr(mac).to_string(),
+                    iface: b.ports.get(port)?.name.clone(),
+                    age_s: age.as_secs(),
                 })
             })
             .collect();
@@ -527,6 +574,8 @@ impl Forwarder {
             name: b.name.clone(),
             interfaces: b.ports.iter().map(|p| p.name.clone()).collect(),
             macs,
+            mac_limit: b.macs.limit(),
+            learn_refused: b.macs.learn_refused(),
             worker,
         })
     }
@@ -549,6 +598,27 @@ impl Forwarder {
         for (id, name) in ends {
             let _ = self.remove(id, &name);
         }
+    }
+}
+
+/// A bridge name is 1-32 letters, digits, '-' or '_'.
+pub fn check_bridge_name(name: &str) -> Result<(), Error> {
+    let valid = (1..=32).contains(&name.len())
+        && name
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_');
+    if valid {
+        Ok(())
+    } else {
+        Err(Error::BridgeName(name.to_string()))
+    }
+}
+
+fn check_mac_limit(limit: usize) -> Result<(), Error> {
+    if (1..=MAX_MAC_LIMIT).contains(&limit) {
+        Ok(())
+    } else {
+        Err(Error::MacLimit(limit))
     }
 }
 
@@ -642,11 +712,13 @@ impl Worker {
 
     /// One rx burst from queue `q` of `dp` into the frame buffers, which are
     /// kept across bursts (no allocation per frame once warm). Returns how
-    /// many frames `self.frames[..n]` now holds.
+    /// many frames `self.frames[..n]` now holds, all counted as received:
+    /// a burst that fails part-way still hands on what it read.
     fn burst_from(&mut self, dp: &SharedDataPath, q: usize) -> usize {
         let frames = &mut self.frames;
         let mut used = 0;
-        let got = lock(dp).rx_burst(q, MAX_BURST, |f| {
+        let mut d = lock(dp);
+        let got = d.rx_burst(q, MAX_BURST, |f| {
             if used == frames.len() {
                 frames.push(Frame::default());
             }
@@ -658,24 +730,31 @@ impl Worker {
             f.into_vec(&mut out.data);
             used += 1;
         });
-        if got.is_ok() {
-            used
-        } else {
-            0
+        let ledger = &mut d.ledger_mut().rx;
+        ledger.received += used as u64;
+        if let Err(e) = got {
+            ledger.burst_errors += 1;
+            tracing::debug!(error = %e, queue = q, "rx burst failed");
         }
+        used
     }
 
     /// Sends frames `select` of the current burst out of `d` on the tx queue
     /// that matches rx queue `q`: segmented, completed or coalesced as the
-    /// egress interface's offloads require ([`crate::offload`]).
-    fn send(&mut self, d: &mut DataPath, q: usize, select: impl IntoIterator<Item = usize>) {
+    /// egress interface's offloads require ([`crate::offload`]). Every frame
+    /// is counted as offered; the queue counts each as sent or dropped.
+    fn send(&mut self, d: &mut DataPath, q: usize, select: impl ExactSizeIterator<Item = usize>) {
         let caps = d.offload_caps();
         let input = &self.frames;
+        d.ledger_mut().tx.offered += select.len() as u64;
         self.egress.prepare(&caps, input, select);
         let burst = self.egress.tx_frames(input);
         let txq = q % d.num_tx().max(1);
-        // Frames the ring cannot take in time are counted there as drops.
-        let _ = d.tx_burst_wait(txq, &burst, TX_WAIT);
+        if let Err(e) = d.tx_burst_wait(txq, &burst, TX_WAIT) {
+            // The queue counted what it could not send (drop_io_error).
+            d.ledger_mut().tx.burst_errors += 1;
+            tracing::debug!(error = %e, queue = txq, "tx burst failed");
+        }
         drop(burst);
         d.add_offload_stats(&self.egress.take_stats());
     }
@@ -689,6 +768,7 @@ impl Worker {
             if n == 0 {
                 continue;
             }
+            lock(src).ledger_mut().rx.forwarded += n as u64;
             let mut d = lock(dst);
             self.send(&mut d, q, 0..n);
             moved += n;
@@ -700,58 +780,52 @@ impl Worker {
     /// and forwarded (known unicast) or flooded (unknown unicast, broadcast,
     /// multicast) to every other port. Returns frames received.
     fn bridge_round(&mut self, bd: &mut BridgeDomain) -> usize {
-        let now = Instant::now();
-        if now.duration_since(bd.last_aging) >= Duration::from_secs(1) {
-            let aging = bd.aging;
-            bd.macs
-                .retain(|_, (_, seen)| now.duration_since(*seen) < aging);
-            bd.last_aging = now;
-        }
+        let now = bd.clock.now();
+        bd.macs.sweep(now);
         let n = bd.ports.len();
         let mut received = 0;
+        // For each egress port, the frames bound for it.
+        let mut out: Vec<Vec<usize>> = vec![Vec::new(); n];
         for i in 0..n {
-            let in_port = u32::try_from(i).unwrap_or(u32::MAX);
-            let nq = lock(&bd.ports[i].datapath).num_rx();
+            let dp = bd.ports[i].datapath.clone();
+            let nq = lock(&dp).num_rx();
             for q in 0..nq {
-                let dp = bd.ports[i].datapath.clone();
                 let got = self.burst_from(&dp, q);
                 if got == 0 {
                     continue;
                 }
                 received += got;
-                // For each egress port, the frames bound for it.
-                let mut out: Vec<Vec<usize>> = vec![Vec::new(); n];
+                out.iter_mut().for_each(Vec::clear);
+                let mut rx = crate::datapath::ledger::RxLedger::default();
                 for (k, Frame { data, .. }) in self.frames[..got].iter().enumerate() {
-                    let (Some(dst), Some(src)) = (data.get(0..6), data.get(6..12)) else {
-                        continue;
-                    };
-                    let mut d = [0u8; 6];
-                    d.copy_from_slice(dst);
-                    let mut s = [0u8; 6];
-                    s.copy_from_slice(src);
-                    if s[0] & 1 == 0 {
-                        bd.macs.insert(s, (in_port, now));
-                    }
-                    match bd.macs.get(&d) {
-                        Some(&(p, _)) if d[0] & 1 == 0 => {
-                            // Known unicast: to its port (filtered if it is
-                            // the port it came in on).
-                            if p != in_port {
-                                if let Some(o) =
-                                    usize::try_from(p).ok().and_then(|p| out.get_mut(p))
-                                {
-                                    o.push(k);
-                                }
+                    match bd.macs.decide(data, i, now) {
+                        Decision::Forward(p) => match out.get_mut(p) {
+                            Some(o) => {
+                                o.push(k);
+                                rx.forwarded += 1;
                             }
-                        }
-                        _ => {
+                            None => rx.drop_no_port += 1,
+                        },
+                        Decision::Flood if n > 1 => {
                             for (j, o) in out.iter_mut().enumerate() {
                                 if j != i {
                                     o.push(k);
                                 }
                             }
+                            rx.forwarded += 1;
                         }
+                        Decision::Flood => rx.drop_no_port += 1,
+                        Decision::Filter => rx.drop_filtered += 1,
+                        Decision::Runt => rx.drop_runt += 1,
                     }
+                }
+                {
+                    let mut src = lock(&dp);
+                    let l = &mut src.ledger_mut().rx;
+                    l.forwarded += rx.forwarded;
+                    l.drop_no_port += rx.drop_no_port;
+                    l.drop_filtered += rx.drop_filtered;
+                    l.drop_runt += rx.drop_runt;
                 }
                 for (j, idx) in out.iter().enumerate().filter(|(_, idx)| !idx.is_empty()) {
                     let mut d = lock(&bd.ports[j].datapath);
