@@ -340,7 +340,10 @@ mod tests {
         assert_eq!(t.sweep(clock.now()), 1, "B swept");
         assert_eq!(t.lookup(&A, clock.now()), Some(1), "A was refreshed");
         clock.advance(Duration::from_secs(200));
-        assert_eq!(t.sweep(clock.now()), 2, "A and C gone by 500 s");
+        assert_eq!(t.sweep(clock.now()), 1, "A (seen at 200 s) gone at 500 s");
+        assert_eq!(t.lookup(&C, clock.now()), Some(0), "C, seen at 300 s, stays");
+        clock.advance(Duration::from_secs(100));
+        assert_eq!(t.sweep(clock.now()), 1, "C gone at 600 s");
         assert!(t.is_empty());
         // Sweeps run at most once a second of clock time.
         t.learn(A, 1, clock.now());
