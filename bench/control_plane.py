@@ -8,6 +8,9 @@ namespace: name, MAC, MTU, up, IPv4 address + default route, IPv6 address +
 default route) + delete, per interface, done by
 
     iproute2   bench/iproute2-taps.sh: six `ip` commands, then `ip link del`
+    iproute2-batch  bench/iproute2-batch.sh: one `ip -batch` per namespace,
+               every `ip link del` in the background at once (the best an
+               iproute2 user can do; ratios are reported against the best)
     vtap-cli   one `vtap create ...` and one `vtap delete` through the daemon
     vtap-rest  the daemon's REST API over one keep-alive connection
     vtap-rest-batch  the same, all N deleted in one request
@@ -132,6 +135,18 @@ def speed(n, tmp):
                      "create_ms": [p[0] for p in pairs], "delete_ms": [p[1] for p in pairs]})
     finally:
         drop_namespaces(nss)
+    # The best an iproute2 user can do: one `ip -batch` per namespace,
+    # deletions in the background (per-interface figures are totals / n).
+    nss = namespaces(n, "b")
+    try:
+        t = time.time()
+        out = subprocess.run([os.path.join(ROOT, "bench", "iproute2-batch.sh"), *nss], check=True,
+                             capture_output=True, text=True).stdout.split()
+        c, dl = float(out[0]) / n, float(out[1]) / n
+        rows.append({"tool": "iproute2-batch", "n": n, "total_ms": (time.time() - t) * 1e3,
+                     "create_ms": [c] * n, "delete_ms": [dl] * n})
+    finally:
+        drop_namespaces(nss)
 
     d = Daemon(tmp)
     env = dict(os.environ, VTAP_SOCKET=d.sock)
@@ -240,13 +255,17 @@ def med(v):
 
 def table(rows, sc):
     ip = next(r for r in rows if r["tool"] == "iproute2")
-    base = med([c + d for c, d in zip(ip["create_ms"], ip["delete_ms"])])
-    out = [f"| tool | create + configure, median ms | delete, median ms | total for {ip['n']} s | × iproute2 (median per interface) |",
-           "|---|---|---|---|---|"]
+    per_if = lambda r: med([c + d for c, d in zip(r["create_ms"], r["delete_ms"])])
+    base = per_if(ip)
+    # The ratio that counts is against the best iproute2 can do.
+    best = min((r for r in rows if r["tool"].startswith("iproute2")), key=per_if)
+    out = [f"| tool | create + configure, median ms | delete, median ms | total for {ip['n']} s "
+           f"| × iproute2 script | × best iproute2 ({best['tool']}) |",
+           "|---|---|---|---|---|---|"]
     for r in rows:
-        per = med([c + d for c, d in zip(r["create_ms"], r["delete_ms"])])
+        per = per_if(r)
         out.append(f"| {r['tool']} | {med(r['create_ms']):.2f} | {med(r['delete_ms']):.2f} | "
-                   f"{r['total_ms'] / 1e3:.2f} | {base / per:.1f}× faster |")
+                   f"{r['total_ms'] / 1e3:.2f} | {base / per:.1f}× | {per_if(best) / per:.1f}× |")
     if sc:
         out += ["", f"Scale: {sc['created']} of {sc['n']} taps in one daemon in {sc['create_total_s']:.1f} s "
                 f"(median {sc['create_median_ms']:.2f} ms each); kernel shows {sc['kernel_links']}; "

@@ -233,9 +233,11 @@ pub fn fd_count(pid: &str) -> usize {
 }
 
 /// utime + stime (clock ticks, 10 ms each) of this process's threads whose
-/// name starts with `prefix` (`vtap-fwd`, `vtap-user`).
+/// name starts with `prefix` (`vtap-fwd`, `vtap-user`). Panics when no
+/// thread has that name: a renamed thread must not make "uses no CPU" pass.
 pub fn thread_cpu_ticks(prefix: &str) -> u64 {
     let mut total = 0;
+    let mut found = false;
     for t in std::fs::read_dir("/proc/self/task")
         .expect("tasks")
         .flatten()
@@ -244,6 +246,7 @@ pub fn thread_cpu_ticks(prefix: &str) -> u64 {
         if !comm.starts_with(prefix) {
             continue;
         }
+        found = true;
         let stat = std::fs::read_to_string(t.path().join("stat")).unwrap_or_default();
         let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
         let f: Vec<&str> = after.split_whitespace().collect();
@@ -251,6 +254,7 @@ pub fn thread_cpu_ticks(prefix: &str) -> u64 {
         total += f.get(11).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
         total += f.get(12).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
     }
+    assert!(found, "no thread named {prefix}* in this process");
     total
 }
 

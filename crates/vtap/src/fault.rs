@@ -128,8 +128,22 @@ impl fmt::Display for Step {
     }
 }
 
-/// An armed fault: `step` fails with `errno`, once.
+/// What an armed fault does when its step comes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub enum FaultAction {
+    /// The step fails with the errno (the rollback runs).
+    #[default]
+    Fail,
+    /// The process is killed (`SIGKILL`) just before the step: a crash at
+    /// that point, for testing what a restart finds.
+    Kill,
+}
+
+/// An armed fault: `step` fails with `errno` (or the process dies there), once.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Fault {
     /// The step to fail.
@@ -137,6 +151,20 @@ pub struct Fault {
     /// The errno to fail it with (default `EIO`).
     #[serde(default = "default_errno")]
     pub errno: i32,
+    /// Fail the step (default) or kill the process there.
+    #[serde(default)]
+    pub action: FaultAction,
+}
+
+impl Fault {
+    /// `step` fails once with `errno`.
+    pub fn fail(step: Step, errno: i32) -> Self {
+        Self {
+            step,
+            errno,
+            action: FaultAction::Fail,
+        }
+    }
 }
 
 fn default_errno() -> i32 {
@@ -169,6 +197,10 @@ impl Faults {
         match *armed {
             Some(f) if f.step == step => {
                 *armed = None;
+                if f.action == FaultAction::Kill {
+                    tracing::warn!(%step, "fault injection: killing the process");
+                    crate::sys::kill_self();
+                }
                 Err(io::Error::from_raw_os_error(f.errno))
             }
             _ => Ok(()),
@@ -191,6 +223,7 @@ mod tests {
         f.arm(Fault {
             step: Step::SetMtu,
             errno: libc::ENOMEM,
+            action: FaultAction::Fail,
         });
         assert!(f.check(Step::SetMac).is_ok());
         let e = f.check(Step::SetMtu).expect_err("armed");

@@ -23,7 +23,7 @@
 //! [`Tap`]: crate::registry
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use crate::host::{self, LinkEvent, LinkEvents};
@@ -32,12 +32,23 @@ use crate::netns::Netns;
 /// The links watched in one namespace and the task that listens there.
 #[derive(Debug)]
 struct NsWatch {
-    /// ifindex → (interface id for the log, its MTU cell).
-    links: HashMap<u32, (u32, Arc<AtomicU32>)>,
+    /// ifindex → the link's cells.
+    links: HashMap<u32, Cells>,
     task: tokio::task::JoinHandle<()>,
 }
 
 type Table = HashMap<u64, NsWatch>;
+
+/// What the listener and the interface share about one link.
+#[derive(Debug, Clone)]
+struct Cells {
+    /// The interface id, for the log.
+    id: u32,
+    /// Its MTU as the kernel last announced it.
+    mtu: Arc<AtomicU32>,
+    /// vtap itself is deleting the link: its removal is no news.
+    deleting: Arc<AtomicBool>,
+}
 
 /// Every namespace watched, by namespace inode.
 #[derive(Debug, Default, Clone)]
@@ -63,7 +74,11 @@ impl LinkWatch {
         mtu: u32,
     ) -> Result<Watched, host::Error> {
         let inode = ns.inode();
-        let cell = Arc::new(AtomicU32::new(mtu));
+        let cells = Cells {
+            id,
+            mtu: Arc::new(AtomicU32::new(mtu)),
+            deleting: Arc::new(AtomicBool::new(false)),
+        };
         let mut table = lock(&self.table);
         let w = match table.entry(inode) {
             std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
@@ -76,12 +91,13 @@ impl LinkWatch {
                 })
             }
         };
-        w.links.insert(ifindex, (id, cell.clone()));
+        w.links.insert(ifindex, cells.clone());
         Ok(Watched {
             table: self.table.clone(),
             inode,
             ifindex,
-            mtu: cell,
+            mtu: cells.mtu,
+            deleting: cells.deleting,
         })
     }
 
@@ -99,9 +115,19 @@ pub struct Watched {
     inode: u64,
     ifindex: u32,
     mtu: Arc<AtomicU32>,
+    deleting: Arc<AtomicBool>,
 }
 
 impl Watched {
+    /// Says that vtap is deleting the link (`true`), or that a deletion
+    /// failed and the link stays (`false`): only a removal vtap did not
+    /// make is logged as a warning.
+    pub fn expect_removal(&self, yes: bool) {
+        // Relaxed: a lone flag; the removal event it qualifies comes from the
+        // kernel well after the store.
+        self.deleting.store(yes, Ordering::Relaxed);
+    }
+
     /// The link's MTU as the kernel last announced it.
     pub fn mtu(&self) -> u32 {
         // Relaxed: a lone value, published by one writer; nothing else is
@@ -142,31 +168,56 @@ async fn listen(mut events: LinkEvents, inode: u64, table: std::sync::Weak<Mutex
         let Some(w) = table.get(&inode) else {
             return;
         };
-        apply(&w.links, &event);
+        let _ = apply(&w.links, &event);
     }
 }
 
-/// What one event changes: the MTU of a watched link.
-fn apply(links: &HashMap<u32, (u32, Arc<AtomicU32>)>, event: &LinkEvent) {
+/// What one event means for the watched links.
+#[derive(Debug, PartialEq, Eq)]
+enum Effect {
+    /// Nothing vtap watches.
+    None,
+    /// A watched link's MTU changed (from, to).
+    Mtu(u32, u32),
+    /// A watched link was deleted by vtap itself.
+    DeletedByVtap,
+    /// A watched link was deleted behind vtap's back.
+    DeletedBehind,
+}
+
+/// Applies one event (the MTU of a watched link) and says what it was.
+fn apply(links: &HashMap<u32, Cells>, event: &LinkEvent) -> Effect {
     match event {
         LinkEvent::Changed(link) => {
             // A message without IFLA_MTU (mtu 0) says nothing about it.
-            let Some((id, cell)) = links.get(&link.index).filter(|_| link.mtu != 0) else {
-                return;
+            let Some(c) = links.get(&link.index).filter(|_| link.mtu != 0) else {
+                return Effect::None;
             };
-            let was = cell.swap(link.mtu, Ordering::Relaxed);
-            if was != link.mtu {
-                tracing::info!(id, from = was, to = link.mtu, "host-side mtu changed");
+            let was = c.mtu.swap(link.mtu, Ordering::Relaxed);
+            if was == link.mtu {
+                return Effect::None;
             }
+            tracing::info!(
+                id = c.id,
+                from = was,
+                to = link.mtu,
+                "host-side mtu changed"
+            );
+            Effect::Mtu(was, link.mtu)
         }
         LinkEvent::Removed(index) => {
-            if let Some((id, _)) = links.get(index) {
-                tracing::warn!(
-                    id,
-                    ifindex = index,
-                    "host side of the interface was deleted"
-                );
+            let Some(c) = links.get(index) else {
+                return Effect::None;
+            };
+            if c.deleting.load(Ordering::Relaxed) {
+                return Effect::DeletedByVtap;
             }
+            tracing::warn!(
+                id = c.id,
+                ifindex = index,
+                "host side of the interface was deleted behind vtap's back"
+            );
+            Effect::DeletedBehind
         }
     }
 }
@@ -176,8 +227,15 @@ mod tests {
     use super::*;
     use crate::host::Link;
 
-    fn links() -> HashMap<u32, (u32, Arc<AtomicU32>)> {
-        HashMap::from([(7, (0, Arc::new(AtomicU32::new(1500))))])
+    fn links() -> HashMap<u32, Cells> {
+        HashMap::from([(
+            7,
+            Cells {
+                id: 0,
+                mtu: Arc::new(AtomicU32::new(1500)),
+                deleting: Arc::new(AtomicBool::new(false)),
+            },
+        )])
     }
 
     fn changed(index: u32, mtu: u32) -> LinkEvent {
@@ -191,16 +249,24 @@ mod tests {
     #[test]
     fn events_update_only_watched_links() {
         let cases = [
-            (changed(7, 9000), 9000),
-            (changed(8, 9000), 1500),
-            (changed(7, 1500), 1500),
-            (changed(7, 0), 1500),
-            (LinkEvent::Removed(7), 1500),
+            (changed(7, 9000), 9000, Effect::Mtu(1500, 9000)),
+            (changed(8, 9000), 1500, Effect::None),
+            (changed(7, 1500), 1500, Effect::None),
+            (changed(7, 0), 1500, Effect::None),
+            (LinkEvent::Removed(7), 1500, Effect::DeletedBehind),
+            (LinkEvent::Removed(8), 1500, Effect::None),
         ];
-        for (event, want) in cases {
+        for (event, want, effect) in cases {
             let l = links();
-            apply(&l, &event);
-            assert_eq!(l[&7].1.load(Ordering::Relaxed), want, "{event:?}");
+            assert_eq!(apply(&l, &event), effect, "{event:?}");
+            assert_eq!(l[&7].mtu.load(Ordering::Relaxed), want, "{event:?}");
         }
+    }
+
+    #[test]
+    fn a_removal_vtap_makes_is_no_news() {
+        let l = links();
+        l[&7].deleting.store(true, Ordering::Relaxed);
+        assert_eq!(apply(&l, &LinkEvent::Removed(7)), Effect::DeletedByVtap);
     }
 }

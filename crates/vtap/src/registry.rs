@@ -172,6 +172,25 @@ pub struct TapInfo {
     /// the registry runs without data paths).
     #[serde(default)]
     pub datapath: Option<crate::datapath::State>,
+    /// `attached`: served by this process; `detached`: a persisted interface
+    /// a restarted daemon could not re-attach (see `reason`).
+    #[serde(default)]
+    pub state: AttachState,
+    /// Why a detached interface is detached.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// Whether this process serves an interface.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub enum AttachState {
+    /// Its queues are open here.
+    #[default]
+    Attached,
+    /// Known (persisted) but not re-attached; retried on a timer.
+    Detached,
 }
 
 impl TapInfo {
@@ -399,6 +418,10 @@ pub enum Error {
         /// Frames the running capture has recorded.
         captured: u64,
     },
+    /// The caller could not record the intent (its state file): nothing
+    /// was done.
+    #[error("{0}")]
+    NotDurable(String),
     /// A step failed in the kernel (or by injection).
     #[error("step {step} failed")]
     Step {
@@ -408,6 +431,19 @@ pub enum Error {
         #[source]
         source: StepError,
     },
+}
+
+/// What a create is about to make, for a caller that records it first.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Intent {
+    /// The interface id.
+    pub id: u32,
+    /// The host-side name.
+    pub host_if_name: String,
+    /// The namespace as given.
+    pub host_ns: Option<String>,
+    /// An attach to an existing interface (which must then stay).
+    pub attach: bool,
 }
 
 /// Broad classes of [`Error`], for mapping to HTTP status codes and exit codes.
@@ -446,7 +482,7 @@ impl Error {
             Error::NotFound(_) => ErrorKind::NotFound,
             Error::IdTaken(_) | Error::NoFreeId | Error::NameTaken { .. } => ErrorKind::Conflict,
             Error::RouteExists { .. } | Error::CaptureRunning { .. } => ErrorKind::Conflict,
-            Error::VhostUnavailable { .. } => ErrorKind::Unavailable,
+            Error::VhostUnavailable { .. } | Error::NotDurable(_) => ErrorKind::Unavailable,
             Error::Step { source, .. } => match source {
                 StepError::Tun(tun::Error::Permission { .. }) => ErrorKind::Permission,
                 StepError::Tun(tun::Error::Open { .. } | tun::Error::Feature(_)) => {
@@ -559,11 +595,13 @@ struct Tap {
     // Declared before `queues`: the data path stops before the fds close
     // (the forwarding plane holds clones only while the interface exists).
     datapath: Option<SharedDataPath>,
-    ns: Netns,
-    queues: Vec<OwnedFd>,
     /// The host side's link events (MTU); none if the namespace's event
     /// socket could not be opened (then the MTU is the last one vtap saw).
+    /// Declared before `queues`: watching stops before closing the fds
+    /// removes a non-persistent link, which is then no news.
     watch: Option<Watched>,
+    ns: Netns,
+    queues: Vec<OwnedFd>,
 }
 
 impl Tap {
@@ -689,6 +727,71 @@ impl Registry {
         }
     }
 
+    /// The lowest id neither in use here nor in `reserved` (ids a caller
+    /// holds for interfaces this registry does not serve).
+    pub fn free_id(&self, reserved: &std::collections::BTreeSet<u32>) -> Result<u32, Error> {
+        (0..=MAX_ID)
+            .find(|id| !self.taps.contains_key(id) && !reserved.contains(id))
+            .ok_or(Error::NoFreeId)
+    }
+
+    /// Whether `id` is in use here.
+    pub fn has_id(&self, id: u32) -> bool {
+        self.taps.contains_key(&id)
+    }
+
+    /// Deletes a TAP/TUN link named `host_if_name` in namespace `host_ns`
+    /// that no registry serves: what a create interrupted by a crash left,
+    /// or a detached interface the operator deletes. A link of another kind
+    /// is never touched. Returns whether one was deleted.
+    pub async fn remove_leftover(
+        &self,
+        host_ns: Option<&str>,
+        host_if_name: &str,
+    ) -> Result<bool, Error> {
+        let ns = match host_ns {
+            Some(spec) => {
+                let spec: NetnsSpec = spec.parse().map_err(Error::Namespace)?;
+                Netns::open(&spec).map_err(Error::Namespace)?
+            }
+            None => self.own_ns.try_clone().map_err(|e| Error::Step {
+                step: Step::OpenNamespace,
+                source: StepError::Io(e),
+            })?,
+        };
+        let host = Host::open(&ns).map_err(|e| Error::Step {
+            step: Step::OpenNetlink,
+            source: e.into(),
+        })?;
+        let link = host
+            .link_by_name(host_if_name)
+            .await
+            .map_err(|e| Error::Step {
+                step: Step::CheckHost,
+                source: e.into(),
+            })?;
+        let Some(link) = link.filter(|l| l.kind.as_deref() == Some("tun")) else {
+            return Ok(false);
+        };
+        let index = link.index;
+        tokio::task::spawn_blocking(move || host::delete_link_blocking(&ns, index))
+            .await
+            .map_err(|j| Error::Step {
+                step: Step::DeleteLink,
+                source: StepError::Io(io::Error::other(j.to_string())),
+            })?
+            .map_err(|e| Error::Step {
+                step: Step::DeleteLink,
+                source: e.into(),
+            })?;
+        tracing::info!(
+            host_if_name,
+            host_ns = host_ns.unwrap_or("-"),
+            "leftover interface removed"
+        );
+        Ok(true)
+    }
+
     fn allocate_id(&self, want: Option<u32>) -> Result<u32, Error> {
         match want {
             Some(id) if self.taps.contains_key(&id) => Err(Error::IdTaken(id)),
@@ -701,10 +804,23 @@ impl Registry {
 
     /// Creates (or attaches to) an interface. On error nothing is left.
     pub async fn create(&mut self, opts: &CreateOptions) -> Result<TapInfo, Error> {
+        self.create_with_intent(opts, &mut |_| Ok(())).await
+    }
+
+    /// Creates an interface as [`Registry::create`] does, calling `intent`
+    /// once every check has passed and before the first kernel change, with
+    /// what is about to be made: a caller that must survive a crash records
+    /// it there (write-ahead) and refuses by returning an error, which
+    /// fails the create with nothing done.
+    pub async fn create_with_intent(
+        &mut self,
+        opts: &CreateOptions,
+        intent: &mut (dyn FnMut(&Intent) -> Result<(), String> + Send),
+    ) -> Result<TapInfo, Error> {
         let cfg = opts.validate()?;
         self.offload_allowed(cfg.offload, cfg.gro_coalesce)?;
         let mut rb = Rollback::default();
-        match self.build(&cfg, &mut rb).await {
+        match self.build(&cfg, &mut rb, intent).await {
             Ok(tap) => {
                 let info = tap.snapshot();
                 tracing::info!(
@@ -744,7 +860,12 @@ impl Registry {
         }))
     }
 
-    async fn build(&self, cfg: &TapConfig, rb: &mut Rollback) -> Result<Tap, Error> {
+    async fn build(
+        &self,
+        cfg: &TapConfig,
+        rb: &mut Rollback,
+        intent: &mut (dyn FnMut(&Intent) -> Result<(), String> + Send),
+    ) -> Result<Tap, Error> {
         let f = &self.faults;
         let id = step(f, Step::AllocateId, || Ok(())).and_then(|()| self.allocate_id(cfg.id))?;
         let prefix = match cfg.mode {
@@ -818,6 +939,13 @@ impl Registry {
                 reason: "this kernel's TUN driver has no multi-queue support".into(),
             }));
         }
+        intent(&Intent {
+            id,
+            host_if_name: name.clone(),
+            host_ns: cfg.host_ns.as_ref().map(ToString::to_string),
+            attach: cfg.attach,
+        })
+        .map_err(Error::NotDurable)?;
         rb.queues = step(f, Step::OpenQueues, || {
             tun::open_queues(
                 &ns,
@@ -1023,6 +1151,8 @@ impl Registry {
             tun_offload: 0,
             tun_offload_flags: Vec::new(),
             datapath: None,
+            state: AttachState::Attached,
+            reason: None,
         };
         info.set_offload(cfg.offload, cfg.gro_coalesce, mask);
         if cfg.attach {
@@ -1291,6 +1421,9 @@ impl Registry {
             })?;
         }
         let (faults, index) = (f.clone(), tap.info.host_ifindex);
+        if let Some(w) = &tap.watch {
+            w.expect_removal(true);
+        }
         Ok(tokio::task::spawn_blocking(move || {
             step(&faults, Step::DeleteLink, || {
                 host::delete_link_blocking(&ns, index).map_err(Into::into)
@@ -1301,6 +1434,9 @@ impl Registry {
     /// Makes a persistent interface persistent again after a failed
     /// deletion cleared it.
     fn restore_persist(&self, id: u32) {
+        if let Some(w) = self.taps.get(&id).and_then(|t| t.watch.as_ref()) {
+            w.expect_removal(false);
+        }
         let Some(tap) = self.taps.get(&id).filter(|t| t.info.persist) else {
             return;
         };
@@ -1329,11 +1465,9 @@ impl Registry {
         action: OffloadAction,
     ) -> Result<TapInfo, Error> {
         let id = self.resolve(key)?;
-        let allow_uso = self.settings.allow_uso;
-        let faults = self.faults.clone();
         let tap = self
             .taps
-            .get_mut(&id)
+            .get(&id)
             .ok_or_else(|| Error::NotFound(key.into()))?;
         let action_name = serde_json::to_value(action)
             .ok()
@@ -1350,6 +1484,30 @@ impl Registry {
                 reason: "offloads are switched off in this daemon ([tap] offload = false)".into(),
             });
         }
+        self.apply_offload(id, mode, gro, &action_name)
+    }
+
+    /// Puts an interface's offloads back as `before` had them (undoing a
+    /// run-time change that could not be saved).
+    pub fn restore_offload(&mut self, key: &str, before: &TapInfo) -> Result<TapInfo, Error> {
+        let id = self.resolve(key)?;
+        self.apply_offload(id, before.offload_mode(), before.gro_coalesce, "restore")
+    }
+
+    /// Sets offload `mode` and `gro` on every queue of interface `id`.
+    fn apply_offload(
+        &mut self,
+        id: u32,
+        mode: OffloadMode,
+        gro: bool,
+        action_name: &str,
+    ) -> Result<TapInfo, Error> {
+        let allow_uso = self.settings.allow_uso;
+        let faults = self.faults.clone();
+        let tap = self
+            .taps
+            .get_mut(&id)
+            .ok_or_else(|| Error::NotFound(id.to_string()))?;
         let mask = step(&faults, Step::SetOffload, || {
             tun::set_offload(&tap.queues, &tap.info.host_if_name, mode, allow_uso)
                 .map_err(Into::into)

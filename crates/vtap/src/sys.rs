@@ -49,6 +49,26 @@ fn ifreq_name(ifr: &libc::ifreq) -> String {
     String::from_utf8_lossy(&bytes).into_owned()
 }
 
+/// `flock(fd, LOCK_EX | LOCK_NB)`: `Ok(false)` when another open file
+/// description holds the lock.
+pub fn flock_exclusive(fd: &impl AsRawFd) -> io::Result<bool> {
+    // SAFETY: flock takes no pointers; the fd is open for the call.
+    match cvt(unsafe { libc::flock(fd.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) }) {
+        Ok(_) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// `kill(getpid(), SIGKILL)`: the process ends at once, as after `kill -9`
+/// (fault injection: a crash at a chosen step).
+pub fn kill_self() -> ! {
+    // SAFETY: kill takes no pointers; signalling ourselves is always allowed.
+    unsafe { libc::kill(libc::getpid(), libc::SIGKILL) };
+    // SIGKILL cannot be caught or ignored; should delivery lag, stop anyway.
+    std::process::abort()
+}
+
 /// `open("/dev/net/tun", O_RDWR | O_NONBLOCK | O_CLOEXEC)`.
 ///
 /// The TUN character device records the network namespace of the opening

@@ -124,7 +124,7 @@ async fn a_fault_at_any_creation_step_leaves_nothing() {
             full(&ns, &name)
         };
         let errno = if i % 2 == 0 { libc::EIO } else { libc::ENOMEM };
-        reg.faults().arm(Fault { step, errno });
+        reg.faults().arm(Fault::fail(step, errno));
         let e = reg.create(&opts).await.expect_err("armed step must fail");
         let msg = error_chain(&e);
         assert!(
@@ -153,10 +153,7 @@ async fn a_failed_delete_leaves_the_interface_intact() {
     let name = ifname("vd");
     let info = reg.create(&full(&ns, &name)).await.expect("create");
     for &step in Step::DELETE {
-        reg.faults().arm(Fault {
-            step,
-            errno: libc::EIO,
-        });
+        reg.faults().arm(Fault::fail(step, libc::EIO));
         let e = reg.delete(&info.name).await.expect_err("armed delete step");
         assert!(
             error_chain(&e).starts_with(&format!("step {step} failed")),
@@ -199,10 +196,7 @@ async fn a_batch_delete_deletes_each_and_leaves_a_failed_one_intact() {
     let mut keys: Vec<&str> = names.iter().map(|(n, _)| n.as_str()).collect();
     keys.push("tap9999");
     keys.push(keys[0]);
-    reg.faults().arm(Fault {
-        step: Step::DeleteLink,
-        errno: libc::EIO,
-    });
+    reg.faults().arm(Fault::fail(Step::DeleteLink, libc::EIO));
     let out = reg.delete_many(&keys).await;
     assert_eq!(out.len(), 7, "one outcome per key, in order");
     let msg = |r: &Result<vtap::TapInfo, vtap::registry::Error>| match r {

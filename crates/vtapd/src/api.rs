@@ -15,12 +15,16 @@
 //! | POST | `/v1/taps/{if}/rx-mode` | `{"mode": "polling"}` (`interrupt`, `adaptive`) | the interface |
 //! | POST | `/v1/taps/{if}/capture` | `{"direction": "both", "count": 100}` | the capture, streamed as pcap (`application/vnd.tcpdump.pcap`) |
 //! | DELETE | `/v1/taps/{if}/capture` | | the stopped capture (its stream ends) |
+//! | POST | `/v1/taps/{if}/attach` | | re-attach a detached interface (one a restart could not) |
 //! | GET/POST | `/v1/bridges` | `{"name": "bd1"}` | list / 201 + the bridge |
 //! | GET/DELETE | `/v1/bridges/{bd}` | | the bridge with its MAC table / 204 |
 //! | POST | `/v1/bridges/{bd}/interfaces` | `{"iface": "tap0"}` | the bridge |
 //! | DELETE | `/v1/bridges/{bd}/interfaces/{if}` | | the bridge |
 //! | GET | `/metrics` | | Prometheus text format: per queue packets, bytes, kicks, drops by reason, ring occupancy; offload counters; API requests |
 //! | PUT/DELETE | `/v1/debug/fault` | `{"step": "set-mtu", "errno": 5}` | 204 (only with `[debug] fault_injection`) |
+//!
+//! Every change is saved to the state file before it is answered; one that
+//! cannot be saved is undone and answered 503 naming the file and the reason.
 //!
 //! `{if}` is `tap<id>`, `tun<id>` or the id. Every error is
 //! `{"error": "<one line naming the field and the reason>"}` with a 4xx status
@@ -36,33 +40,17 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
-use tokio::sync::Mutex;
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use vtap::fault::Fault;
-use vtap::forward::{BridgeInfo, Forwarder, Xconnect};
+use vtap::forward::{BridgeInfo, Xconnect};
 use vtap::registry::{error_chain, ErrorKind, OffloadAction, Registry};
 use vtap::CreateOptions;
 
-/// Shared daemon state.
-#[derive(Debug)]
-pub struct AppState {
-    /// The interfaces; one control operation at a time.
-    pub registry: Mutex<Registry>,
-    /// The forwarding plane (locked after `registry`, never before).
-    pub forwarder: std::sync::Mutex<Forwarder>,
-    /// Whether `/v1/debug/fault` is enabled.
-    pub fault_injection: bool,
-    /// The socket path, for `/v1/info`.
-    pub socket: String,
-    /// API requests served, for `/metrics`.
-    pub api_requests: crate::metrics::ApiRequests,
-    /// Where the state is saved after every change (none: not saved).
-    pub state_file: Option<std::path::PathBuf>,
-    /// One save at a time.
-    pub save_lock: Mutex<()>,
-}
+use crate::app::{detached, detached_id};
+pub use crate::app::{forwarder, AppState};
+use crate::state::{self, Pending, PendingOp};
 
 /// An API error: status and one-line message.
 #[derive(Debug)]
@@ -145,6 +133,46 @@ impl From<vtap::registry::Error> for ApiError {
     }
 }
 
+impl From<state::Error> for ApiError {
+    fn from(e: state::Error) -> Self {
+        Self {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            message: format!("not done: {}", error_chain(&e)),
+        }
+    }
+}
+
+/// Saves the state after a change; on failure runs `undo` (which puts the
+/// change back) and refuses with 503 naming the file and the reason.
+fn commit(
+    s: &AppState,
+    reg: &Registry,
+    undo: impl FnOnce() -> Result<(), String>,
+) -> Result<(), ApiError> {
+    let Err(e) = state::save(s, reg, &[]) else {
+        return Ok(());
+    };
+    if let Err(u) = undo() {
+        tracing::error!(error = %u, "a change that could not be saved could not be undone either");
+    }
+    tracing::error!(error = %error_chain(&e), "change refused: the state cannot be saved");
+    Err(e.into())
+}
+
+/// 409 for an operation on a detached interface, else the registry's error.
+fn live_only(s: &AppState, key: &str, e: vtap::registry::Error) -> ApiError {
+    match detached_id(s, key) {
+        Some(_) => ApiError {
+            status: StatusCode::CONFLICT,
+            message: format!(
+                "interface '{key}': detached (not re-attached after a restart); \
+                 POST /v1/taps/{key}/attach or delete it"
+            ),
+        },
+        None => e.into(),
+    }
+}
+
 pub(crate) fn parse_body<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
     let body: &[u8] = if body.iter().all(u8::is_ascii_whitespace) {
         b"{}"
@@ -175,6 +203,7 @@ fn routes() -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(offload))
         .routes(routes!(set_mtu))
         .routes(routes!(rx_mode))
+        .routes(routes!(attach))
         .routes(routes!(start_capture, stop_capture))
         .routes(routes!(list_xconnects, add_xconnect))
         .routes(routes!(remove_xconnect))
@@ -236,8 +265,9 @@ pub fn router(state: Arc<AppState>) -> Router {
         .with_state(state)
 }
 
-/// Counts every request by route template, method and status, and saves
-/// the state after every successful change.
+/// Counts every request by route template, method and status. (Each
+/// change saves the state itself, and is undone and refused when it cannot:
+/// see [`crate::state`].)
 async fn count_request(
     State(s): State<Arc<AppState>>,
     req: axum::extract::Request,
@@ -248,11 +278,7 @@ async fn count_request(
         .get::<axum::extract::MatchedPath>()
         .map_or_else(|| "unmatched".to_string(), |m| m.as_str().to_string());
     let method = req.method().to_string();
-    let changes = req.method() != axum::http::Method::GET;
     let resp = next.run(req).await;
-    if changes && resp.status().is_success() {
-        crate::state::save(&s).await;
-    }
     s.api_requests
         .get_or_create(&crate::metrics::ApiLabels {
             route,
@@ -313,7 +339,10 @@ async fn info(State(s): State<Arc<AppState>>) -> Json<Info> {
 #[utoipa::path(get, path = "/v1/taps", tag = "taps",
     responses((status = 200, description = "every interface", body = Vec<vtap::TapInfo>)))]
 async fn list(State(s): State<Arc<AppState>>) -> Json<Vec<vtap::TapInfo>> {
-    Json(s.registry.lock().await.list())
+    let mut all = s.registry.lock().await.list();
+    all.extend(detached(&s).values().map(|d| d.saved.info.clone()));
+    all.sort_by_key(|t| t.id);
+    Json(all)
 }
 
 #[utoipa::path(post, path = "/v1/taps", tag = "taps",
@@ -321,8 +350,58 @@ async fn list(State(s): State<Arc<AppState>>) -> Json<Vec<vtap::TapInfo>> {
     responses((status = 201, description = "created (or attached), read back from the kernel", body = vtap::TapInfo), Errors))]
 async fn create(State(s): State<Arc<AppState>>, body: Bytes) -> Result<Response, ApiError> {
     // An empty body, or `null`, means every default (the spec says so).
-    let opts: CreateOptions = parse_body::<Option<CreateOptions>>(&body)?.unwrap_or_default();
-    let info = s.registry.lock().await.create(&opts).await?;
+    let mut opts: CreateOptions = parse_body::<Option<CreateOptions>>(&body)?.unwrap_or_default();
+    let mut reg = s.registry.lock().await;
+    // Ids of detached interfaces stay theirs.
+    let held: std::collections::BTreeSet<u32> = detached(&s).keys().copied().collect();
+    let id = match opts.id {
+        Some(id) if held.contains(&id) => {
+            return Err(ApiError {
+                status: StatusCode::CONFLICT,
+                message: format!(
+                    "id {id}: held by a detached interface; re-attach or delete it first"
+                ),
+            })
+        }
+        Some(id) => id,
+        None => reg.free_id(&held)?,
+    };
+    opts.id = Some(id);
+    // Write-ahead: the intent is in the state file before the kernel
+    // changes, so that a crash in the middle is rolled back at restart.
+    let base = state::snapshot(&s, &reg, &[]);
+    let path = s.state_file.clone();
+    let mut record = |i: &vtap::registry::Intent| -> Result<(), String> {
+        let Some(path) = &path else { return Ok(()) };
+        let mut saved = base.clone();
+        saved.pending.push(Pending {
+            op: PendingOp::Create,
+            id: i.id,
+            host_if_name: i.host_if_name.clone(),
+            host_ns: i.host_ns.clone(),
+            attach: i.attach,
+        });
+        state::store(path, &saved).map_err(|e| format!("not done: {}", error_chain(&e)))
+    };
+    let created = reg.create_with_intent(&opts, &mut record).await;
+    let info = match created {
+        Ok(info) => info,
+        Err(e) => {
+            // Clear the intent (best effort: a stale one only makes the next
+            // start look for a link that is not there).
+            if let Err(se) = state::save(&s, &reg, &[]) {
+                tracing::warn!(error = %error_chain(&se), "cannot clear a create's intent");
+            }
+            return Err(e.into());
+        }
+    };
+    if let Err(e) = state::save(&s, &reg, &[]) {
+        // Not durable: undo it. The intent still in the file is harmless.
+        if let Err(de) = reg.delete(&info.name).await {
+            tracing::error!(iface = %info.name, error = %error_chain(&de), "cannot undo a create that was not saved");
+        }
+        return Err(e.into());
+    }
     Ok((StatusCode::CREATED, Json(info)).into_response())
 }
 
@@ -332,7 +411,14 @@ async fn show(
     State(s): State<Arc<AppState>>,
     Path(iface): Path<String>,
 ) -> Result<Json<vtap::TapInfo>, ApiError> {
-    Ok(Json(s.registry.lock().await.get(&iface)?))
+    let reg = s.registry.lock().await;
+    match reg.get(&iface) {
+        Ok(info) => Ok(Json(info)),
+        Err(e) => match detached_id(&s, &iface) {
+            Some(id) => Ok(Json(detached(&s)[&id].saved.info.clone())),
+            None => Err(e.into()),
+        },
+    }
 }
 
 /// `POST /v1/taps/{if}/mtu` body.
@@ -352,9 +438,16 @@ async fn set_mtu(
     body: Bytes,
 ) -> Result<Json<vtap::TapInfo>, ApiError> {
     let req: MtuRequest = parse_body(&body)?;
-    Ok(Json(
-        s.registry.lock().await.set_mtu(&iface, req.mtu).await?,
-    ))
+    let mut reg = s.registry.lock().await;
+    let before = reg.get(&iface).map_err(|e| live_only(&s, &iface, e))?;
+    let info = reg.set_mtu(&iface, req.mtu).await?;
+    if let Err(e) = state::save(&s, &reg, &[]) {
+        if let Err(u) = reg.set_mtu(&iface, before.host_mtu_size).await {
+            tracing::error!(error = %error_chain(&u), "cannot undo an MTU change that was not saved");
+        }
+        return Err(e.into());
+    }
+    Ok(Json(info))
 }
 
 #[utoipa::path(delete, path = "/v1/taps/{iface}", tag = "taps", params(("iface" = String, Path, description = "tap<id>, tun<id> or the id")),
@@ -364,6 +457,9 @@ async fn delete(
     Path(iface): Path<String>,
 ) -> Result<Json<vtap::TapInfo>, ApiError> {
     let mut reg = s.registry.lock().await;
+    if let Some(id) = detached_id(&s, &iface) {
+        return delete_detached(&s, &reg, id).await.map(Json);
+    }
     let id = reg.resolve(&iface)?;
     if let Some(what) = forwarder(&s).attachment(id) {
         return Err(ApiError {
@@ -371,7 +467,50 @@ async fn delete(
             message: format!("interface '{iface}': {what}"),
         });
     }
-    Ok(Json(reg.delete(&iface).await?))
+    let info = reg.get(&iface)?;
+    // Write-ahead: once the intent is saved the delete is durable (a
+    // restart finishes it); if it cannot be saved nothing is done.
+    state::save(&s, &reg, &[delete_intent(&info)])?;
+    let deleted = reg.delete(&iface).await;
+    // Clear the intent; if that fails the saved intent still says what
+    // happened, and a restart finishes (or finds finished) the delete.
+    if let Err(e) = state::save(&s, &reg, &[]) {
+        tracing::warn!(error = %error_chain(&e), "cannot clear a delete's intent");
+    }
+    Ok(Json(deleted?))
+}
+
+/// The write-ahead record of deleting `info`.
+fn delete_intent(info: &vtap::TapInfo) -> Pending {
+    Pending {
+        op: PendingOp::Delete,
+        id: info.id,
+        host_if_name: info.host_if_name.clone(),
+        host_ns: info.host_ns.clone(),
+        attach: info.attached,
+    }
+}
+
+/// Deletes a detached interface: its link, if it still exists, and its
+/// record (write-ahead, as for any delete).
+async fn delete_detached(s: &AppState, reg: &Registry, id: u32) -> Result<vtap::TapInfo, ApiError> {
+    let Some(d) = detached(s).get(&id).cloned() else {
+        return Err(vtap::registry::Error::NotFound(id.to_string()).into());
+    };
+    let info = d.saved.info;
+    state::save(s, reg, &[delete_intent(&info)])?;
+    let removed = reg
+        .remove_leftover(info.host_ns.as_deref(), &info.host_if_name)
+        .await;
+    detached(s).remove(&id);
+    if let Err(e) = state::save(s, reg, &[]) {
+        tracing::warn!(error = %error_chain(&e), "cannot clear a delete's intent");
+    }
+    if let Err(e) = removed {
+        // The record is gone; the link (if any) could not be: say so.
+        tracing::warn!(iface = %info.name, error = %error_chain(&e), "detached interface forgotten; its link could not be removed");
+    }
+    Ok(info)
 }
 
 /// `POST /v1/taps/delete` body.
@@ -438,8 +577,18 @@ async fn delete_many(
             None => keys.push(iface.as_str()),
         }
     }
+    let intents: Vec<Pending> = keys
+        .iter()
+        .filter_map(|k| reg.get(k).ok())
+        .map(|i| delete_intent(&i))
+        .collect();
+    state::save(&s, &reg, &intents)?;
+    let outcome = reg.delete_many(&keys).await;
+    if let Err(e) = state::save(&s, &reg, &[]) {
+        tracing::warn!(error = %error_chain(&e), "cannot clear the deletes' intents");
+    }
     let mut deleted = Vec::new();
-    for (r, iface) in reg.delete_many(&keys).await.into_iter().zip(&keys) {
+    for (r, iface) in outcome.into_iter().zip(&keys) {
         match r {
             Ok(info) => deleted.push(info),
             Err(e) => {
@@ -453,11 +602,6 @@ async fn delete_many(
         }
     }
     Ok(Json(DeleteResult { deleted, failed }))
-}
-
-/// The forwarding plane, locked.
-pub fn forwarder(s: &AppState) -> std::sync::MutexGuard<'_, Forwarder> {
-    s.forwarder.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 fn forwarding_error(e: vtap::forward::Error) -> ApiError {
@@ -498,8 +642,16 @@ async fn list_xconnects(State(s): State<Arc<AppState>>) -> Json<Vec<Xconnect>> {
 async fn add_xconnect(State(s): State<Arc<AppState>>, body: Bytes) -> Result<Response, ApiError> {
     let req: XconnectRequest = parse_body(&body)?;
     let reg = s.registry.lock().await;
-    let (a, b) = (reg.end(&req.a)?, reg.end(&req.b)?);
+    let a = reg.end(&req.a).map_err(|e| live_only(&s, &req.a, e))?;
+    let b = reg.end(&req.b).map_err(|e| live_only(&s, &req.b, e))?;
+    let id = a.id;
     let x = forwarder(&s).xconnect(a, b).map_err(forwarding_error)?;
+    commit(&s, &reg, || {
+        forwarder(&s)
+            .remove(id, &x.a)
+            .map(drop)
+            .map_err(|e| e.to_string())
+    })?;
     Ok((StatusCode::CREATED, Json(x)).into_response())
 }
 
@@ -510,8 +662,18 @@ async fn remove_xconnect(
     Path(iface): Path<String>,
 ) -> Result<Json<Xconnect>, ApiError> {
     let reg = s.registry.lock().await;
-    let id = reg.resolve(&iface)?;
+    let id = reg.resolve(&iface).map_err(|e| live_only(&s, &iface, e))?;
     let x = forwarder(&s).remove(id, &iface).map_err(forwarding_error)?;
+    commit(&s, &reg, || {
+        let (a, b) = (
+            reg.end(&x.a).map_err(|e| e.to_string())?,
+            reg.end(&x.b).map_err(|e| e.to_string())?,
+        );
+        forwarder(&s)
+            .xconnect(a, b)
+            .map(drop)
+            .map_err(|e| e.to_string())
+    })?;
     Ok(Json(x))
 }
 
@@ -536,9 +698,16 @@ async fn offload(
         .action
         .parse()
         .map_err(|e: vtap::options::Error| ApiError::bad_request(e.to_string()))?;
-    Ok(Json(
-        s.registry.lock().await.set_offload(&iface, action).await?,
-    ))
+    let mut reg = s.registry.lock().await;
+    let before = reg.get(&iface).map_err(|e| live_only(&s, &iface, e))?;
+    let info = reg.set_offload(&iface, action).await?;
+    if let Err(e) = state::save(&s, &reg, &[]) {
+        if let Err(u) = reg.restore_offload(&iface, &before) {
+            tracing::error!(error = %error_chain(&u), "cannot undo an offload change that was not saved");
+        }
+        return Err(e.into());
+    }
+    Ok(Json(info))
 }
 
 fn fault_gate(s: &AppState) -> Result<(), ApiError> {
@@ -601,9 +770,15 @@ async fn list_bridges(State(s): State<Arc<AppState>>) -> Json<Vec<BridgeInfo>> {
     responses((status = 201, description = "the empty bridge domain", body = BridgeInfo), Errors))]
 async fn create_bridge(State(s): State<Arc<AppState>>, body: Bytes) -> Result<Response, ApiError> {
     let req: BridgeRequest = parse_body(&body)?;
+    let reg = s.registry.lock().await;
     let b = forwarder(&s)
         .bridge_create_with(&req.name, req.mac_limit)
         .map_err(forwarding_error)?;
+    commit(&s, &reg, || {
+        forwarder(&s)
+            .bridge_delete(&req.name)
+            .map_err(|e| e.to_string())
+    })?;
     Ok((StatusCode::CREATED, Json(b)).into_response())
 }
 
@@ -622,7 +797,29 @@ async fn delete_bridge(
     State(s): State<Arc<AppState>>,
     Path(bd): Path<String>,
 ) -> Result<StatusCode, ApiError> {
+    let reg = s.registry.lock().await;
+    let limit = forwarder(&s)
+        .bridge(&bd)
+        .map_err(forwarding_error)?
+        .mac_limit;
+    if detached(&s)
+        .values()
+        .any(|d| d.memberships.bridges.contains(&bd))
+    {
+        return Err(ApiError {
+            status: StatusCode::CONFLICT,
+            message: format!(
+                "bridge '{bd}': a detached interface will rejoin it; delete that interface first"
+            ),
+        });
+    }
     forwarder(&s).bridge_delete(&bd).map_err(forwarding_error)?;
+    commit(&s, &reg, || {
+        forwarder(&s)
+            .bridge_create_with(&bd, Some(limit))
+            .map(drop)
+            .map_err(|e| e.to_string())
+    })?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -636,12 +833,20 @@ async fn add_bridge_port(
 ) -> Result<Json<BridgeInfo>, ApiError> {
     let req: PortRequest = parse_body(&body)?;
     let reg = s.registry.lock().await;
-    let end = reg.end(&req.iface)?;
-    Ok(Json(
+    let end = reg
+        .end(&req.iface)
+        .map_err(|e| live_only(&s, &req.iface, e))?;
+    let (id, name) = (end.id, end.name.clone());
+    let b = forwarder(&s)
+        .bridge_add(&bd, end)
+        .map_err(forwarding_error)?;
+    commit(&s, &reg, || {
         forwarder(&s)
-            .bridge_add(&bd, end)
-            .map_err(forwarding_error)?,
-    ))
+            .bridge_remove(&bd, id, &name)
+            .map(drop)
+            .map_err(|e| e.to_string())
+    })?;
+    Ok(Json(b))
 }
 
 #[utoipa::path(delete, path = "/v1/bridges/{bd}/interfaces/{iface}", tag = "forwarding", params(("bd" = String, Path, description = "bridge domain name"), ("iface" = String, Path, description = "tap<id>, tun<id> or the id")),
@@ -651,12 +856,18 @@ async fn remove_bridge_port(
     Path((bd, iface)): Path<(String, String)>,
 ) -> Result<Json<BridgeInfo>, ApiError> {
     let reg = s.registry.lock().await;
-    let id = reg.resolve(&iface)?;
-    Ok(Json(
+    let id = reg.resolve(&iface).map_err(|e| live_only(&s, &iface, e))?;
+    let b = forwarder(&s)
+        .bridge_remove(&bd, id, &iface)
+        .map_err(forwarding_error)?;
+    commit(&s, &reg, || {
+        let end = reg.end(&iface).map_err(|e| e.to_string())?;
         forwarder(&s)
-            .bridge_remove(&bd, id, &iface)
-            .map_err(forwarding_error)?,
-    ))
+            .bridge_add(&bd, end)
+            .map(drop)
+            .map_err(|e| e.to_string())
+    })?;
+    Ok(Json(b))
 }
 
 /// `POST /v1/taps/{if}/capture` body.
@@ -757,5 +968,47 @@ async fn rx_mode(
     body: Bytes,
 ) -> Result<Json<vtap::TapInfo>, ApiError> {
     let req: RxModeRequest = parse_body(&body)?;
-    Ok(Json(s.registry.lock().await.set_rx_mode(&iface, req.mode)?))
+    let mut reg = s.registry.lock().await;
+    let before = reg
+        .get(&iface)
+        .map_err(|e| live_only(&s, &iface, e))?
+        .datapath
+        .and_then(|d| d.rx.first().and_then(|q| q.mode))
+        .unwrap_or_default();
+    let info = reg.set_rx_mode(&iface, req.mode)?;
+    if let Err(e) = state::save(&s, &reg, &[]) {
+        if let Err(u) = reg.set_rx_mode(&iface, before) {
+            tracing::error!(error = %error_chain(&u), "cannot undo an rx-mode change that was not saved");
+        }
+        return Err(e.into());
+    }
+    Ok(Json(info))
+}
+
+#[utoipa::path(post, path = "/v1/taps/{iface}/attach", tag = "taps", params(("iface" = String, Path, description = "tap<id>, tun<id> or the id")),
+    responses((status = 200, description = "re-attached: the interface, served again", body = vtap::TapInfo), Errors))]
+async fn attach(
+    State(s): State<Arc<AppState>>,
+    Path(iface): Path<String>,
+) -> Result<Json<vtap::TapInfo>, ApiError> {
+    let mut reg = s.registry.lock().await;
+    let Some(id) = detached_id(&s, &iface) else {
+        reg.resolve(&iface)?;
+        return Err(ApiError {
+            status: StatusCode::CONFLICT,
+            message: format!("interface '{iface}': already attached"),
+        });
+    };
+    let info = state::reattach_one(&s, &mut reg, id)
+        .await
+        .map_err(|reason| ApiError {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            message: format!("interface '{iface}': still detached: {reason}"),
+        })?;
+    // The saved record does not change by being re-attached; saving only
+    // refreshes what it says.
+    if let Err(e) = state::save(&s, &reg, &[]) {
+        tracing::warn!(error = %error_chain(&e), "cannot save after a re-attach");
+    }
+    Ok(Json(info))
 }

@@ -119,7 +119,13 @@ pub struct LogSection {
 pub struct DebugSection {
     /// Expose `PUT /v1/debug/fault` (fails a chosen create/delete step once).
     pub fault_injection: bool,
+    /// With `fault_injection`: a fault armed before the state is restored
+    /// (`{ step = "open-queues", errno = 5 }`), to test re-attach failures.
+    pub start_fault: Option<vtap::fault::Fault>,
 }
+
+/// Seconds between re-attach attempts, unless configured.
+pub const DEFAULT_REATTACH_SECS: u64 = 30;
 
 /// The whole file.
 #[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
@@ -128,8 +134,11 @@ pub struct Config {
     /// Socket path (the `--socket` flag and `VTAP_SOCKET` override it).
     pub socket: Option<PathBuf>,
     /// Where the state is saved for restarts (default: beside the socket,
-    /// `vtapd.state.json`).
+    /// named after it: `vtap.sock` → `vtap.state.json`).
     pub state_file: Option<PathBuf>,
+    /// Seconds between re-attach attempts of detached interfaces
+    /// (default [`DEFAULT_REATTACH_SECS`]).
+    pub reattach_interval_secs: Option<u64>,
     /// Interface defaults.
     pub tap: TapSection,
     /// The forwarding plane.
@@ -213,6 +222,16 @@ impl Config {
                     key: "forwarding.workers",
                     value: w.to_string(),
                     reason: "must be in 1..=256".into(),
+                });
+            }
+        }
+        if let Some(n) = cfg.reattach_interval_secs {
+            if !(1..=86_400).contains(&n) {
+                return Err(Error::Value {
+                    path: path.to_path_buf(),
+                    key: "reattach_interval_secs",
+                    value: n.to_string(),
+                    reason: "must be in 1..=86400".into(),
                 });
             }
         }

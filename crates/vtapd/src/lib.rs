@@ -10,6 +10,7 @@
 #![deny(missing_docs)]
 
 pub mod api;
+pub mod app;
 pub mod config;
 pub mod declare;
 #[doc(hidden)]
@@ -23,7 +24,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use tokio::net::{UnixListener, UnixStream};
-use tokio::sync::Mutex;
 use vtap::registry::{Registry, Settings};
 
 pub use config::Config;
@@ -134,6 +134,23 @@ async fn shutdown_signal() {
     }
 }
 
+/// Retries the detached interfaces every `every` while there are any.
+async fn retry_detached(s: Arc<app::AppState>, every: std::time::Duration) {
+    loop {
+        tokio::time::sleep(every).await;
+        if app::detached(&s).is_empty() {
+            continue;
+        }
+        let back = state::retry_detached(&s).await;
+        if !back.is_empty() {
+            let reg = s.registry.lock().await;
+            if let Err(e) = state::save(&s, &reg, &[]) {
+                tracing::warn!(error = %vtap::registry::error_chain(&e), "cannot save after re-attaching");
+            }
+        }
+    }
+}
+
 /// Runs the daemon until SIGTERM or SIGINT.
 pub async fn run(opts: DaemonOptions) -> Result<(), Error> {
     let cfg = Config::load(opts.config.as_deref())?;
@@ -159,32 +176,39 @@ pub async fn run(opts: DaemonOptions) -> Result<(), Error> {
             .set_default_mac_limit(limit)
             .map_err(Error::Forwarding)?;
     }
+    let state_file = cfg
+        .state_file
+        .clone()
+        .unwrap_or_else(|| state::default_path(&socket));
+    // A live daemon on the socket is the clearer refusal: check it first.
     let listener = bind_socket(&socket).await?;
-    let state = Arc::new(api::AppState {
-        registry: Mutex::new(registry),
-        forwarder: std::sync::Mutex::new(forwarder),
+    // One daemon per state file, held for this process's life.
+    let _state_lock = match state::lock(&state_file) {
+        Ok(l) => l,
+        Err(e) => {
+            let _ = std::fs::remove_file(&socket);
+            return Err(Error::State(e));
+        }
+    };
+    let state = Arc::new(app::AppState {
         fault_injection: cfg.debug.fault_injection,
         socket: socket.display().to_string(),
-        api_requests: metrics::ApiRequests::default(),
-        state_file: Some(
-            cfg.state_file
-                .clone()
-                .unwrap_or_else(|| state::default_path(&socket)),
-        ),
-        save_lock: Mutex::new(()),
+        state_file: Some(state_file.clone()),
+        ..app::AppState::new(registry, forwarder)
     });
-    if let Some(path) = &state.state_file {
-        match state::load(path) {
-            Ok(Some(saved)) => {
-                let n = state::restore(&state, saved).await;
-                tracing::info!(interfaces = n, file = %path.display(), "state restored");
-            }
-            Ok(None) => {}
-            // A state file we cannot read is not ours to overwrite.
-            Err(e) => {
-                let _ = std::fs::remove_file(&socket);
-                return Err(Error::State(e));
-            }
+    if let (true, Some(f)) = (cfg.debug.fault_injection, cfg.debug.start_fault) {
+        state.registry.lock().await.faults().arm(f);
+    }
+    match state::load(&state_file) {
+        Ok(Some(saved)) => {
+            let n = state::restore(&state, saved).await;
+            tracing::info!(interfaces = n, file = %state_file.display(), "state restored");
+        }
+        Ok(None) => {}
+        // A state file we cannot read is not ours to overwrite.
+        Err(e) => {
+            let _ = std::fs::remove_file(&socket);
+            return Err(Error::State(e));
         }
     }
     let config_path = opts.config.clone().unwrap_or_default();
@@ -192,11 +216,26 @@ pub async fn run(opts: DaemonOptions) -> Result<(), Error> {
         let _ = std::fs::remove_file(&socket);
         return Err(Error::Config(e));
     }
-    state::save(&state).await;
+    {
+        let reg = state.registry.lock().await;
+        if let Err(e) = state::save(&state, &reg, &[]) {
+            drop(reg);
+            let _ = std::fs::remove_file(&socket);
+            return Err(Error::State(e));
+        }
+    }
+    let retry = tokio::spawn(retry_detached(
+        state.clone(),
+        std::time::Duration::from_secs(
+            cfg.reattach_interval_secs
+                .unwrap_or(config::DEFAULT_REATTACH_SECS),
+        ),
+    ));
     tracing::info!(socket = %socket.display(), pid = std::process::id(), "vtapd listening");
     let served = axum::serve(listener, api::router(state.clone()))
         .with_graceful_shutdown(shutdown_signal())
         .await;
+    retry.abort();
     let _ = std::fs::remove_file(&socket);
     let n = state.registry.lock().await.len();
     tracing::info!(interfaces = n, "vtapd stopping; closing queues");

@@ -1,32 +1,57 @@
-//! Restart without losing interfaces.
+//! Restart without losing interfaces, and no change reported done that is
+//! not durable.
 //!
-//! After every change made through the API the daemon writes what it serves
-//! — interfaces, cross-connects, bridge domains — to a state file, atomically
-//! (a temporary file in the same directory, fsync, rename, fsync of the
-//! directory), so a crash at any moment leaves either the old or the new
-//! state, never half of one. The file lives beside the socket by default
-//! (`/run/vtap/vtapd.state.json`: like persistent taps, it does not outlive
-//! a reboot) or where `state_file` in the config says.
+//! After every change the daemon writes what it serves — interfaces,
+//! cross-connects, bridge domains — to a state file, atomically (a temporary
+//! file in the same directory, fsync, rename, fsync of the directory), so a
+//! crash at any moment leaves either the old or the new state, never half of
+//! one. The file lives beside the socket by default, named after it
+//! (`/run/vtap/vtap.sock` → `/run/vtap/vtap.state.json`: like persistent
+//! taps, it does not outlive a reboot), or where `state_file` in the config
+//! says. One daemon owns a state file: it holds an exclusive lock on
+//! `<file>.lock` (with its pid inside) for its whole life, and a second
+//! daemon pointed at the same file refuses to start, naming the holder.
 //!
-//! At start the daemon brings itself back to that state: every interface
-//! created with `persist` still exists in the kernel (its link, MAC,
-//! addresses and routes untouched: the host side never sees it go away), so
-//! it is re-attached under the same id, with the same data-plane MAC,
-//! queues, rings, offloads and rx mode; then cross-connects and bridge
-//! domains are rebuilt. Interfaces created without `persist` died with the
-//! old daemon's fds; they are reported and dropped from the state.
+//! # Durability
+//!
+//! - A change whose new state cannot be written (a full disk, a read-only
+//!   directory) is undone and refused: the API answers 503 naming the file
+//!   and the reason.
+//! - Creating and deleting an interface are kernel operations of many steps,
+//!   and a daemon can die in the middle of one. So the intent is written
+//!   first (write-ahead: `pending` in the file, with the interface's id,
+//!   name and namespace), then the kernel is changed, then the outcome is
+//!   written. A restarted daemon reconciles every pending intent before it
+//!   restores anything: an interrupted create is rolled back (a TAP/TUN link
+//!   of that name left in that namespace is deleted; an attach leaves the
+//!   interface as it was), an interrupted delete is finished. So a `kill -9`
+//!   at any step leaves no interface vtap does not know, and none that vtap
+//!   shows but the kernel lacks.
+//!
+//! At start the daemon brings itself back to the saved state: every
+//! interface created with `persist` still exists in the kernel (its link,
+//! MAC, addresses and routes untouched: the host side never sees it go
+//! away), so it is re-attached under the same id, with the same data-plane
+//! MAC, queues, rings, offloads and rx mode; then cross-connects and bridge
+//! domains are rebuilt. One that cannot be re-attached stays in the state
+//! file and is shown `detached` with its reason, retried on a timer
+//! (`reattach_interval_secs`) and by `POST /v1/taps/{if}/attach`, and can be
+//! deleted. Interfaces created without `persist` died with the old daemon's
+//! fds; they are reported and dropped.
 
-use std::io::Write;
+use std::fs::File;
+use std::io::{Read, Seek, Write};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use vtap::datapath::RxMode;
 use vtap::forward::Xconnect;
+use vtap::registry::{error_chain, AttachState, Registry};
 use vtap::{CreateOptions, TapInfo};
 
-use crate::api::AppState;
+use crate::app::{detached, forwarder, AppState, Detached};
 
-/// The state file's format version.
+/// The state file's format version (fields added since are optional).
 const VERSION: u32 = 1;
 
 /// Why the state could not be read or written.
@@ -51,6 +76,14 @@ pub enum Error {
         /// What is wrong.
         message: String,
     },
+    /// Another daemon owns the file.
+    #[error("state file {}: in use by another vtapd (pid {holder}); give this daemon its own --socket or state_file", path.display())]
+    Locked {
+        /// The file.
+        path: PathBuf,
+        /// The holder's pid, as it wrote it ("unknown" if unreadable).
+        holder: String,
+    },
 }
 
 /// One interface as saved: what `show` says, and its rx mode.
@@ -74,25 +107,104 @@ pub struct SavedBridge {
     pub mac_limit: Option<usize>,
 }
 
+/// A kernel change under way.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PendingOp {
+    /// Creating (or attaching to) an interface.
+    Create,
+    /// Deleting one.
+    Delete,
+}
+
+/// An intent written before its kernel steps (write-ahead).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pending {
+    /// Create or delete.
+    pub op: PendingOp,
+    /// The interface id.
+    pub id: u32,
+    /// Its host-side name.
+    pub host_if_name: String,
+    /// Its namespace as given.
+    pub host_ns: Option<String>,
+    /// An attach (the link existed before and must stay).
+    pub attach: bool,
+}
+
 /// Everything the daemon serves.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Saved {
     /// Format version.
     pub version: u32,
-    /// Interfaces.
+    /// Interfaces (detached ones included).
     pub taps: Vec<SavedTap>,
     /// Cross-connects.
     pub xconnects: Vec<Xconnect>,
     /// Bridge domains.
     pub bridges: Vec<SavedBridge>,
+    /// Kernel changes under way when this was written.
+    #[serde(default)]
+    pub pending: Vec<Pending>,
 }
 
-/// The state file for a daemon serving `socket`, unless the config names one.
+/// The state file for a daemon serving `socket`, unless the config names
+/// one: beside the socket, named after it, so that daemons on different
+/// sockets in one directory never share a file.
 pub fn default_path(socket: &Path) -> PathBuf {
+    let stem = socket
+        .file_stem()
+        .map_or_else(|| "vtapd".into(), |s| s.to_string_lossy().into_owned());
     socket
         .parent()
         .unwrap_or_else(|| Path::new("."))
-        .join("vtapd.state.json")
+        .join(format!("{stem}.state.json"))
+}
+
+/// The exclusive hold on a state file, for the daemon's life.
+#[derive(Debug)]
+pub struct StateLock(#[allow(dead_code)] File);
+
+/// Takes the state file's lock (`<file>.lock`, holding our pid); refuses
+/// when another daemon holds it.
+pub fn lock(path: &Path) -> Result<StateLock, Error> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let lock_path = PathBuf::from(format!("{}.lock", path.display()));
+    let io = |what: &'static str| {
+        move |source| Error::Io {
+            path: path.to_path_buf(),
+            what,
+            source,
+        }
+    };
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(io("create its directory"))?;
+    }
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(&lock_path)
+        .map_err(io("open its lock file"))?;
+    if !vtap::sys::flock_exclusive(&f).map_err(io("lock it"))? {
+        let mut holder = String::new();
+        let _ = f.read_to_string(&mut holder);
+        let holder = holder.trim();
+        return Err(Error::Locked {
+            path: path.to_path_buf(),
+            holder: if holder.is_empty() {
+                "unknown".into()
+            } else {
+                holder.into()
+            },
+        });
+    }
+    f.set_len(0).map_err(io("write its lock file"))?;
+    f.rewind().map_err(io("write its lock file"))?;
+    writeln!(f, "{}", std::process::id()).map_err(io("write its lock file"))?;
+    Ok(StateLock(f))
 }
 
 /// Reads the state file; `None` when there is none.
@@ -122,7 +234,7 @@ pub fn load(path: &Path) -> Result<Option<Saved>, Error> {
 }
 
 /// Writes `saved` atomically: temporary file, fsync, rename, fsync the
-/// directory. Mode 0600.
+/// directory. Mode 0600. A failure leaves the previous file in place.
 pub fn store(path: &Path, saved: &Saved) -> Result<(), Error> {
     use std::os::unix::fs::OpenOptionsExt;
     let io = |what: &'static str| {
@@ -138,64 +250,86 @@ pub fn store(path: &Path, saved: &Saved) -> Result<(), Error> {
         path: path.to_path_buf(),
         message: e.to_string(),
     })?;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)
-        .map_err(io("create its temporary file"))?;
-    f.write_all(&body).map_err(io("write it"))?;
-    f.sync_all().map_err(io("sync it"))?;
-    drop(f);
-    std::fs::rename(&tmp, path).map_err(io("rename it into place"))?;
+    let written = (|| {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)
+            .map_err(io("create its temporary file"))?;
+        f.write_all(&body).map_err(io("write it"))?;
+        f.sync_all().map_err(io("sync it"))?;
+        drop(f);
+        std::fs::rename(&tmp, path).map_err(io("rename it into place"))
+    })();
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written?;
     std::fs::File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(io("sync its directory"))?;
     Ok(())
 }
 
-/// What the daemon serves now.
-pub async fn snapshot(s: &AppState) -> Saved {
-    let taps = s.registry.lock().await.list();
-    let fwd = crate::api::forwarder(s);
+/// What the daemon serves now (`reg` is the locked registry), with the
+/// intents `pending`.
+pub fn snapshot(s: &AppState, reg: &Registry, pending: &[Pending]) -> Saved {
+    let mut taps: Vec<SavedTap> = reg
+        .list()
+        .into_iter()
+        .map(|mut info| {
+            let rx_mode = info
+                .datapath
+                .take()
+                .and_then(|d| d.rx.first().and_then(|q| q.mode));
+            SavedTap { info, rx_mode }
+        })
+        .collect();
+    let fwd = forwarder(s);
+    let mut xconnects = fwd.list();
+    let mut bridges: Vec<SavedBridge> = fwd
+        .bridges()
+        .into_iter()
+        .map(|b| SavedBridge {
+            name: b.name,
+            interfaces: b.interfaces,
+            mac_limit: Some(b.mac_limit),
+        })
+        .collect();
+    for d in detached(s).values() {
+        taps.push(d.saved.clone());
+        let name = &d.saved.info.name;
+        for x in &d.memberships.xconnects {
+            if !xconnects.iter().any(|y| y.a == x.a && y.b == x.b) {
+                xconnects.push(x.clone());
+            }
+        }
+        for bd in &d.memberships.bridges {
+            if let Some(b) = bridges.iter_mut().find(|b| &b.name == bd) {
+                b.interfaces.push(name.clone());
+            }
+        }
+    }
+    taps.sort_by_key(|t| t.info.id);
     Saved {
         version: VERSION,
-        taps: taps
-            .into_iter()
-            .map(|mut info| {
-                let rx_mode = info
-                    .datapath
-                    .take()
-                    .and_then(|d| d.rx.first().and_then(|q| q.mode));
-                SavedTap { info, rx_mode }
-            })
-            .collect(),
-        xconnects: fwd.list(),
-        bridges: fwd
-            .bridges()
-            .into_iter()
-            .map(|b| SavedBridge {
-                name: b.name,
-                interfaces: b.interfaces,
-                mac_limit: Some(b.mac_limit),
-            })
-            .collect(),
+        taps,
+        xconnects,
+        bridges,
+        pending: pending.to_vec(),
     }
 }
 
-/// Saves what the daemon serves, if it has a state file. Saves are
-/// serialised, and each takes its snapshot under that lock, so the last
-/// write always holds every change completed before it.
-pub async fn save(s: &AppState) {
+/// Saves what the daemon serves (the caller holds the registry lock, which
+/// serialises saves), with `pending` intents. Without a state file there is
+/// nothing to save.
+pub fn save(s: &AppState, reg: &Registry, pending: &[Pending]) -> Result<(), Error> {
     let Some(path) = &s.state_file else {
-        return;
+        return Ok(());
     };
-    let _one_at_a_time = s.save_lock.lock().await;
-    let saved = snapshot(s).await;
-    if let Err(e) = store(path, &saved) {
-        tracing::error!(error = %vtap::registry::error_chain(&e), "cannot save state");
-    }
+    store(path, &snapshot(s, reg, pending))
 }
 
 /// The options that re-attach a saved interface exactly as it was.
@@ -220,64 +354,202 @@ pub fn reattach_options(t: &TapInfo) -> CreateOptions {
     }
 }
 
-/// Brings the daemon back to `saved`. Each failure is logged and skipped
-/// (one vanished interface must not keep the others down); returns how many
-/// interfaces came back.
-pub async fn restore(s: &AppState, saved: Saved) -> usize {
-    let mut back = 0;
-    {
-        let mut reg = s.registry.lock().await;
-        for t in &saved.taps {
-            let name = &t.info.name;
-            if !t.info.persist {
-                tracing::warn!(
-                    iface = %name,
-                    "not restored: created without persist, it ended with the previous daemon"
-                );
-                continue;
-            }
-            match reg.create(&reattach_options(&t.info)).await {
-                Ok(info) => {
-                    back += 1;
-                    tracing::info!(iface = %info.name, host_if_name = %info.host_if_name, "restored");
-                    if let Some(mode) = t.rx_mode.filter(|m| *m != RxMode::default()) {
-                        if let Err(e) = reg.set_rx_mode(name, mode) {
-                            tracing::warn!(iface = %name, error = %vtap::registry::error_chain(&e), "rx mode not restored");
-                        }
-                    }
-                }
-                Err(e) => {
-                    tracing::error!(iface = %name, error = %vtap::registry::error_chain(&e), "not restored");
-                }
+/// Finishes or rolls back the intents a dead daemon left: an interrupted
+/// create is rolled back, an interrupted delete finished. Returns `saved`
+/// without the interfaces that are gone.
+pub async fn reconcile(reg: &Registry, mut saved: Saved) -> Saved {
+    for p in std::mem::take(&mut saved.pending) {
+        let remove_link = match p.op {
+            PendingOp::Create => !p.attach,
+            PendingOp::Delete => true,
+        };
+        if remove_link {
+            match reg
+                .remove_leftover(p.host_ns.as_deref(), &p.host_if_name)
+                .await
+            {
+                Ok(gone) => tracing::info!(
+                    op = ?p.op, id = p.id, host_if_name = %p.host_if_name, removed = gone,
+                    "interrupted change reconciled"
+                ),
+                Err(e) => tracing::error!(
+                    op = ?p.op, id = p.id, host_if_name = %p.host_if_name,
+                    error = %error_chain(&e), "interrupted change: cannot remove the link"
+                ),
             }
         }
+        if p.op == PendingOp::Delete || (p.op == PendingOp::Create && !p.attach) {
+            saved.taps.retain(|t| t.info.id != p.id);
+        }
     }
-    let reg = s.registry.lock().await;
-    let mut fwd = crate::api::forwarder(s);
-    for x in &saved.xconnects {
+    saved
+}
+
+/// Cross-connects and bridges an interface belongs to, waiting for it to be
+/// re-attached.
+#[derive(Clone, Debug, Default)]
+pub struct Memberships {
+    /// Its cross-connect, as saved.
+    pub xconnects: Vec<Xconnect>,
+    /// The bridges it is a port of.
+    pub bridges: Vec<String>,
+}
+
+/// Tries to re-attach one saved interface (the caller holds the registry
+/// lock); on success restores its rx mode and memberships.
+pub async fn reattach(
+    s: &AppState,
+    reg: &mut Registry,
+    t: &SavedTap,
+    member: &Memberships,
+) -> Result<TapInfo, String> {
+    let info = reg
+        .create(&reattach_options(&t.info))
+        .await
+        .map_err(|e| error_chain(&e))?;
+    let name = &t.info.name;
+    if let Some(mode) = t.rx_mode.filter(|m| *m != RxMode::default()) {
+        if let Err(e) = reg.set_rx_mode(name, mode) {
+            tracing::warn!(iface = %name, error = %error_chain(&e), "rx mode not restored");
+        }
+    }
+    let mut fwd = forwarder(s);
+    for x in &member.xconnects {
         let ends = reg.end(&x.a).and_then(|a| Ok((a, reg.end(&x.b)?)));
         let done = match ends {
             Ok((a, b)) => fwd.xconnect(a, b).map(drop).map_err(|e| e.to_string()),
-            Err(e) => Err(vtap::registry::error_chain(&e)),
+            Err(e) => Err(error_chain(&e)),
         };
         if let Err(e) = done {
             tracing::error!(a = %x.a, b = %x.b, error = %e, "xconnect not restored");
         }
     }
+    for bd in &member.bridges {
+        let added = reg
+            .end(name)
+            .map_err(|e| error_chain(&e))
+            .and_then(|end| fwd.bridge_add(bd, end).map_err(|e| e.to_string()));
+        if let Err(e) = added {
+            tracing::error!(bridge = %bd, iface = %name, error = %e, "bridge port not restored");
+        }
+    }
+    tracing::info!(iface = %info.name, host_if_name = %info.host_if_name, "re-attached");
+    Ok(info)
+}
+
+/// Brings the daemon back to `saved`: reconciles interrupted changes, then
+/// re-attaches each persisted interface (one that fails is kept, detached,
+/// with its reason), then rebuilds bridges and cross-connects. Returns how
+/// many interfaces came back.
+pub async fn restore(s: &AppState, saved: Saved) -> usize {
+    let mut reg = s.registry.lock().await;
+    let saved = reconcile(&reg, saved).await;
     for b in &saved.bridges {
-        if let Err(e) = fwd.bridge_create_with(&b.name, b.mac_limit) {
+        if let Err(e) = forwarder(s).bridge_create_with(&b.name, b.mac_limit) {
             tracing::error!(bridge = %b.name, error = %e, "bridge not restored");
+        }
+    }
+    let mut back = 0;
+    for t in &saved.taps {
+        let name = &t.info.name;
+        if !t.info.persist {
+            tracing::warn!(
+                iface = %name,
+                "not restored: created without persist, it ended with the previous daemon"
+            );
             continue;
         }
-        for iface in &b.interfaces {
-            let added = reg
-                .end(iface)
-                .map_err(|e| vtap::registry::error_chain(&e))
-                .and_then(|end| fwd.bridge_add(&b.name, end).map_err(|e| e.to_string()));
-            if let Err(e) = added {
-                tracing::error!(bridge = %b.name, iface = %iface, error = %e, "bridge port not restored");
+        let member = Memberships {
+            xconnects: saved
+                .xconnects
+                .iter()
+                .filter(|x| &x.a == name || &x.b == name)
+                .cloned()
+                .collect(),
+            bridges: saved
+                .bridges
+                .iter()
+                .filter(|b| b.interfaces.contains(name))
+                .map(|b| b.name.clone())
+                .collect(),
+        };
+        // A cross-connect is made once both ends are back: by the second.
+        let ready = Memberships {
+            xconnects: member
+                .xconnects
+                .iter()
+                .filter(|x| {
+                    let peer = if &x.a == name { &x.b } else { &x.a };
+                    reg.resolve(peer).is_ok()
+                })
+                .cloned()
+                .collect(),
+            bridges: member.bridges.clone(),
+        };
+        match reattach(s, &mut reg, t, &ready).await {
+            Ok(_) => back += 1,
+            Err(reason) => {
+                tracing::error!(iface = %name, error = %reason, "not re-attached: kept as detached, will retry");
+                let mut saved_tap = t.clone();
+                saved_tap.info.state = AttachState::Detached;
+                saved_tap.info.reason = Some(reason.clone());
+                saved_tap.info.datapath = None;
+                detached(s).insert(
+                    t.info.id,
+                    Detached {
+                        saved: saved_tap,
+                        reason,
+                        memberships: member,
+                    },
+                );
             }
         }
     }
     back
+}
+
+/// Retries every detached interface once (the timer's and the operator's
+/// way back); returns the names re-attached.
+pub async fn retry_detached(s: &AppState) -> Vec<String> {
+    let mut reg = s.registry.lock().await;
+    let ids: Vec<u32> = detached(s).keys().copied().collect();
+    let mut back = Vec::new();
+    for id in ids {
+        if let Ok(info) = reattach_one(s, &mut reg, id).await {
+            back.push(info.name);
+        }
+    }
+    back
+}
+
+/// Re-attaches detached interface `id` (the caller holds the registry
+/// lock); on failure the entry stays with the new reason.
+pub async fn reattach_one(s: &AppState, reg: &mut Registry, id: u32) -> Result<TapInfo, String> {
+    let Some(d) = detached(s).get(&id).cloned() else {
+        return Err(format!("interface {id}: not detached"));
+    };
+    // Cross-connects wait for both ends.
+    let ready = Memberships {
+        xconnects: d
+            .memberships
+            .xconnects
+            .iter()
+            .filter(|x| reg.resolve(&x.a).is_ok() || reg.resolve(&x.b).is_ok())
+            .cloned()
+            .collect(),
+        bridges: d.memberships.bridges.clone(),
+    };
+    match reattach(s, reg, &d.saved, &ready).await {
+        Ok(info) => {
+            detached(s).remove(&id);
+            Ok(info)
+        }
+        Err(reason) => {
+            if let Some(e) = detached(s).get_mut(&id) {
+                e.reason.clone_from(&reason);
+                e.saved.info.reason = Some(reason.clone());
+            }
+            Err(reason)
+        }
+    }
 }

@@ -14,7 +14,6 @@ use std::sync::Arc;
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
 use serde_json::{json, Value};
-use tokio::sync::Mutex;
 use tower::ServiceExt;
 use vtap::registry::{Registry, Settings};
 use vtap_testkit::{fd_count, ifname, TestNs};
@@ -46,13 +45,11 @@ fn raw(method: Method, path: &str, body: Option<String>, status: u16, want: &str
 
 fn app() -> axum::Router {
     let state = Arc::new(AppState {
-        registry: Mutex::new(Registry::new(Settings::default()).expect("registry")),
-        forwarder: std::sync::Mutex::new(vtap::forward::Forwarder::new(1).expect("forwarder")),
-        fault_injection: false,
         socket: "in-process".into(),
-        api_requests: vtapd::metrics::ApiRequests::default(),
-        state_file: None,
-        save_lock: Mutex::new(()),
+        ..AppState::new(
+            Registry::new(Settings::default()).expect("registry"),
+            vtap::forward::Forwarder::new(1).expect("forwarder"),
+        )
     });
     router(state)
 }

@@ -11,7 +11,6 @@ use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixStream;
-use tokio::sync::Mutex;
 use vtap::registry::{Registry, Settings};
 use vtap_testkit::{fd_count, TestNs};
 use vtapd::api::{router, AppState};
@@ -48,13 +47,11 @@ async fn a_thousand_concurrent_clients_leave_a_consistent_daemon() {
     let dir = tempfile::tempdir().expect("tempdir");
     let sock = dir.path().join("vtap.sock");
     let state = Arc::new(AppState {
-        registry: Mutex::new(Registry::new(Settings::default()).expect("registry")),
-        forwarder: std::sync::Mutex::new(vtap::forward::Forwarder::new(1).expect("forwarder")),
-        fault_injection: false,
         socket: sock.display().to_string(),
-        api_requests: vtapd::metrics::ApiRequests::default(),
-        state_file: None,
-        save_lock: Mutex::new(()),
+        ..AppState::new(
+            Registry::new(Settings::default()).expect("registry"),
+            vtap::forward::Forwarder::new(1).expect("forwarder"),
+        )
     });
     let listener = vtapd::bind_socket(&sock).await.expect("bind");
     let server = tokio::spawn(async move { axum::serve(listener, router(state)).await });

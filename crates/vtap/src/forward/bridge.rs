@@ -254,7 +254,13 @@ mod tests {
     fn decisions() {
         let t0 = Instant::now();
         // (known entries: (mac, port)), frame (dst, src), in port, decision
-        type Row = (&'static [([u8; 6], usize)], [u8; 6], [u8; 6], usize, Decision);
+        type Row = (
+            &'static [([u8; 6], usize)],
+            [u8; 6],
+            [u8; 6],
+            usize,
+            Decision,
+        );
         let table: &[Row] = &[
             (&[], BCAST, A, 0, Decision::Flood),
             (&[], MCAST, A, 0, Decision::Flood),
@@ -341,7 +347,11 @@ mod tests {
         assert_eq!(t.lookup(&A, clock.now()), Some(1), "A was refreshed");
         clock.advance(Duration::from_secs(200));
         assert_eq!(t.sweep(clock.now()), 1, "A (seen at 200 s) gone at 500 s");
-        assert_eq!(t.lookup(&C, clock.now()), Some(0), "C, seen at 300 s, stays");
+        assert_eq!(
+            t.lookup(&C, clock.now()),
+            Some(0),
+            "C, seen at 300 s, stays"
+        );
         clock.advance(Duration::from_secs(100));
         assert_eq!(t.sweep(clock.now()), 1, "C gone at 600 s");
         assert!(t.is_empty());

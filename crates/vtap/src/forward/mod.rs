@@ -712,8 +712,10 @@ impl Worker {
 
     /// One rx burst from queue `q` of `dp` into the frame buffers, which are
     /// kept across bursts (no allocation per frame once warm). Returns how
-    /// many frames `self.frames[..n]` now holds, all counted as received:
-    /// a burst that fails part-way still hands on what it read.
+    /// many frames `self.frames[..n]` now holds: a burst that fails part-way
+    /// still hands on what it read. The caller enters them in the ledger
+    /// as received together with their fate, under one lock, so that the
+    /// ledger balances at every instant.
     fn burst_from(&mut self, dp: &SharedDataPath, q: usize) -> usize {
         let frames = &mut self.frames;
         let mut used = 0;
@@ -730,10 +732,8 @@ impl Worker {
             f.into_vec(&mut out.data);
             used += 1;
         });
-        let ledger = &mut d.ledger_mut().rx;
-        ledger.received += used as u64;
         if let Err(e) = got {
-            ledger.burst_errors += 1;
+            d.ledger_mut().rx.burst_errors += 1;
             tracing::debug!(error = %e, queue = q, "rx burst failed");
         }
         used
@@ -768,7 +768,12 @@ impl Worker {
             if n == 0 {
                 continue;
             }
-            lock(src).ledger_mut().rx.forwarded += n as u64;
+            {
+                let mut s = lock(src);
+                let l = &mut s.ledger_mut().rx;
+                l.received += n as u64;
+                l.forwarded += n as u64;
+            }
             let mut d = lock(dst);
             self.send(&mut d, q, 0..n);
             moved += n;
@@ -822,6 +827,7 @@ impl Worker {
                 {
                     let mut src = lock(&dp);
                     let l = &mut src.ledger_mut().rx;
+                    l.received += got as u64;
                     l.forwarded += rx.forwarded;
                     l.drop_no_port += rx.drop_no_port;
                     l.drop_filtered += rx.drop_filtered;

@@ -817,8 +817,24 @@ proptest! {
         l2 in any::<bool>(),
     ) {
         let f = Frame { hdr: VnetHdr::parse(&hdr), data };
-        let _ = run(&Caps::from_mask(0, false, !l2), std::slice::from_ref(&f));
-        let _ = run(&Caps::from_mask(u32::MAX, true, !l2), std::slice::from_ref(&f));
+        for caps in [Caps::from_mask(0, false, !l2), Caps::from_mask(u32::MAX, true, !l2)] {
+            let (out, st) = run(&caps, std::slice::from_ref(&f));
+            // Every frame accounted for: the identity the forwarding
+            // ledger relies on.
+            prop_assert_eq!(
+                out.len() as u64 + st.segmented + st.coalesced + st.drop_bad_header,
+                1 + st.segments,
+                "{:?}", st
+            );
+            // What leaves needs no more work on this egress and is
+            // consistent with its header.
+            for o in &out {
+                prop_assert!(
+                    matches!(classify(&caps, &o.hdr, &o.data), Action::Pass),
+                    "{:?} left as {:?}", f, o
+                );
+            }
+        }
     }
 }
 

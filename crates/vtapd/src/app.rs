@@ -1,0 +1,93 @@
+//! The daemon's shared state: the registry and the forwarding plane, the
+//! interfaces it knows but could not re-attach, and where changes are saved.
+//!
+//! Lock order, everywhere: `registry` (async), then `forwarder`, then
+//! `detached` (both sync, never held across an await). Every change takes
+//! the registry lock first, so changes — and the saves that make them
+//! durable — happen one at a time.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use tokio::sync::Mutex;
+use vtap::forward::Forwarder;
+use vtap::registry::Registry;
+
+use crate::state::{Memberships, SavedTap};
+
+/// A persisted interface a restarted daemon could not re-attach: kept in the
+/// state file, shown with its reason, retried on a timer and on request.
+#[derive(Clone, Debug)]
+pub struct Detached {
+    /// The interface as saved.
+    pub saved: SavedTap,
+    /// Why the last re-attach failed.
+    pub reason: String,
+    /// Cross-connects and bridges it rejoins once re-attached.
+    pub memberships: Memberships,
+}
+
+/// Shared daemon state.
+#[derive(Debug)]
+pub struct AppState {
+    /// The interfaces; one control operation at a time.
+    pub registry: Mutex<Registry>,
+    /// The forwarding plane (locked after `registry`, never before).
+    pub forwarder: std::sync::Mutex<Forwarder>,
+    /// Persisted interfaces not re-attached, by id (locked last).
+    pub detached: std::sync::Mutex<BTreeMap<u32, Detached>>,
+    /// Whether `/v1/debug/fault` is enabled.
+    pub fault_injection: bool,
+    /// The socket path, for `/v1/info`.
+    pub socket: String,
+    /// API requests served, for `/metrics`.
+    pub api_requests: crate::metrics::ApiRequests,
+    /// Where the state is saved after every change (none: not saved).
+    pub state_file: Option<PathBuf>,
+}
+
+impl AppState {
+    /// A state with nothing in it: a registry and a forwarder, no state
+    /// file (tests, tools).
+    pub fn new(registry: Registry, forwarder: Forwarder) -> Self {
+        Self {
+            registry: Mutex::new(registry),
+            forwarder: std::sync::Mutex::new(forwarder),
+            detached: std::sync::Mutex::new(BTreeMap::new()),
+            fault_injection: false,
+            socket: String::new(),
+            api_requests: crate::metrics::ApiRequests::default(),
+            state_file: None,
+        }
+    }
+}
+
+/// The forwarding plane, locked.
+pub fn forwarder(s: &AppState) -> std::sync::MutexGuard<'_, Forwarder> {
+    s.forwarder.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The detached interfaces, locked.
+pub fn detached(s: &AppState) -> std::sync::MutexGuard<'_, BTreeMap<u32, Detached>> {
+    s.detached.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The id `key` (`tap<id>`, `tun<id>` or the id) names among the detached
+/// interfaces.
+pub fn detached_id(s: &AppState, key: &str) -> Option<u32> {
+    let (tun, digits) = if let Some(d) = key.strip_prefix("tap") {
+        (Some(false), d)
+    } else if let Some(d) = key.strip_prefix("tun") {
+        (Some(true), d)
+    } else {
+        (None, key)
+    };
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let id: u32 = digits.parse().ok()?;
+    detached(s)
+        .get(&id)
+        .filter(|d| tun.is_none_or(|t| t == d.saved.info.tun))
+        .map(|_| id)
+}
