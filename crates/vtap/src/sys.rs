@@ -63,8 +63,10 @@ pub fn flock_exclusive(fd: &impl AsRawFd) -> io::Result<bool> {
 /// `kill(getpid(), SIGKILL)`: the process ends at once, as after `kill -9`
 /// (fault injection: a crash at a chosen step).
 pub fn kill_self() -> ! {
-    // SAFETY: kill takes no pointers; signalling ourselves is always allowed.
-    unsafe { libc::kill(libc::getpid(), libc::SIGKILL) };
+    if let Ok(me) = libc::pid_t::try_from(std::process::id()) {
+        // SAFETY: kill takes no pointers; signalling ourselves is allowed.
+        unsafe { libc::kill(me, libc::SIGKILL) };
+    }
     // SIGKILL cannot be caught or ignored; should delivery lag, stop anyway.
     std::process::abort()
 }
