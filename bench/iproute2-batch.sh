@@ -17,7 +17,7 @@ for ns in "$@"; do
 		addr add 198.18.4.1/24 dev cp$i
 		addr add 2001:db8:4::1/64 dev cp$i
 		route add default via 198.18.4.254
-		-6 route add default via 2001:db8:4::fe
+		route add default via 2001:db8:4::fe
 	EOB
 	i=$((i + 1))
 done

@@ -498,6 +498,22 @@ impl Error {
     }
 }
 
+/// Reads an interface key: `tap<id>` (TAP), `tun<id>` (TUN) or the bare id
+/// (either); `None` when it is none of these.
+pub fn parse_key(key: &str) -> Option<(Option<bool>, u32)> {
+    let (tun, digits) = if let Some(d) = key.strip_prefix("tap") {
+        (Some(false), d)
+    } else if let Some(d) = key.strip_prefix("tun") {
+        (Some(true), d)
+    } else {
+        (None, key)
+    };
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some((tun, digits.parse().ok()?))
+}
+
 /// Formats an error and all its sources on one line: `a: b: c`.
 pub fn error_chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
@@ -710,17 +726,7 @@ impl Registry {
     /// The id `key` names.
     pub fn resolve(&self, key: &str) -> Result<u32, Error> {
         let not_found = || Error::NotFound(key.to_string());
-        let (mode, digits) = if let Some(d) = key.strip_prefix("tap") {
-            (Some(false), d)
-        } else if let Some(d) = key.strip_prefix("tun") {
-            (Some(true), d)
-        } else {
-            (None, key)
-        };
-        if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(not_found());
-        }
-        let id: u32 = digits.parse().map_err(|_| not_found())?;
+        let (mode, id) = parse_key(key).ok_or_else(not_found)?;
         match self.taps.get(&id) {
             Some(t) if mode.is_none_or(|tun| tun == t.info.tun) => Ok(id),
             _ => Err(not_found()),

@@ -75,17 +75,7 @@ pub fn detached(s: &AppState) -> std::sync::MutexGuard<'_, BTreeMap<u32, Detache
 /// The id `key` (`tap<id>`, `tun<id>` or the id) names among the detached
 /// interfaces.
 pub fn detached_id(s: &AppState, key: &str) -> Option<u32> {
-    let (tun, digits) = if let Some(d) = key.strip_prefix("tap") {
-        (Some(false), d)
-    } else if let Some(d) = key.strip_prefix("tun") {
-        (Some(true), d)
-    } else {
-        (None, key)
-    };
-    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    let id: u32 = digits.parse().ok()?;
+    let (tun, id) = vtap::registry::parse_key(key)?;
     detached(s)
         .get(&id)
         .filter(|d| tun.is_none_or(|t| t == d.saved.info.tun))
