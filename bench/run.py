@@ -66,6 +66,11 @@ TUNRS = os.path.join(PEERS, "tunrs-fwd", "target", "release", "tunrs-fwd")
 
 ALL_PEERS = ["veth", "vtap", "vtap-poll", "vtap-gso", "vtap-none", "vtap-rings", "offload", "naive", "tunrs-tap",
              "dpdk"]
+# A/B of vtap itself: `vtap-base` is the `vtap` configuration run by another
+# build (VTAP_BASE_BIN=path/to/vtap), e.g. the commit before a refactor, so
+# that before and after are measured interleaved in one run. Never in the
+# default peer list.
+OPTIONAL_PEERS = ["vtap-base"]
 QUICK_PEERS = ["veth", "vtap", "offload", "naive"]
 USERSPACE_PEERS = ["offload", "naive", "tunrs-tap", "dpdk"]
 
@@ -237,22 +242,28 @@ def start_peer(run, peer):
 
 
 def start_vtap(run, peer):
-    flags = {"vtap": ["--gso", "--gro-coalesce"], "vtap-poll": ["--gso", "--gro-coalesce"],
+    vtap = VTAP
+    if peer == "vtap-base":
+        vtap = os.environ.get("VTAP_BASE_BIN", "")
+        if not os.access(vtap, os.X_OK):
+            raise RuntimeError("vtap-base: set VTAP_BASE_BIN to another build's vtap binary")
+    flags = {"vtap": ["--gso", "--gro-coalesce"], "vtap-base": ["--gso", "--gro-coalesce"],
+             "vtap-poll": ["--gso", "--gro-coalesce"],
              "vtap-gso": ["--gso"], "vtap-none": [],
              "vtap-rings": ["--gso", "--gro-coalesce", "--backend", "userspace"]}[peer]
     sock = os.path.join(run.out, "vtap.sock")
-    p = run.spawn([VTAP, "--socket", sock, "daemon"], peer)
+    p = run.spawn([vtap, "--socket", sock, "daemon"], peer)
     run.fwd_pid = p.pid
     wait_for(lambda: os.path.exists(sock), 10, "vtap daemon socket")
     mkns()
     env = dict(os.environ, VTAP_SOCKET=sock)
     names = []
     for ns, ifn, v4, v6 in ((NS_A, IF_A, A4, A6), (NS_B, IF_B, B4, B6)):
-        r = subprocess.run([VTAP, "create", "--host-ns", ns, "--host-if-name", ifn,
+        r = subprocess.run([vtap, "create", "--host-ns", ns, "--host-if-name", ifn,
                             "--host-ip4-addr", f"{v4}/24", "--host-ip6-addr", f"{v6}/64", *flags],
                            env=env, check=True, text=True, capture_output=True)
         names.append(r.stdout.strip())
-    subprocess.run([VTAP, "xconnect", *names], env=env, check=True, capture_output=True)
+    subprocess.run([vtap, "xconnect", *names], env=env, check=True, capture_output=True)
     if peer == "vtap-poll":
         for n in names:
             subprocess.run([VTAP, "set", n, "rx-mode", "polling"], env=env, check=True, capture_output=True)
@@ -420,7 +431,7 @@ def main():
         sys.exit("bench/run.py: run as root (namespaces, taps)")
     peers = args.peers or (QUICK_PEERS if args.quick else ALL_PEERS)
     for p in peers:
-        if p not in ALL_PEERS:
+        if p not in ALL_PEERS + OPTIONAL_PEERS:
             sys.exit(f"bench/run.py: unknown peer '{p}' (known: {', '.join(ALL_PEERS)})")
     args.dur = args.dur or (1 if args.quick else 10)
     args.reps = args.reps or (1 if args.quick else 3)

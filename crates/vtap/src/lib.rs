@@ -3,14 +3,23 @@
 //!
 //! # Architecture
 //!
+//! Layers, imports pointing down only (a test fails on any cycle; see
+//! `docs/architecture.md` for the picture and "where do I put X"):
+//!
 //! ```text
-//!   registry   create / attach / delete / dump / offload toggles, with rollback
-//!      |    \
-//!      |     host      host-side configuration over rtnetlink, per namespace
-//!      |     linkwatch host-side link events (an MTU changed behind vtap's back)
-//!      |     netns     naming namespaces (VPP's host-ns) and working inside them
-//!     tun              /dev/net/tun queues, flags, offload masks
-//!     sys              every unsafe system call, one per block
+//!   node       rules that span registry and forwarder (no delete while in use)
+//!    |    \
+//!   registry   forward     create/change/delete with rollback | workers, xconnect, bridge
+//!    |    \    /
+//!    |    port             the Port trait: what the forwarding plane moves frames between
+//!    |     |
+//!   datapath               queues, backends (vhost-net, rings, direct), ledger, capture
+//!    |
+//!   offload                GSO split, checksums, GRO coalesce (pure)
+//!    |
+//!   tun host netns linkwatch options fault mac   virtq   wire   kind
+//!    |
+//!   sys                    every unsafe system call, one per block
 //! ```
 //!
 //! [`options`] validates what users ask for; [`fault`] is the seam that
@@ -43,15 +52,19 @@ pub mod datapath;
 pub mod fault;
 pub mod forward;
 pub mod host;
+pub mod kind;
 pub mod linkwatch;
 pub mod mac;
 pub mod netns;
+pub mod node;
 pub mod offload;
 pub mod options;
+pub mod port;
 pub mod registry;
 pub mod sys;
 pub mod tun;
 pub mod virtq;
+pub mod wire;
 
 pub use mac::MacAddr;
 pub use options::CreateOptions;

@@ -13,7 +13,7 @@ use tokio::sync::Mutex;
 use vtap::forward::Forwarder;
 use vtap::registry::Registry;
 
-use crate::state::{Memberships, SavedTap};
+use crate::saved::{Memberships, SavedTap};
 
 /// A persisted interface a restarted daemon could not re-attach: kept in the
 /// state file, shown with its reason, retried on a timer and on request.

@@ -13,7 +13,7 @@ use std::path::Path;
 
 use vtap::registry::error_chain;
 
-use crate::api::{forwarder, AppState};
+use crate::app::{forwarder, AppState};
 use crate::config::{self, Config};
 
 fn refused(path: &Path, cfg: &Config, at: usize, what: &'static str, m: String) -> config::Error {

@@ -16,6 +16,7 @@ pub mod declare;
 #[doc(hidden)]
 pub mod fuzz;
 pub mod metrics;
+pub mod saved;
 pub mod state;
 
 use std::io;

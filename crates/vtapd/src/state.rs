@@ -43,16 +43,12 @@ use std::fs::File;
 use std::io::{Read, Seek, Write};
 use std::path::{Path, PathBuf};
 
-use serde::{Deserialize, Serialize};
 use vtap::datapath::RxMode;
-use vtap::forward::Xconnect;
 use vtap::registry::{error_chain, AttachState, Registry};
 use vtap::{CreateOptions, TapInfo};
 
 use crate::app::{detached, forwarder, AppState, Detached};
-
-/// The state file's format version (fields added since are optional).
-const VERSION: u32 = 1;
+pub use crate::saved::{Memberships, Pending, PendingOp, Saved, SavedBridge, SavedTap, VERSION};
 
 /// Why the state could not be read or written.
 #[derive(Debug, thiserror::Error)]
@@ -84,68 +80,6 @@ pub enum Error {
         /// The holder's pid, as it wrote it ("unknown" if unreadable).
         holder: String,
     },
-}
-
-/// One interface as saved: what `show` says, and its rx mode.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct SavedTap {
-    /// The interface (data-path state left out).
-    pub info: TapInfo,
-    /// Rx mode of its queues.
-    pub rx_mode: Option<RxMode>,
-}
-
-/// A bridge domain as saved.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct SavedBridge {
-    /// Its name.
-    pub name: String,
-    /// Its interfaces.
-    pub interfaces: Vec<String>,
-    /// Its learn limit.
-    #[serde(default)]
-    pub mac_limit: Option<usize>,
-}
-
-/// A kernel change under way.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum PendingOp {
-    /// Creating (or attaching to) an interface.
-    Create,
-    /// Deleting one.
-    Delete,
-}
-
-/// An intent written before its kernel steps (write-ahead).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Pending {
-    /// Create or delete.
-    pub op: PendingOp,
-    /// The interface id.
-    pub id: u32,
-    /// Its host-side name.
-    pub host_if_name: String,
-    /// Its namespace as given.
-    pub host_ns: Option<String>,
-    /// An attach (the link existed before and must stay).
-    pub attach: bool,
-}
-
-/// Everything the daemon serves.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
-pub struct Saved {
-    /// Format version.
-    pub version: u32,
-    /// Interfaces (detached ones included).
-    pub taps: Vec<SavedTap>,
-    /// Cross-connects.
-    pub xconnects: Vec<Xconnect>,
-    /// Bridge domains.
-    pub bridges: Vec<SavedBridge>,
-    /// Kernel changes under way when this was written.
-    #[serde(default)]
-    pub pending: Vec<Pending>,
 }
 
 /// The state file for a daemon serving `socket`, unless the config names
@@ -383,16 +317,6 @@ pub async fn reconcile(reg: &Registry, mut saved: Saved) -> Saved {
         }
     }
     saved
-}
-
-/// Cross-connects and bridges an interface belongs to, waiting for it to be
-/// re-attached.
-#[derive(Clone, Debug, Default)]
-pub struct Memberships {
-    /// Its cross-connect, as saved.
-    pub xconnects: Vec<Xconnect>,
-    /// The bridges it is a port of.
-    pub bridges: Vec<String>,
 }
 
 /// Tries to re-attach one saved interface (the caller holds the registry

@@ -41,8 +41,9 @@ use std::io::{ErrorKind, IoSlice, Write};
 use std::os::fd::{AsFd, AsRawFd, RawFd};
 use std::sync::Arc;
 
-use super::queue::{Counters, RxFrame, Sent, TxFrame, MAX_BURST, MAX_FRAME};
-use super::vnet::{self, VnetHdr};
+use super::queue::{Counters, RxFrame, Sent, MAX_BURST, MAX_FRAME};
+use crate::wire::vnet::{self, VnetHdr};
+use crate::wire::TxFrame;
 
 /// Room for one frame read from a tap: a 64 KiB super-frame and its headers.
 const READ_BUF: usize = 65_536 + 256;

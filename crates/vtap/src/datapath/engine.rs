@@ -7,11 +7,10 @@
 use std::os::fd::RawFd;
 
 use super::direct::{DirectRx, DirectTx};
-use super::queue::{
-    Counters, RxFrame, RxMode, RxQueue, Sent, TxFrame, TxQueue, ADAPTIVE_IDLE_BURSTS,
-};
+use super::queue::{Counters, RxFrame, RxMode, RxQueue, Sent, TxQueue, ADAPTIVE_IDLE_BURSTS};
 use super::Error;
 use crate::virtq::split::RingState;
+use crate::wire::TxFrame;
 
 #[derive(Debug)]
 enum RxEngine {

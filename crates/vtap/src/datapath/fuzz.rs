@@ -13,11 +13,12 @@
 
 use vm_memory::{Bytes, GuestAddress};
 
-use super::queue::{RxQueue, TxFrame, TxQueue, BUF_SIZE};
-use super::vnet::{self, VnetHdr};
+use super::queue::{RxQueue, TxQueue, BUF_SIZE};
 use crate::offload::{self, Action, Caps};
 use crate::tun::offload as mask;
 use crate::virtq::Arena;
+use crate::wire::vnet::{self, VnetHdr};
+use crate::wire::TxFrame;
 
 /// Ring size of the fuzzed queues (small, so that ids and wrap-around are hit).
 const SIZE: u16 = 8;

@@ -15,17 +15,20 @@ pub mod ledger;
 pub mod queue;
 pub mod user;
 pub mod vhost;
-pub mod vnet;
 
 use std::fs::File;
 
+use std::fmt;
+use std::sync::{Arc, Mutex, MutexGuard};
+
 use serde::{Deserialize, Serialize};
 
+/// The virtio-net header (moved to [`crate::wire`]; re-exported here).
+pub use crate::wire::vnet;
+pub use crate::wire::{TxFrame, VnetHdr};
 pub use ledger::{Accounting, Ledger};
-pub use queue::{Counters, RxFrame, RxMode, RxQueue, Sent, TxFrame, TxQueue, BUF_SIZE, MAX_BURST};
-pub use vnet::VnetHdr;
+pub use queue::{Counters, RxFrame, RxMode, RxQueue, Sent, TxQueue, BUF_SIZE, MAX_BURST};
 
-use crate::registry::Backend;
 use crate::virtq::{split, Arena};
 
 /// Why a data path could not start or a burst failed.
@@ -49,6 +52,39 @@ pub enum Error {
     /// A queue index out of range.
     #[error("queue {0} does not exist")]
     NoQueue(usize),
+}
+
+/// The backend that serves an interface's queues.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub enum Backend {
+    /// The kernel's vhost-net.
+    VhostNet,
+    /// A userspace thread of vtap serves the rings.
+    Userspace,
+    /// No rings: the data plane reads and writes the tap fds itself.
+    Direct,
+}
+
+impl fmt::Display for Backend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::VhostNet => "vhost-net",
+            Self::Userspace => "userspace",
+            Self::Direct => "direct",
+        })
+    }
+}
+
+/// A data path shared between the registry (for `show`) and whoever drives
+/// its queues. The lock is taken per burst, not per frame.
+pub type SharedDataPath = Arc<Mutex<DataPath>>;
+
+/// Locks a data path; a panic in another holder does not poison it for us
+/// (the queues stay consistent between bursts).
+pub fn lock(d: &SharedDataPath) -> MutexGuard<'_, DataPath> {
+    d.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// How a data path is laid out.

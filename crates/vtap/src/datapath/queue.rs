@@ -29,9 +29,10 @@ use std::sync::Arc;
 use vm_memory::{Address, Bytes, GuestAddress};
 use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
-use super::vnet::{self, VnetHdr};
 use crate::virtq::split::{self, DriverQueue, Segment};
 use crate::virtq::Arena;
+use crate::wire::vnet::{self, VnetHdr};
+use crate::wire::TxFrame;
 
 /// Size of one packet buffer.
 pub const BUF_SIZE: u32 = 2048;
@@ -429,15 +430,6 @@ impl RxQueue {
 /// Waits until `fd` is readable or `timeout_ms` passes.
 fn wait_readable(fd: &EventFd, timeout_ms: i32) -> std::io::Result<()> {
     crate::sys::poll_readable(fd, timeout_ms).map(drop)
-}
-
-/// A frame to send.
-#[derive(Clone, Copy, Debug)]
-pub struct TxFrame<'a> {
-    /// Its virtio-net header.
-    pub hdr: VnetHdr,
-    /// Its bytes (Ethernet frame for TAP, IP packet for TUN).
-    pub data: &'a [u8],
 }
 
 /// A tx queue.

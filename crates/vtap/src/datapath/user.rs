@@ -43,9 +43,9 @@ use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
 use super::queue::DeviceSide;
 use super::vhost::{F_EVENT_IDX, REQUIRED};
-use super::vnet;
 use crate::virtq::split::AVAIL_F_NO_INTERRUPT;
 use crate::virtq::Arena;
+use crate::wire::vnet;
 
 /// What this backend offers.
 pub const OFFERED: u64 = REQUIRED | F_EVENT_IDX;

@@ -37,6 +37,7 @@
 //! clock.
 
 pub mod bridge;
+mod worker;
 
 use std::collections::BTreeMap;
 use std::os::fd::{AsRawFd, RawFd};
@@ -52,9 +53,12 @@ pub use bridge::{
     MAX_MAC_LIMIT,
 };
 
-use crate::datapath::{DataPath, VnetHdr, MAX_BURST};
+pub use crate::port::End;
+
+use crate::datapath::MAX_BURST;
 use crate::offload::{Egress, Frame};
-use crate::registry::{lock, SharedDataPath};
+use crate::port::{lock, Port, SharedPort};
+use crate::wire::VnetHdr;
 
 /// Empty rounds a worker polls before it sleeps when a queue it serves is
 /// in adaptive rx mode.
@@ -138,17 +142,25 @@ pub enum Error {
     Worker(#[source] std::io::Error),
 }
 
-/// One end of a cross-connect.
-#[derive(Clone, Debug)]
-pub struct End {
-    /// Interface id.
-    pub id: u32,
-    /// Data-plane name (`tap0`).
-    pub name: String,
-    /// L3 TUN.
-    pub tun: bool,
-    /// Its data path.
-    pub datapath: Option<SharedDataPath>,
+impl Error {
+    /// This error's class, for status and exit codes.
+    pub fn kind(&self) -> crate::kind::ErrorKind {
+        use crate::kind::ErrorKind as K;
+        match self {
+            Error::Busy { .. }
+            | Error::Attached { .. }
+            | Error::BridgeExists(_)
+            | Error::BridgeNotEmpty(_) => K::Conflict,
+            Error::NotFound(_) | Error::NoBridge(_) | Error::NotAPort { .. } => K::NotFound,
+            Error::Worker(_) => K::Internal,
+            Error::SameInterface(_)
+            | Error::Mismatch { .. }
+            | Error::NoDataPath(_)
+            | Error::BridgeName(_)
+            | Error::MacLimit(_)
+            | Error::BridgeTun { .. } => K::Invalid,
+        }
+    }
 }
 
 /// A cross-connect as `show` prints it.
@@ -163,17 +175,17 @@ pub struct Xconnect {
     pub worker: usize,
 }
 
-/// A bridge port: an interface's id, name and data path.
-struct Port {
+/// A bridge port: an interface's id, name and port.
+struct BridgePort {
     id: u32,
     name: String,
-    datapath: SharedDataPath,
+    datapath: SharedPort,
 }
 
 /// A bridge domain: ports and the MAC table (address -> port index).
 struct BridgeDomain {
     name: String,
-    ports: Vec<Port>,
+    ports: Vec<BridgePort>,
     macs: MacTable,
     clock: Arc<dyn Clock>,
 }
@@ -216,7 +228,7 @@ fn lock_bd(b: &SharedBridge) -> std::sync::MutexGuard<'_, BridgeDomain> {
 }
 
 enum Cmd {
-    Add(u32, SharedDataPath, SharedDataPath),
+    Add(u32, SharedPort, SharedPort),
     Remove(u32, mpsc::Sender<()>),
     AddBridge(SharedBridge),
     RemoveBridge(String, mpsc::Sender<()>),
@@ -291,7 +303,7 @@ impl Forwarder {
             let theirs = wake.try_clone().map_err(Error::Worker)?;
             let join = std::thread::Builder::new()
                 .name(format!("vtap-fwd{i}"))
-                .spawn(move || Worker::new(rx, theirs).run())
+                .spawn(move || worker::Worker::new(rx, theirs).run())
                 .map_err(Error::Worker)?;
             me.workers.push(WorkerHandle {
                 tx,
@@ -506,7 +518,7 @@ impl Forwarder {
         let datapath = end
             .datapath
             .ok_or_else(|| Error::NoDataPath(end.name.clone()))?;
-        lock_bd(&bd).ports.push(Port {
+        lock_bd(&bd).ports.push(BridgePort {
             id: end.id,
             name: end.name.clone(),
             datapath,
@@ -630,275 +642,6 @@ impl Drop for Forwarder {
         for w in &mut self.workers {
             if let Some(j) = w.join.take() {
                 let _ = j.join();
-            }
-        }
-    }
-}
-
-struct Worker {
-    rx: mpsc::Receiver<Cmd>,
-    wake: EventFd,
-    xcs: Vec<(u32, SharedDataPath, SharedDataPath)>,
-    bds: Vec<SharedBridge>,
-    /// Frames of one burst, reused.
-    frames: Vec<Frame>,
-    /// Segments, completed and merged frames of one burst, reused.
-    egress: Egress,
-}
-
-impl Worker {
-    fn new(rx: mpsc::Receiver<Cmd>, wake: EventFd) -> Self {
-        Self {
-            rx,
-            wake,
-            xcs: Vec::new(),
-            bds: Vec::new(),
-            frames: Vec::with_capacity(MAX_BURST),
-            egress: Egress::default(),
-        }
-    }
-
-    /// Applies pending commands; `false` on stop.
-    fn commands(&mut self) -> bool {
-        while let Ok(cmd) = self.rx.try_recv() {
-            match cmd {
-                Cmd::Add(key, a, b) => self.xcs.push((key, a, b)),
-                Cmd::Remove(key, done) => {
-                    self.xcs.retain(|x| x.0 != key);
-                    let _ = done.send(());
-                }
-                Cmd::AddBridge(bd) => self.bds.push(bd),
-                Cmd::RemoveBridge(name, done) => {
-                    self.bds.retain(|b| lock_bd(b).name != name);
-                    let _ = done.send(());
-                }
-                Cmd::Wake => {}
-                Cmd::Stop => return false,
-            }
-        }
-        true
-    }
-
-    fn run(mut self) {
-        let mut idle = 0u32;
-        loop {
-            if !self.commands() {
-                return;
-            }
-            let mut moved = 0;
-            for i in 0..self.xcs.len() {
-                let (a, b) = (self.xcs[i].1.clone(), self.xcs[i].2.clone());
-                moved += self.pump(&a, &b) + self.pump(&b, &a);
-            }
-            for i in 0..self.bds.len() {
-                let bd = self.bds[i].clone();
-                moved += self.bridge_round(&mut lock_bd(&bd));
-            }
-            if moved > 0 {
-                idle = 0;
-                continue;
-            }
-            idle += 1;
-            match self.idle_rounds_before_sleep() {
-                Some(n) if idle >= n => {
-                    self.sleep();
-                    idle = 0;
-                }
-                Some(_) => {}
-                None => std::hint::spin_loop(),
-            }
-        }
-    }
-
-    /// One rx burst from queue `q` of `dp` into the frame buffers, which are
-    /// kept across bursts (no allocation per frame once warm). Returns how
-    /// many frames `self.frames[..n]` now holds: a burst that fails part-way
-    /// still hands on what it read. The caller enters them in the ledger
-    /// as received together with their fate, under one lock, so that the
-    /// ledger balances at every instant.
-    fn burst_from(&mut self, dp: &SharedDataPath, q: usize) -> usize {
-        let frames = &mut self.frames;
-        let mut used = 0;
-        let mut d = lock(dp);
-        let got = d.rx_burst(q, MAX_BURST, |f| {
-            if used == frames.len() {
-                frames.push(Frame::default());
-            }
-            let out = &mut frames[used];
-            out.hdr = VnetHdr {
-                num_buffers: 0,
-                ..f.hdr
-            };
-            f.into_vec(&mut out.data);
-            used += 1;
-        });
-        if let Err(e) = got {
-            d.ledger_mut().rx.burst_errors += 1;
-            tracing::debug!(error = %e, queue = q, "rx burst failed");
-        }
-        used
-    }
-
-    /// Sends frames `select` of the current burst out of `d` on the tx queue
-    /// that matches rx queue `q`: segmented, completed or coalesced as the
-    /// egress interface's offloads require ([`crate::offload`]). Every frame
-    /// is counted as offered; the queue counts each as sent or dropped.
-    fn send(&mut self, d: &mut DataPath, q: usize, select: impl ExactSizeIterator<Item = usize>) {
-        let caps = d.offload_caps();
-        let input = &self.frames;
-        d.ledger_mut().tx.offered += select.len() as u64;
-        self.egress.prepare(&caps, input, select);
-        let burst = self.egress.tx_frames(input);
-        let txq = q % d.num_tx().max(1);
-        if let Err(e) = d.tx_burst_wait(txq, &burst, TX_WAIT) {
-            // The queue counted what it could not send (drop_io_error).
-            d.ledger_mut().tx.burst_errors += 1;
-            tracing::debug!(error = %e, queue = txq, "tx burst failed");
-        }
-        drop(burst);
-        d.add_offload_stats(&self.egress.take_stats());
-    }
-
-    /// One burst from each rx queue of `src` to `dst`; returns frames moved.
-    fn pump(&mut self, src: &SharedDataPath, dst: &SharedDataPath) -> usize {
-        let nq = lock(src).num_rx();
-        let mut moved = 0;
-        for q in 0..nq {
-            let n = self.burst_from(src, q);
-            if n == 0 {
-                continue;
-            }
-            {
-                let mut s = lock(src);
-                let l = &mut s.ledger_mut().rx;
-                l.received += n as u64;
-                l.forwarded += n as u64;
-            }
-            let mut d = lock(dst);
-            self.send(&mut d, q, 0..n);
-            moved += n;
-        }
-        moved
-    }
-
-    /// One round of a bridge: a burst from every port, each frame learned
-    /// and forwarded (known unicast) or flooded (unknown unicast, broadcast,
-    /// multicast) to every other port. Returns frames received.
-    fn bridge_round(&mut self, bd: &mut BridgeDomain) -> usize {
-        let now = bd.clock.now();
-        bd.macs.sweep(now);
-        let n = bd.ports.len();
-        let mut received = 0;
-        // For each egress port, the frames bound for it.
-        let mut out: Vec<Vec<usize>> = vec![Vec::new(); n];
-        for i in 0..n {
-            let dp = bd.ports[i].datapath.clone();
-            let nq = lock(&dp).num_rx();
-            for q in 0..nq {
-                let got = self.burst_from(&dp, q);
-                if got == 0 {
-                    continue;
-                }
-                received += got;
-                out.iter_mut().for_each(Vec::clear);
-                let mut rx = crate::datapath::ledger::RxLedger::default();
-                for (k, Frame { data, .. }) in self.frames[..got].iter().enumerate() {
-                    match bd.macs.decide(data, i, now) {
-                        Decision::Forward(p) => match out.get_mut(p) {
-                            Some(o) => {
-                                o.push(k);
-                                rx.forwarded += 1;
-                            }
-                            None => rx.drop_no_port += 1,
-                        },
-                        Decision::Flood if n > 1 => {
-                            for (j, o) in out.iter_mut().enumerate() {
-                                if j != i {
-                                    o.push(k);
-                                }
-                            }
-                            rx.forwarded += 1;
-                        }
-                        Decision::Flood => rx.drop_no_port += 1,
-                        Decision::Filter => rx.drop_filtered += 1,
-                        Decision::Runt => rx.drop_runt += 1,
-                    }
-                }
-                {
-                    let mut src = lock(&dp);
-                    let l = &mut src.ledger_mut().rx;
-                    l.received += got as u64;
-                    l.forwarded += rx.forwarded;
-                    l.drop_no_port += rx.drop_no_port;
-                    l.drop_filtered += rx.drop_filtered;
-                    l.drop_runt += rx.drop_runt;
-                }
-                for (j, idx) in out.iter().enumerate().filter(|(_, idx)| !idx.is_empty()) {
-                    let mut d = lock(&bd.ports[j].datapath);
-                    self.send(&mut d, q, idx.iter().copied());
-                }
-            }
-        }
-        received
-    }
-
-    /// Empty rounds before sleeping, from the rx modes of the queues served:
-    /// any polling queue keeps the worker polling (`None`), any adaptive one
-    /// gives [`IDLE_POLLS`], and interrupt-only queues sleep at once.
-    fn idle_rounds_before_sleep(&self) -> Option<u32> {
-        use crate::datapath::RxMode;
-        let mut rounds = 1;
-        for dp in self.served() {
-            let d = lock(&dp);
-            for q in 0..d.num_rx() {
-                match d.rx_mode(q) {
-                    Ok(RxMode::Polling) => return None,
-                    Ok(RxMode::Adaptive) => rounds = IDLE_POLLS,
-                    _ => {}
-                }
-            }
-        }
-        Some(rounds)
-    }
-
-    /// Every data path this worker serves.
-    fn served(&self) -> Vec<SharedDataPath> {
-        let mut all: Vec<SharedDataPath> = self
-            .xcs
-            .iter()
-            .flat_map(|(_, a, b)| [a.clone(), b.clone()])
-            .collect();
-        for bd in &self.bds {
-            all.extend(lock_bd(bd).ports.iter().map(|p| p.datapath.clone()));
-        }
-        all
-    }
-
-    /// Arms every rx queue served and sleeps until one signals, a command
-    /// arrives, or the safety timeout passes.
-    fn sleep(&mut self) {
-        let mut fds: Vec<(RawFd, libc::c_short)> = vec![(self.wake.as_raw_fd(), libc::POLLIN)];
-        let mut pending = false;
-        let served = self.served();
-        for dp in &served {
-            let mut d = lock(dp);
-            for q in 0..d.num_rx() {
-                pending |= d.arm_rx(q).unwrap_or(true);
-                if let Ok(fd) = d.rx_wait_fd(q) {
-                    fds.push((fd, libc::POLLIN));
-                }
-            }
-        }
-        if pending {
-            return;
-        }
-        let mut rev = vec![0; fds.len()];
-        let _ = crate::sys::poll(&fds, &mut rev, SLEEP_MS);
-        let _ = self.wake.read();
-        for dp in &served {
-            let d = lock(dp);
-            for q in 0..d.num_rx() {
-                d.ack_rx(q);
             }
         }
     }

@@ -37,7 +37,7 @@
 use super::csum;
 use super::parse::{self, Ip, Layout, PROTO_TCP, PROTO_UDP};
 use super::{Caps, Egress, Frame, Slot, Stats};
-use crate::datapath::vnet;
+use crate::wire::vnet;
 
 /// Flows coalesced at once.
 pub const MAX_FLOWS: usize = 8;

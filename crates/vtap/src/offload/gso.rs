@@ -16,7 +16,7 @@
 use super::csum;
 use super::parse::{Ip, Layout, PROTO_TCP};
 use super::{Frame, Pool};
-use crate::datapath::vnet::{self, VnetHdr};
+use crate::wire::vnet::{self, VnetHdr};
 
 const TCP_FIN: u8 = 0x01;
 const TCP_PSH: u8 = 0x08;

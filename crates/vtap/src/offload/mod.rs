@@ -32,9 +32,9 @@ pub mod parse;
 
 use serde::{Deserialize, Serialize};
 
-use crate::datapath::vnet::{self, VnetHdr};
-use crate::datapath::TxFrame;
 use crate::tun::offload as mask;
+use crate::wire::vnet::{self, VnetHdr};
+use crate::wire::TxFrame;
 
 /// What an egress interface accepts, from its offload mask and settings.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

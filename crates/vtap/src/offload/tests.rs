@@ -11,7 +11,7 @@ use etherparse::{
 use proptest::prelude::*;
 
 use super::*;
-use crate::datapath::vnet::{F_DATA_VALID, F_NEEDS_CSUM, GSO_TCPV4, GSO_TCPV6, GSO_UDP_L4};
+use crate::wire::vnet::{F_DATA_VALID, F_NEEDS_CSUM, GSO_TCPV4, GSO_TCPV6, GSO_UDP_L4};
 
 const MAC_A: [u8; 6] = [0x02, 0, 0, 0, 0, 0xa];
 const MAC_B: [u8; 6] = [0x02, 0, 0, 0, 0, 0xb];

@@ -1,0 +1,275 @@
+//! A forwarding worker: one thread that pumps the cross-connects and bridge
+//! domains it was given, polling while frames come and sleeping in `poll(2)`
+//! on their rx wait fds when idle. Every frame it takes is entered in the
+//! source port's ledger with its fate, under one lock.
+
+use super::*;
+
+pub(super) struct Worker {
+    rx: mpsc::Receiver<Cmd>,
+    wake: EventFd,
+    xcs: Vec<(u32, SharedPort, SharedPort)>,
+    bds: Vec<SharedBridge>,
+    /// Frames of one burst, reused.
+    frames: Vec<Frame>,
+    /// Segments, completed and merged frames of one burst, reused.
+    egress: Egress,
+}
+
+impl Worker {
+    pub(super) fn new(rx: mpsc::Receiver<Cmd>, wake: EventFd) -> Self {
+        Self {
+            rx,
+            wake,
+            xcs: Vec::new(),
+            bds: Vec::new(),
+            frames: Vec::with_capacity(MAX_BURST),
+            egress: Egress::default(),
+        }
+    }
+
+    /// Applies pending commands; `false` on stop.
+    fn commands(&mut self) -> bool {
+        while let Ok(cmd) = self.rx.try_recv() {
+            match cmd {
+                Cmd::Add(key, a, b) => self.xcs.push((key, a, b)),
+                Cmd::Remove(key, done) => {
+                    self.xcs.retain(|x| x.0 != key);
+                    let _ = done.send(());
+                }
+                Cmd::AddBridge(bd) => self.bds.push(bd),
+                Cmd::RemoveBridge(name, done) => {
+                    self.bds.retain(|b| lock_bd(b).name != name);
+                    let _ = done.send(());
+                }
+                Cmd::Wake => {}
+                Cmd::Stop => return false,
+            }
+        }
+        true
+    }
+
+    pub(super) fn run(mut self) {
+        let mut idle = 0u32;
+        loop {
+            if !self.commands() {
+                return;
+            }
+            let mut moved = 0;
+            for i in 0..self.xcs.len() {
+                let (a, b) = (self.xcs[i].1.clone(), self.xcs[i].2.clone());
+                moved += self.pump(&a, &b) + self.pump(&b, &a);
+            }
+            for i in 0..self.bds.len() {
+                let bd = self.bds[i].clone();
+                moved += self.bridge_round(&mut lock_bd(&bd));
+            }
+            if moved > 0 {
+                idle = 0;
+                continue;
+            }
+            idle += 1;
+            match self.idle_rounds_before_sleep() {
+                Some(n) if idle >= n => {
+                    self.sleep();
+                    idle = 0;
+                }
+                Some(_) => {}
+                None => std::hint::spin_loop(),
+            }
+        }
+    }
+
+    /// One rx burst from queue `q` of `dp` into the frame buffers, which are
+    /// kept across bursts (no allocation per frame once warm). Returns how
+    /// many frames `self.frames[..n]` now holds: a burst that fails part-way
+    /// still hands on what it read. The caller enters them in the ledger
+    /// as received together with their fate, under one lock, so that the
+    /// ledger balances at every instant.
+    fn burst_from(&mut self, dp: &SharedPort, q: usize) -> usize {
+        let frames = &mut self.frames;
+        let mut used = 0;
+        let mut d = lock(dp);
+        let got = d.rx_burst(q, MAX_BURST, &mut |f| {
+            if used == frames.len() {
+                frames.push(Frame::default());
+            }
+            let out = &mut frames[used];
+            out.hdr = VnetHdr {
+                num_buffers: 0,
+                ..f.hdr
+            };
+            f.into_vec(&mut out.data);
+            used += 1;
+        });
+        if let Err(e) = got {
+            d.ledger_mut().rx.burst_errors += 1;
+            tracing::debug!(error = %e, queue = q, "rx burst failed");
+        }
+        used
+    }
+
+    /// Sends frames `select` of the current burst out of `d` on the tx queue
+    /// that matches rx queue `q`: segmented, completed or coalesced as the
+    /// egress interface's offloads require ([`crate::offload`]). Every frame
+    /// is counted as offered; the queue counts each as sent or dropped.
+    fn send(&mut self, d: &mut dyn Port, q: usize, select: impl ExactSizeIterator<Item = usize>) {
+        let caps = d.offload_caps();
+        let input = &self.frames;
+        d.ledger_mut().tx.offered += select.len() as u64;
+        self.egress.prepare(&caps, input, select);
+        let burst = self.egress.tx_frames(input);
+        let txq = q % d.num_tx().max(1);
+        if let Err(e) = d.tx_burst_wait(txq, &burst, TX_WAIT) {
+            // The queue counted what it could not send (drop_io_error).
+            d.ledger_mut().tx.burst_errors += 1;
+            tracing::debug!(error = %e, queue = txq, "tx burst failed");
+        }
+        drop(burst);
+        d.add_offload_stats(&self.egress.take_stats());
+    }
+
+    /// One burst from each rx queue of `src` to `dst`; returns frames moved.
+    fn pump(&mut self, src: &SharedPort, dst: &SharedPort) -> usize {
+        let nq = lock(src).num_rx();
+        let mut moved = 0;
+        for q in 0..nq {
+            let n = self.burst_from(src, q);
+            if n == 0 {
+                continue;
+            }
+            {
+                let mut s = lock(src);
+                let l = &mut s.ledger_mut().rx;
+                l.received += n as u64;
+                l.forwarded += n as u64;
+            }
+            let mut d = lock(dst);
+            self.send(&mut *d, q, 0..n);
+            moved += n;
+        }
+        moved
+    }
+
+    /// One round of a bridge: a burst from every port, each frame learned
+    /// and forwarded (known unicast) or flooded (unknown unicast, broadcast,
+    /// multicast) to every other port. Returns frames received.
+    fn bridge_round(&mut self, bd: &mut BridgeDomain) -> usize {
+        let now = bd.clock.now();
+        bd.macs.sweep(now);
+        let n = bd.ports.len();
+        let mut received = 0;
+        // For each egress port, the frames bound for it.
+        let mut out: Vec<Vec<usize>> = vec![Vec::new(); n];
+        for i in 0..n {
+            let dp = bd.ports[i].datapath.clone();
+            let nq = lock(&dp).num_rx();
+            for q in 0..nq {
+                let got = self.burst_from(&dp, q);
+                if got == 0 {
+                    continue;
+                }
+                received += got;
+                out.iter_mut().for_each(Vec::clear);
+                let mut rx = crate::datapath::ledger::RxLedger::default();
+                for (k, Frame { data, .. }) in self.frames[..got].iter().enumerate() {
+                    match bd.macs.decide(data, i, now) {
+                        Decision::Forward(p) => match out.get_mut(p) {
+                            Some(o) => {
+                                o.push(k);
+                                rx.forwarded += 1;
+                            }
+                            None => rx.drop_no_port += 1,
+                        },
+                        Decision::Flood if n > 1 => {
+                            for (j, o) in out.iter_mut().enumerate() {
+                                if j != i {
+                                    o.push(k);
+                                }
+                            }
+                            rx.forwarded += 1;
+                        }
+                        Decision::Flood => rx.drop_no_port += 1,
+                        Decision::Filter => rx.drop_filtered += 1,
+                        Decision::Runt => rx.drop_runt += 1,
+                    }
+                }
+                {
+                    let mut src = lock(&dp);
+                    let l = &mut src.ledger_mut().rx;
+                    l.received += got as u64;
+                    l.forwarded += rx.forwarded;
+                    l.drop_no_port += rx.drop_no_port;
+                    l.drop_filtered += rx.drop_filtered;
+                    l.drop_runt += rx.drop_runt;
+                }
+                for (j, idx) in out.iter().enumerate().filter(|(_, idx)| !idx.is_empty()) {
+                    let mut d = lock(&bd.ports[j].datapath);
+                    self.send(&mut *d, q, idx.iter().copied());
+                }
+            }
+        }
+        received
+    }
+
+    /// Empty rounds before sleeping, from the rx modes of the queues served:
+    /// any polling queue keeps the worker polling (`None`), any adaptive one
+    /// gives [`IDLE_POLLS`], and interrupt-only queues sleep at once.
+    fn idle_rounds_before_sleep(&self) -> Option<u32> {
+        use crate::datapath::RxMode;
+        let mut rounds = 1;
+        for dp in self.served() {
+            let d = lock(&dp);
+            for q in 0..d.num_rx() {
+                match d.rx_mode(q) {
+                    Ok(RxMode::Polling) => return None,
+                    Ok(RxMode::Adaptive) => rounds = IDLE_POLLS,
+                    _ => {}
+                }
+            }
+        }
+        Some(rounds)
+    }
+
+    /// Every data path this worker serves.
+    fn served(&self) -> Vec<SharedPort> {
+        let mut all: Vec<SharedPort> = self
+            .xcs
+            .iter()
+            .flat_map(|(_, a, b)| [a.clone(), b.clone()])
+            .collect();
+        for bd in &self.bds {
+            all.extend(lock_bd(bd).ports.iter().map(|p| p.datapath.clone()));
+        }
+        all
+    }
+
+    /// Arms every rx queue served and sleeps until one signals, a command
+    /// arrives, or the safety timeout passes.
+    fn sleep(&mut self) {
+        let mut fds: Vec<(RawFd, libc::c_short)> = vec![(self.wake.as_raw_fd(), libc::POLLIN)];
+        let mut pending = false;
+        let served = self.served();
+        for dp in &served {
+            let mut d = lock(dp);
+            for q in 0..d.num_rx() {
+                pending |= d.arm_rx(q).unwrap_or(true);
+                if let Ok(fd) = d.rx_wait_fd(q) {
+                    fds.push((fd, libc::POLLIN));
+                }
+            }
+        }
+        if pending {
+            return;
+        }
+        let mut rev = vec![0; fds.len()];
+        let _ = crate::sys::poll(&fds, &mut rev, SLEEP_MS);
+        let _ = self.wake.read();
+        for dp in &served {
+            let d = lock(dp);
+            for q in 0..d.num_rx() {
+                d.ack_rx(q);
+            }
+        }
+    }
+}

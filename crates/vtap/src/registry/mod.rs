@@ -1,0 +1,427 @@
+//! The interface registry: ids, create and attach with rollback, delete,
+//! dump, and run-time offload toggles.
+//!
+//! # Design
+//!
+//! [`Registry::create`] is VPP's `tap_create_if` as a list of named
+//! [`Step`]s. Each step that changes the kernel pushes its inverse onto a
+//! [`Rollback`] before the next step runs; if any later step fails, the
+//! rollback runs the inverses newest first, so a failure at step k leaves
+//! exactly what was there before step 1: no interface in any namespace, no
+//! address or route, no open fd, the id free. Every step first passes the
+//! [`Faults`] seam, so tests can fail each one in turn and prove it.
+//!
+//! Ordering choices that differ from the seed, and why:
+//! - the tap is created inside its namespace with its final name (the queue
+//!   fds are opened there), so there is no move or rename to fail or collide;
+//! - the MTU is set before addresses, because an IPv6 address cannot be added
+//!   to a link whose MTU is below 1280;
+//! - the default routes are bound to the tap (`oif`), so a gateway that is
+//!   not on-link through it is reported as unreachable rather than routed
+//!   somewhere else.
+//!
+//! The registry is not thread-safe by itself; the daemon serialises control
+//! operations behind one async mutex, which is what VPP's main thread does.
+
+use std::collections::BTreeMap;
+use std::ffi::CString;
+use std::io;
+use std::net::IpAddr;
+use std::os::fd::OwnedFd;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use serde::{Deserialize, Serialize};
+
+mod change;
+mod create;
+mod delete;
+mod error;
+
+pub use crate::kind::ErrorKind;
+pub use change::{next_offload, OffloadAction};
+pub use create::Intent;
+use create::{astep, step};
+pub use error::{error_chain, parse_key, Error, StepError};
+
+use crate::datapath::{self, DataPath};
+pub use crate::datapath::{lock, Backend, SharedDataPath};
+use crate::fault::{Faults, Step};
+use crate::host::{self, Host};
+use crate::linkwatch::{LinkWatch, Watched};
+use crate::mac::MacAddr;
+use crate::netns::{self, Netns, NetnsSpec};
+use crate::offload::Caps;
+use crate::options::{self, BackendRequest, CreateOptions, TapConfig, MAX_ID};
+use crate::tun::{self, Mode, OffloadMode};
+
+/// Where vhost-net lives.
+pub const DEV_VHOST_NET: &str = "/dev/vhost-net";
+
+/// Daemon-wide settings the registry applies to every interface.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// Host MTU for interfaces created without `host-mtu-size` (the seed's
+    /// `tap { host-mtu N }`); `None` keeps the kernel's default.
+    pub default_host_mtu: Option<u32>,
+    /// Kill switch for UDP segmentation offload (`TUN_F_USO4/6`).
+    pub allow_uso: bool,
+    /// Kill switch for every offload: when false, gso, csum-offload and
+    /// gro-coalesce are refused (at creation and at run time).
+    pub allow_offload: bool,
+    /// The TUN character device.
+    pub tun_device: CString,
+    /// The vhost-net character device.
+    pub vhost_device: PathBuf,
+    /// Start each interface's data path (rings + backend) at creation.
+    pub datapath: bool,
+    /// Allow `VIRTIO_RING_F_EVENT_IDX` on the rings.
+    pub event_idx: bool,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            default_host_mtu: None,
+            allow_uso: true,
+            allow_offload: true,
+            tun_device: tun::DEV_NET_TUN.to_owned(),
+            vhost_device: PathBuf::from(DEV_VHOST_NET),
+            datapath: true,
+            event_idx: true,
+        }
+    }
+}
+
+/// Everything known about one interface: what `show` prints.
+///
+/// Values are effective ones (the generated MAC, the MTU the kernel has, the
+/// offload mask it accepted), not merely what was asked for.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct TapInfo {
+    /// Interface id.
+    pub id: u32,
+    /// Data-plane name: `tap<id>` or `tun<id>`.
+    pub name: String,
+    /// Host-side interface name.
+    pub host_if_name: String,
+    /// Host namespace as given (`null` = the daemon's own).
+    pub host_ns: Option<String>,
+    /// Inode of the host namespace (compare with `ip netns identify`/`stat -L`).
+    pub host_ns_inode: u64,
+    /// Host-side ifindex, in its namespace.
+    pub host_ifindex: u32,
+    /// Host-side MAC (`null` for TUN).
+    pub host_mac_addr: Option<MacAddr>,
+    /// Data-plane MAC (`null` for TUN).
+    pub hw_addr: Option<MacAddr>,
+    /// Host bridge.
+    pub host_bridge: Option<String>,
+    /// Host IPv4 address `A/L`.
+    pub host_ip4_addr: Option<String>,
+    /// IPv4 default gateway.
+    pub host_ip4_gw: Option<String>,
+    /// Host IPv6 address `A/L`.
+    pub host_ip6_addr: Option<String>,
+    /// IPv6 default gateway.
+    pub host_ip6_gw: Option<String>,
+    /// Host-side MTU as the kernel has it.
+    pub host_mtu_size: u32,
+    /// Rx ring size.
+    pub rx_ring_size: u32,
+    /// Tx ring size.
+    pub tx_ring_size: u32,
+    /// Rx queues (tap fds).
+    pub num_rx_queues: u16,
+    /// Tx queues.
+    pub num_tx_queues: u16,
+    /// `IFF_MULTI_QUEUE` in use.
+    pub multi_queue: bool,
+    /// GSO on.
+    pub gso: bool,
+    /// Checksum offload (alone) on.
+    pub csum_offload: bool,
+    /// GRO coalescing on.
+    pub gro_coalesce: bool,
+    /// L3 TUN.
+    pub tun: bool,
+    /// Persistent.
+    pub persist: bool,
+    /// Attached to an interface that existed before.
+    pub attached: bool,
+    /// Backend serving the queues.
+    pub backend: Backend,
+    /// The `TUN_F_*` mask the kernel accepted.
+    pub tun_offload: u32,
+    /// Its bits by name.
+    pub tun_offload_flags: Vec<String>,
+    /// Rings, features and counters of the running data path (`null` when
+    /// the registry runs without data paths).
+    #[serde(default)]
+    pub datapath: Option<crate::datapath::State>,
+    /// `attached`: served by this process; `detached`: a persisted interface
+    /// a restarted daemon could not re-attach (see `reason`).
+    #[serde(default)]
+    pub state: AttachState,
+    /// Why a detached interface is detached.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// Whether this process serves an interface.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub enum AttachState {
+    /// Its queues are open here.
+    #[default]
+    Attached,
+    /// Known (persisted) but not re-attached; retried on a timer.
+    Detached,
+}
+
+impl TapInfo {
+    fn offload_mode(&self) -> OffloadMode {
+        if self.gso {
+            OffloadMode::Gso
+        } else if self.csum_offload {
+            OffloadMode::Csum
+        } else {
+            OffloadMode::None
+        }
+    }
+
+    fn set_offload(&mut self, mode: OffloadMode, gro: bool, mask: u32) {
+        self.gso = mode == OffloadMode::Gso;
+        self.csum_offload = mode == OffloadMode::Csum;
+        self.gro_coalesce = gro;
+        self.tun_offload = mask;
+        self.tun_offload_flags = tun::offload::names(mask)
+            .into_iter()
+            .map(String::from)
+            .collect();
+    }
+}
+
+fn ns_label(spec: Option<&NetnsSpec>) -> String {
+    match spec {
+        Some(s) => format!("namespace '{s}'"),
+        None => "the daemon's namespace".into(),
+    }
+}
+
+/// One live interface.
+#[derive(Debug)]
+struct Tap {
+    info: TapInfo,
+    // Declared before `queues`: the data path stops before the fds close
+    // (the forwarding plane holds clones only while the interface exists).
+    datapath: Option<SharedDataPath>,
+    /// The host side's link events (MTU); none if the namespace's event
+    /// socket could not be opened (then the MTU is the last one vtap saw).
+    /// Declared before `queues`: watching stops before closing the fds
+    /// removes a non-persistent link, which is then no news.
+    watch: Option<Watched>,
+    ns: Netns,
+    queues: Vec<OwnedFd>,
+}
+
+impl Tap {
+    /// The info with the data path's live state and the host side's MTU
+    /// as the kernel last announced it.
+    fn snapshot(&self) -> TapInfo {
+        TapInfo {
+            datapath: self.datapath.as_ref().map(|d| lock(d).state()),
+            host_mtu_size: self
+                .watch
+                .as_ref()
+                .map_or(self.info.host_mtu_size, Watched::mtu),
+            ..self.info.clone()
+        }
+    }
+}
+
+/// The interfaces this process owns.
+#[derive(Debug)]
+pub struct Registry {
+    taps: BTreeMap<u32, Tap>,
+    settings: Settings,
+    faults: Faults,
+    own_ns: Netns,
+    links: LinkWatch,
+}
+
+impl Registry {
+    /// A registry in the calling process's network namespace.
+    pub fn new(settings: Settings) -> Result<Self, Error> {
+        Ok(Self {
+            taps: BTreeMap::new(),
+            settings,
+            faults: Faults::default(),
+            own_ns: Netns::current().map_err(Error::Namespace)?,
+            links: LinkWatch::default(),
+        })
+    }
+
+    /// How many namespaces have a link-event socket open: one per
+    /// namespace that holds an interface, none once they are all gone.
+    pub fn watched_namespaces(&self) -> usize {
+        self.links.namespaces()
+    }
+
+    /// The fault-injection seam.
+    pub fn faults(&self) -> &Faults {
+        &self.faults
+    }
+
+    /// The settings.
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// Every interface, by id.
+    pub fn list(&self) -> Vec<TapInfo> {
+        self.taps.values().map(Tap::snapshot).collect()
+    }
+
+    /// One interface by `tap<id>`, `tun<id>` or the bare id.
+    pub fn get(&self, key: &str) -> Result<TapInfo, Error> {
+        let id = self.resolve(key)?;
+        Ok(self.taps[&id].snapshot())
+    }
+
+    /// The id `key` names.
+    pub fn resolve(&self, key: &str) -> Result<u32, Error> {
+        let not_found = || Error::NotFound(key.to_string());
+        let (mode, id) = parse_key(key).ok_or_else(not_found)?;
+        match self.taps.get(&id) {
+            Some(t) if mode.is_none_or(|tun| tun == t.info.tun) => Ok(id),
+            _ => Err(not_found()),
+        }
+    }
+
+    /// The lowest id neither in use here nor in `reserved` (ids a caller
+    /// holds for interfaces this registry does not serve).
+    pub fn free_id(&self, reserved: &std::collections::BTreeSet<u32>) -> Result<u32, Error> {
+        (0..=MAX_ID)
+            .find(|id| !self.taps.contains_key(id) && !reserved.contains(id))
+            .ok_or(Error::NoFreeId)
+    }
+
+    /// Whether `id` is in use here.
+    pub fn has_id(&self, id: u32) -> bool {
+        self.taps.contains_key(&id)
+    }
+
+    /// The interface as one end of a cross-connect.
+    pub fn end(&self, key: &str) -> Result<crate::port::End, Error> {
+        let id = self.resolve(key)?;
+        let t = &self.taps[&id];
+        Ok(crate::port::End {
+            id,
+            name: t.info.name.clone(),
+            tun: t.info.tun,
+            datapath: t.datapath.clone().map(|d| -> crate::port::SharedPort { d }),
+        })
+    }
+
+    /// An interface's data path, to drive its queues (the forwarding plane,
+    /// a test). `None` when the registry runs without data paths.
+    pub fn datapath(&self, key: &str) -> Result<Option<SharedDataPath>, Error> {
+        let id = self.resolve(key)?;
+        Ok(self.taps.get(&id).and_then(|t| t.datapath.clone()))
+    }
+
+    /// Duplicates of an interface's queue fds, one per rx queue, for the
+    /// data path (the registry keeps its own, so the interface's life does
+    /// not depend on the data path's).
+    pub fn dup_queues(&self, key: &str) -> Result<Vec<std::fs::File>, Error> {
+        let id = self.resolve(key)?;
+        self.taps[&id]
+            .queues
+            .iter()
+            .map(|q| q.try_clone().map(std::fs::File::from))
+            .collect::<io::Result<Vec<_>>>()
+            .map_err(|e| Error::Step {
+                step: Step::OpenQueues,
+                source: e.into(),
+            })
+    }
+
+    /// Number of interfaces.
+    pub fn len(&self) -> usize {
+        self.taps.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.taps.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use OffloadAction::*;
+    use OffloadMode as M;
+
+    #[test]
+    fn next_offload_table() {
+        let ok = [
+            (M::None, false, GsoEnable, (M::Gso, false)),
+            (M::Csum, false, GsoEnable, (M::Gso, false)),
+            (M::Gso, true, GsoEnable, (M::Gso, true)),
+            (M::Gso, false, GsoDisable, (M::None, false)),
+            (M::Csum, false, GsoDisable, (M::Csum, false)),
+            (M::None, false, GsoDisable, (M::None, false)),
+            (M::None, false, CsumOffloadEnable, (M::Csum, false)),
+            (M::Gso, false, CsumOffloadEnable, (M::Csum, false)),
+            (M::Csum, false, CsumOffloadDisable, (M::None, false)),
+            (M::None, false, CsumOffloadDisable, (M::None, false)),
+            (M::Gso, false, GroCoalesceEnable, (M::Gso, true)),
+            (M::Gso, true, GroCoalesceDisable, (M::Gso, false)),
+            (M::None, false, GroCoalesceDisable, (M::None, false)),
+        ];
+        for (mode, gro, action, want) in ok {
+            assert_eq!(
+                next_offload(mode, gro, action),
+                Ok(want),
+                "{mode:?} {gro} {action:?}"
+            );
+        }
+        let refused = [
+            (M::Gso, true, GsoDisable, "gro-coalesce"),
+            (M::Gso, true, CsumOffloadEnable, "gro-coalesce"),
+            (M::Gso, false, CsumOffloadDisable, "gso-disable"),
+            (M::None, false, GroCoalesceEnable, "needs gso"),
+            (M::Csum, false, GroCoalesceEnable, "needs gso"),
+        ];
+        for (mode, gro, action, frag) in refused {
+            let e = next_offload(mode, gro, action).expect_err("refused");
+            assert!(e.contains(frag), "{mode:?} {gro} {action:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn offload_action_parses_cli_words() {
+        assert_eq!("gso-enable".parse::<OffloadAction>(), Ok(GsoEnable));
+        assert_eq!(
+            "csum-offload-disable".parse::<OffloadAction>(),
+            Ok(CsumOffloadDisable)
+        );
+        let e = "gso".parse::<OffloadAction>().expect_err("bad");
+        assert_eq!(e.field, "offload");
+    }
+
+    #[test]
+    fn error_chain_joins_sources_once() {
+        let e = Error::Step {
+            step: Step::SetMtu,
+            source: StepError::Io(io::Error::from_raw_os_error(libc::EINVAL)),
+        };
+        let s = error_chain(&e);
+        assert!(s.starts_with("step set-mtu failed: "), "{s}");
+        assert_eq!(s.matches("Invalid argument").count(), 1, "{s}");
+    }
+}

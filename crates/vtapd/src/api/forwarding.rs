@@ -1,0 +1,217 @@
+//! `/v1/xconnects` and `/v1/bridges`: the forwarding plane.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::*;
+
+/// This resource's routes, with their OpenAPI description.
+pub(super) fn routes() -> OpenApiRouter<Arc<AppState>> {
+    OpenApiRouter::new()
+        .routes(routes!(list_xconnects, add_xconnect))
+        .routes(routes!(remove_xconnect))
+        .routes(routes!(list_bridges, create_bridge))
+        .routes(routes!(show_bridge, delete_bridge))
+        .routes(routes!(add_bridge_port))
+        .routes(routes!(remove_bridge_port))
+}
+
+fn forwarding_error(e: vtap::forward::Error) -> ApiError {
+    e.into()
+}
+
+/// `POST /v1/xconnects` body.
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct XconnectRequest {
+    /// One end (`tap0`, `tun1` or an id).
+    pub a: String,
+    /// The other end.
+    pub b: String,
+}
+
+#[utoipa::path(get, path = "/v1/xconnects", tag = "forwarding",
+    responses((status = 200, description = "every cross-connect", body = Vec<Xconnect>)))]
+async fn list_xconnects(State(s): State<Arc<AppState>>) -> Json<Vec<Xconnect>> {
+    Json(forwarder(&s).list())
+}
+
+#[utoipa::path(post, path = "/v1/xconnects", tag = "forwarding",
+    request_body = XconnectRequest,
+    responses((status = 201, description = "the cross-connect", body = Xconnect), Errors))]
+async fn add_xconnect(State(s): State<Arc<AppState>>, body: Bytes) -> Result<Response, ApiError> {
+    let req: XconnectRequest = parse_body(&body)?;
+    let reg = s.registry.lock().await;
+    let a = reg.end(&req.a).map_err(|e| live_only(&s, &req.a, e))?;
+    let b = reg.end(&req.b).map_err(|e| live_only(&s, &req.b, e))?;
+    let id = a.id;
+    let x = forwarder(&s).xconnect(a, b).map_err(forwarding_error)?;
+    commit(&s, &reg, || {
+        forwarder(&s)
+            .remove(id, &x.a)
+            .map(drop)
+            .map_err(|e| e.to_string())
+    })?;
+    Ok((StatusCode::CREATED, Json(x)).into_response())
+}
+
+#[utoipa::path(delete, path = "/v1/xconnects/{iface}", tag = "forwarding", params(("iface" = String, Path, description = "tap<id>, tun<id> or the id")),
+    responses((status = 200, description = "the removed cross-connect (either end names it)", body = Xconnect), Errors))]
+async fn remove_xconnect(
+    State(s): State<Arc<AppState>>,
+    Path(iface): Path<String>,
+) -> Result<Json<Xconnect>, ApiError> {
+    let reg = s.registry.lock().await;
+    let id = reg.resolve(&iface).map_err(|e| live_only(&s, &iface, e))?;
+    let x = forwarder(&s).remove(id, &iface).map_err(forwarding_error)?;
+    commit(&s, &reg, || {
+        let (a, b) = (
+            reg.end(&x.a).map_err(|e| e.to_string())?,
+            reg.end(&x.b).map_err(|e| e.to_string())?,
+        );
+        forwarder(&s)
+            .xconnect(a, b)
+            .map(drop)
+            .map_err(|e| e.to_string())
+    })?;
+    Ok(Json(x))
+}
+
+/// `POST /v1/bridges` body.
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BridgeRequest {
+    /// The bridge name (1-32 letters, digits, '-', '_').
+    pub name: String,
+    /// Most MAC addresses it learns (default: the daemon's `[bridge]
+    /// mac_limit`, 16384); beyond it frames are still flooded.
+    #[serde(default)]
+    pub mac_limit: Option<usize>,
+}
+
+/// `POST /v1/bridges/{bd}/interfaces` body.
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PortRequest {
+    /// The interface (`tap0` or an id).
+    pub iface: String,
+}
+
+#[utoipa::path(get, path = "/v1/bridges", tag = "forwarding",
+    responses((status = 200, description = "every bridge domain", body = Vec<BridgeInfo>)))]
+async fn list_bridges(State(s): State<Arc<AppState>>) -> Json<Vec<BridgeInfo>> {
+    Json(forwarder(&s).bridges())
+}
+
+#[utoipa::path(post, path = "/v1/bridges", tag = "forwarding",
+    request_body = BridgeRequest,
+    responses((status = 201, description = "the empty bridge domain", body = BridgeInfo), Errors))]
+async fn create_bridge(State(s): State<Arc<AppState>>, body: Bytes) -> Result<Response, ApiError> {
+    let req: BridgeRequest = parse_body(&body)?;
+    let reg = s.registry.lock().await;
+    let b = forwarder(&s)
+        .bridge_create_with(&req.name, req.mac_limit)
+        .map_err(forwarding_error)?;
+    commit(&s, &reg, || {
+        forwarder(&s)
+            .bridge_delete(&req.name)
+            .map_err(|e| e.to_string())
+    })?;
+    Ok((StatusCode::CREATED, Json(b)).into_response())
+}
+
+#[utoipa::path(get, path = "/v1/bridges/{bd}", tag = "forwarding", params(("bd" = String, Path, description = "bridge domain name")),
+    responses((status = 200, description = "the bridge with its MAC table", body = BridgeInfo), Errors))]
+async fn show_bridge(
+    State(s): State<Arc<AppState>>,
+    Path(bd): Path<String>,
+) -> Result<Json<BridgeInfo>, ApiError> {
+    Ok(Json(forwarder(&s).bridge(&bd).map_err(forwarding_error)?))
+}
+
+#[utoipa::path(delete, path = "/v1/bridges/{bd}", tag = "forwarding", params(("bd" = String, Path, description = "bridge domain name")),
+    responses((status = 204, description = "deleted (empty bridges only)"), Errors))]
+async fn delete_bridge(
+    State(s): State<Arc<AppState>>,
+    Path(bd): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let reg = s.registry.lock().await;
+    let limit = forwarder(&s)
+        .bridge(&bd)
+        .map_err(forwarding_error)?
+        .mac_limit;
+    if detached(&s)
+        .values()
+        .any(|d| d.memberships.bridges.contains(&bd))
+    {
+        return Err(ApiError {
+            status: StatusCode::CONFLICT,
+            message: format!(
+                "bridge '{bd}': a detached interface will rejoin it; delete that interface first"
+            ),
+        });
+    }
+    forwarder(&s).bridge_delete(&bd).map_err(forwarding_error)?;
+    commit(&s, &reg, || {
+        forwarder(&s)
+            .bridge_create_with(&bd, Some(limit))
+            .map(drop)
+            .map_err(|e| e.to_string())
+    })?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[utoipa::path(post, path = "/v1/bridges/{bd}/interfaces", tag = "forwarding", params(("bd" = String, Path, description = "bridge domain name")),
+    request_body = PortRequest,
+    responses((status = 200, description = "the bridge", body = BridgeInfo), Errors))]
+async fn add_bridge_port(
+    State(s): State<Arc<AppState>>,
+    Path(bd): Path<String>,
+    body: Bytes,
+) -> Result<Json<BridgeInfo>, ApiError> {
+    let req: PortRequest = parse_body(&body)?;
+    let reg = s.registry.lock().await;
+    let end = reg
+        .end(&req.iface)
+        .map_err(|e| live_only(&s, &req.iface, e))?;
+    let (id, name) = (end.id, end.name.clone());
+    let b = forwarder(&s)
+        .bridge_add(&bd, end)
+        .map_err(forwarding_error)?;
+    commit(&s, &reg, || {
+        forwarder(&s)
+            .bridge_remove(&bd, id, &name)
+            .map(drop)
+            .map_err(|e| e.to_string())
+    })?;
+    Ok(Json(b))
+}
+
+#[utoipa::path(delete, path = "/v1/bridges/{bd}/interfaces/{iface}", tag = "forwarding", params(("bd" = String, Path, description = "bridge domain name"), ("iface" = String, Path, description = "tap<id>, tun<id> or the id")),
+    responses((status = 200, description = "the bridge", body = BridgeInfo), Errors))]
+async fn remove_bridge_port(
+    State(s): State<Arc<AppState>>,
+    Path((bd, iface)): Path<(String, String)>,
+) -> Result<Json<BridgeInfo>, ApiError> {
+    let reg = s.registry.lock().await;
+    let id = reg.resolve(&iface).map_err(|e| live_only(&s, &iface, e))?;
+    let b = forwarder(&s)
+        .bridge_remove(&bd, id, &iface)
+        .map_err(forwarding_error)?;
+    commit(&s, &reg, || {
+        let end = reg.end(&iface).map_err(|e| e.to_string())?;
+        forwarder(&s)
+            .bridge_add(&bd, end)
+            .map(drop)
+            .map_err(|e| e.to_string())
+    })?;
+    Ok(Json(b))
+}

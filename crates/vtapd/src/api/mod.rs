@@ -1,0 +1,357 @@
+//! The REST API (JSON over HTTP/1.1 on a Unix socket).
+//!
+//! | method | path | body | answer |
+//! |---|---|---|---|
+//! | GET | `/v1/info` | | daemon facts |
+//! | GET | `/v1/taps` | | list of interfaces |
+//! | POST | `/v1/taps` | create options | 201 + the interface |
+//! | GET | `/v1/taps/{if}` | | the interface |
+//! | DELETE | `/v1/taps/{if}` | | the deleted interface |
+//! | POST | `/v1/taps/{if}/offload` | `{"action": "gso-enable"}` | the interface |
+//! | GET | `/v1/xconnects` | | list of cross-connects |
+//! | POST | `/v1/xconnects` | `{"a": "tap0", "b": "tap1"}` | 201 + the cross-connect |
+//! | DELETE | `/v1/xconnects/{if}` | | the removed cross-connect (either end names it) |
+//! | POST | `/v1/taps/{if}/mtu` | `{"mtu": 9000}` | the interface (host side set and read back) |
+//! | POST | `/v1/taps/{if}/rx-mode` | `{"mode": "polling"}` (`interrupt`, `adaptive`) | the interface |
+//! | POST | `/v1/taps/{if}/capture` | `{"direction": "both", "count": 100}` | the capture, streamed as pcap (`application/vnd.tcpdump.pcap`) |
+//! | DELETE | `/v1/taps/{if}/capture` | | the stopped capture (its stream ends) |
+//! | POST | `/v1/taps/{if}/attach` | | re-attach a detached interface (one a restart could not) |
+//! | GET/POST | `/v1/bridges` | `{"name": "bd1"}` | list / 201 + the bridge |
+//! | GET/DELETE | `/v1/bridges/{bd}` | | the bridge with its MAC table / 204 |
+//! | POST | `/v1/bridges/{bd}/interfaces` | `{"iface": "tap0"}` | the bridge |
+//! | DELETE | `/v1/bridges/{bd}/interfaces/{if}` | | the bridge |
+//! | GET | `/metrics` | | Prometheus text format: per queue packets, bytes, kicks, drops by reason, ring occupancy; offload counters; API requests |
+//! | PUT/DELETE | `/v1/debug/fault` | `{"step": "set-mtu", "errno": 5}` | 204 (only with `[debug] fault_injection`) |
+//!
+//! Every change is saved to the state file before it is answered; one that
+//! cannot be saved is undone and answered 503 naming the file and the reason.
+//!
+//! `{if}` is `tap<id>`, `tun<id>` or the id. Every error is
+//! `{"error": "<one line naming the field and the reason>"}` with a 4xx status
+//! for bad input (400 invalid, 404 unknown interface, 409 conflict, 403 no
+//! privilege), 503 for a missing kernel facility, and 500 only when the kernel
+//! refused something vtap did not expect.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use vtap::fault::Fault;
+use vtap::forward::{BridgeInfo, Xconnect};
+use vtap::registry::{error_chain, ErrorKind, OffloadAction, Registry};
+use vtap::CreateOptions;
+
+use crate::app::{detached, detached_id};
+mod debug;
+mod forwarding;
+mod taps;
+
+pub use forwarding::{BridgeRequest, PortRequest, XconnectRequest};
+pub use taps::{
+    CaptureRequest, DeleteFailure, DeleteRequest, DeleteResult, MtuRequest, OffloadRequest,
+    RxModeRequest, MAX_BATCH, PCAP_MEDIA_TYPE,
+};
+
+pub use crate::app::{forwarder, AppState};
+use crate::state::{self, Pending, PendingOp};
+
+/// An API error: status and one-line message.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    message: String,
+}
+
+impl ApiError {
+    /// Status and message (for the fuzz targets' checks).
+    pub(crate) fn parts(&self) -> (StatusCode, &str) {
+        (self.status, &self.message)
+    }
+
+    fn bad_request(message: impl Into<String>) -> Self {
+        Self {
+            status: StatusCode::BAD_REQUEST,
+            message: message.into(),
+        }
+    }
+}
+
+/// The JSON error body.
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    /// One line naming the field and the reason.
+    pub error: String,
+}
+
+/// The error responses every fallible operation may give (for the spec).
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)] // only its OpenAPI description is used
+enum Errors {
+    /// Invalid input: the message names the field and the reason.
+    #[response(status = 400)]
+    BadRequest(ErrorBody),
+    /// No privilege (CAP_NET_ADMIN), or a gated debug resource.
+    #[response(status = 403)]
+    Forbidden(ErrorBody),
+    /// Unknown interface, bridge or resource.
+    #[response(status = 404)]
+    NotFound(ErrorBody),
+    /// Conflict: id or name taken, interface attached, bridge not empty.
+    #[response(status = 409)]
+    Conflict(ErrorBody),
+    /// The kernel refused something vtap did not expect.
+    #[response(status = 500)]
+    Internal(ErrorBody),
+    /// A kernel facility is missing (/dev/net/tun, /dev/vhost-net).
+    #[response(status = 503)]
+    Unavailable(ErrorBody),
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (
+            self.status,
+            Json(ErrorBody {
+                error: self.message,
+            }),
+        )
+            .into_response()
+    }
+}
+
+/// The one mapping from an error's class to an HTTP status.
+fn status_of(kind: ErrorKind) -> StatusCode {
+    match kind {
+        ErrorKind::Invalid => StatusCode::BAD_REQUEST,
+        ErrorKind::NotFound => StatusCode::NOT_FOUND,
+        ErrorKind::Conflict => StatusCode::CONFLICT,
+        ErrorKind::Permission => StatusCode::FORBIDDEN,
+        ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+impl From<vtap::registry::Error> for ApiError {
+    fn from(e: vtap::registry::Error) -> Self {
+        Self {
+            status: status_of(e.kind()),
+            message: error_chain(&e),
+        }
+    }
+}
+
+impl From<vtap::node::Error> for ApiError {
+    fn from(e: vtap::node::Error) -> Self {
+        Self {
+            status: status_of(e.kind()),
+            message: error_chain(&e),
+        }
+    }
+}
+
+impl From<vtap::forward::Error> for ApiError {
+    fn from(e: vtap::forward::Error) -> Self {
+        Self {
+            status: status_of(e.kind()),
+            message: error_chain(&e),
+        }
+    }
+}
+
+impl From<state::Error> for ApiError {
+    fn from(e: state::Error) -> Self {
+        Self {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            message: format!("not done: {}", error_chain(&e)),
+        }
+    }
+}
+
+/// Saves the state after a change; on failure runs `undo` (which puts the
+/// change back) and refuses with 503 naming the file and the reason.
+fn commit(
+    s: &AppState,
+    reg: &Registry,
+    undo: impl FnOnce() -> Result<(), String>,
+) -> Result<(), ApiError> {
+    let Err(e) = state::save(s, reg, &[]) else {
+        return Ok(());
+    };
+    if let Err(u) = undo() {
+        tracing::error!(error = %u, "a change that could not be saved could not be undone either");
+    }
+    tracing::error!(error = %error_chain(&e), "change refused: the state cannot be saved");
+    Err(e.into())
+}
+
+/// 409 for an operation on a detached interface, else the registry's error.
+fn live_only(s: &AppState, key: &str, e: vtap::registry::Error) -> ApiError {
+    match detached_id(s, key) {
+        Some(_) => ApiError {
+            status: StatusCode::CONFLICT,
+            message: format!(
+                "interface '{key}': detached (not re-attached after a restart); \
+                 POST /v1/taps/{key}/attach or delete it"
+            ),
+        },
+        None => e.into(),
+    }
+}
+
+pub(crate) fn parse_body<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
+    let body: &[u8] = if body.iter().all(u8::is_ascii_whitespace) {
+        b"{}"
+    } else {
+        body
+    };
+    let value: serde_json::Value = serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request(format!("request body: {e}")))?;
+    // serde accepts a struct written as a JSON array of its fields in order
+    // (`[null, null]` would be a valid CreateOptions); the API's bodies are
+    // objects, so an array is refused rather than read positionally.
+    if value.is_array() {
+        return Err(ApiError::bad_request(
+            "request body: expected a JSON object, found an array",
+        ));
+    }
+    serde_json::from_value(value).map_err(|e| ApiError::bad_request(format!("request body: {e}")))
+}
+
+/// The routes and the OpenAPI description, from the same declarations
+/// (utoipa-axum): a route cannot exist without its description.
+fn routes() -> OpenApiRouter<Arc<AppState>> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(info))
+        .merge(taps::routes())
+        .merge(forwarding::routes())
+        .merge(debug::routes())
+        .routes(routes!(metrics))
+}
+
+/// The spec's frame: title, version, description; paths come from
+/// [`routes`].
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    info(
+        title = "vtapd",
+        description = "The vtap daemon: TAP/TUN interfaces for a userspace data plane, \
+                       JSON over HTTP/1.1 on a Unix socket (/run/vtap/vtap.sock).",
+        license(name = "Apache-2.0")
+    ),
+    components(schemas(ErrorBody)),
+    tags(
+        (name = "daemon", description = "Facts and metrics"),
+        (name = "taps", description = "Interfaces"),
+        (name = "forwarding", description = "Cross-connects and bridge domains"),
+        (name = "debug", description = "Fault injection ([debug] fault_injection = true)")
+    )
+)]
+struct ApiDoc;
+
+/// The OpenAPI 3 description of this API, as committed in docs/openapi.json.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    routes().split_for_parts().1
+}
+
+/// The router.
+pub fn router(state: Arc<AppState>) -> Router {
+    let (router, _) = routes().split_for_parts();
+    router
+        .fallback(|| async {
+            ApiError {
+                status: StatusCode::NOT_FOUND,
+                message: "no such API resource".into(),
+            }
+        })
+        .method_not_allowed_fallback(
+            |method: axum::http::Method, uri: axum::http::Uri| async move {
+                ApiError {
+                    status: StatusCode::METHOD_NOT_ALLOWED,
+                    message: format!("method {method} not allowed on {}", uri.path()),
+                }
+            },
+        )
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            count_request,
+        ))
+        .with_state(state)
+}
+
+/// Counts every request by route template, method and status. (Each
+/// change saves the state itself, and is undone and refused when it cannot:
+/// see [`crate::state`].)
+async fn count_request(
+    State(s): State<Arc<AppState>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let route = req
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or_else(|| "unmatched".to_string(), |m| m.as_str().to_string());
+    let method = req.method().to_string();
+    let resp = next.run(req).await;
+    s.api_requests
+        .get_or_create(&crate::metrics::ApiLabels {
+            route,
+            method,
+            status: resp.status().as_u16(),
+        })
+        .inc();
+    resp
+}
+
+#[utoipa::path(get, path = "/metrics", tag = "daemon",
+    responses((status = 200, description = "Prometheus/OpenMetrics text", content_type = "application/openmetrics-text", body = String)))]
+async fn metrics(State(s): State<Arc<AppState>>) -> Response {
+    let taps = s.registry.lock().await.list();
+    let bridges = forwarder(&s).bridges();
+    let body = crate::metrics::render(&taps, &bridges, &s.api_requests);
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        body,
+    )
+        .into_response()
+}
+
+/// `GET /v1/info`.
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Info {
+    /// vtap version.
+    pub version: String,
+    /// Daemon pid.
+    pub pid: u32,
+    /// Socket path.
+    pub socket: String,
+    /// Number of interfaces.
+    pub interfaces: usize,
+    /// Default host MTU in force.
+    pub default_host_mtu: Option<u32>,
+    /// USO allowed.
+    pub uso: bool,
+}
+
+#[utoipa::path(get, path = "/v1/info", tag = "daemon",
+    responses((status = 200, description = "daemon facts", body = Info)))]
+async fn info(State(s): State<Arc<AppState>>) -> Json<Info> {
+    let reg = s.registry.lock().await;
+    Json(Info {
+        version: env!("CARGO_PKG_VERSION").into(),
+        pid: std::process::id(),
+        socket: s.socket.clone(),
+        interfaces: reg.len(),
+        default_host_mtu: reg.settings().default_host_mtu,
+        uso: reg.settings().allow_uso,
+    })
+}

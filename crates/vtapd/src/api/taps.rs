@@ -1,0 +1,465 @@
+//! `/v1/taps`: interfaces, their run-time changes, capture and re-attach.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::*;
+
+/// This resource's routes, with their OpenAPI description.
+pub(super) fn routes() -> OpenApiRouter<Arc<AppState>> {
+    OpenApiRouter::new()
+        .routes(routes!(list, create))
+        .routes(routes!(show, delete))
+        .routes(routes!(delete_many))
+        .routes(routes!(offload))
+        .routes(routes!(set_mtu))
+        .routes(routes!(rx_mode))
+        .routes(routes!(attach))
+        .routes(routes!(start_capture, stop_capture))
+}
+
+#[utoipa::path(get, path = "/v1/taps", tag = "taps",
+    responses((status = 200, description = "every interface", body = Vec<vtap::TapInfo>)))]
+async fn list(State(s): State<Arc<AppState>>) -> Json<Vec<vtap::TapInfo>> {
+    let mut all = s.registry.lock().await.list();
+    all.extend(detached(&s).values().map(|d| d.saved.info.clone()));
+    all.sort_by_key(|t| t.id);
+    Json(all)
+}
+
+#[utoipa::path(post, path = "/v1/taps", tag = "taps",
+    request_body(content = Option<CreateOptions>, description = "create options; an empty body or null means every default"),
+    responses((status = 201, description = "created (or attached), read back from the kernel", body = vtap::TapInfo), Errors))]
+async fn create(State(s): State<Arc<AppState>>, body: Bytes) -> Result<Response, ApiError> {
+    // An empty body, or `null`, means every default (the spec says so).
+    let mut opts: CreateOptions = parse_body::<Option<CreateOptions>>(&body)?.unwrap_or_default();
+    let mut reg = s.registry.lock().await;
+    // Ids of detached interfaces stay theirs.
+    let held: std::collections::BTreeSet<u32> = detached(&s).keys().copied().collect();
+    let id = match opts.id {
+        Some(id) if held.contains(&id) => {
+            return Err(ApiError {
+                status: StatusCode::CONFLICT,
+                message: format!(
+                    "id {id}: held by a detached interface; re-attach or delete it first"
+                ),
+            })
+        }
+        Some(id) => id,
+        None => reg.free_id(&held)?,
+    };
+    opts.id = Some(id);
+    // Write-ahead: the intent is in the state file before the kernel
+    // changes, so that a crash in the middle is rolled back at restart.
+    let base = state::snapshot(&s, &reg, &[]);
+    let path = s.state_file.clone();
+    let mut record = |i: &vtap::registry::Intent| -> Result<(), String> {
+        let Some(path) = &path else { return Ok(()) };
+        let mut saved = base.clone();
+        saved.pending.push(Pending {
+            op: PendingOp::Create,
+            id: i.id,
+            host_if_name: i.host_if_name.clone(),
+            host_ns: i.host_ns.clone(),
+            attach: i.attach,
+        });
+        state::store(path, &saved).map_err(|e| format!("not done: {}", error_chain(&e)))
+    };
+    let created = reg.create_with_intent(&opts, &mut record).await;
+    let info = match created {
+        Ok(info) => info,
+        Err(e) => {
+            // Clear the intent (best effort: a stale one only makes the next
+            // start look for a link that is not there).
+            if let Err(se) = state::save(&s, &reg, &[]) {
+                tracing::warn!(error = %error_chain(&se), "cannot clear a create's intent");
+            }
+            return Err(e.into());
+        }
+    };
+    if let Err(e) = state::save(&s, &reg, &[]) {
+        // Not durable: undo it. The intent still in the file is harmless.
+        if let Err(de) = reg.delete(&info.name).await {
+            tracing::error!(iface = %info.name, error = %error_chain(&de), "cannot undo a create that was not saved");
+        }
+        return Err(e.into());
+    }
+    Ok((StatusCode::CREATED, Json(info)).into_response())
+}
+
+#[utoipa::path(get, path = "/v1/taps/{iface}", tag = "taps", params(("iface" = String, Path, description = "tap<id>, tun<id> or the id")),
+    responses((status = 200, description = "the interface", body = vtap::TapInfo), Errors))]
+async fn show(
+    State(s): State<Arc<AppState>>,
+    Path(iface): Path<String>,
+) -> Result<Json<vtap::TapInfo>, ApiError> {
+    let reg = s.registry.lock().await;
+    match reg.get(&iface) {
+        Ok(info) => Ok(Json(info)),
+        Err(e) => match detached_id(&s, &iface) {
+            Some(id) => Ok(Json(detached(&s)[&id].saved.info.clone())),
+            None => Err(e.into()),
+        },
+    }
+}
+
+/// `POST /v1/taps/{if}/mtu` body.
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MtuRequest {
+    /// The MTU, 68..=65521.
+    pub mtu: u32,
+}
+
+#[utoipa::path(post, path = "/v1/taps/{iface}/mtu", tag = "taps", params(("iface" = String, Path, description = "tap<id>, tun<id> or the id")),
+    request_body = MtuRequest,
+    responses((status = 200, description = "the interface, MTU read back", body = vtap::TapInfo), Errors))]
+async fn set_mtu(
+    State(s): State<Arc<AppState>>,
+    Path(iface): Path<String>,
+    body: Bytes,
+) -> Result<Json<vtap::TapInfo>, ApiError> {
+    let req: MtuRequest = parse_body(&body)?;
+    let mut reg = s.registry.lock().await;
+    let before = reg.get(&iface).map_err(|e| live_only(&s, &iface, e))?;
+    let info = reg.set_mtu(&iface, req.mtu).await?;
+    if let Err(e) = state::save(&s, &reg, &[]) {
+        if let Err(u) = reg.set_mtu(&iface, before.host_mtu_size).await {
+            tracing::error!(error = %error_chain(&u), "cannot undo an MTU change that was not saved");
+        }
+        return Err(e.into());
+    }
+    Ok(Json(info))
+}
+
+#[utoipa::path(delete, path = "/v1/taps/{iface}", tag = "taps", params(("iface" = String, Path, description = "tap<id>, tun<id> or the id")),
+    responses((status = 200, description = "the deleted interface", body = vtap::TapInfo), Errors))]
+async fn delete(
+    State(s): State<Arc<AppState>>,
+    Path(iface): Path<String>,
+) -> Result<Json<vtap::TapInfo>, ApiError> {
+    let mut reg = s.registry.lock().await;
+    if let Some(id) = detached_id(&s, &iface) {
+        return delete_detached(&s, &reg, id).await.map(Json);
+    }
+    vtap::node::check_deletable(&reg, &forwarder(&s), &iface)?;
+    let info = reg.get(&iface)?;
+    // Write-ahead: once the intent is saved the delete is durable (a
+    // restart finishes it); if it cannot be saved nothing is done.
+    state::save(&s, &reg, &[delete_intent(&info)])?;
+    let deleted = reg.delete(&iface).await;
+    // Clear the intent; if that fails the saved intent still says what
+    // happened, and a restart finishes (or finds finished) the delete.
+    if let Err(e) = state::save(&s, &reg, &[]) {
+        tracing::warn!(error = %error_chain(&e), "cannot clear a delete's intent");
+    }
+    Ok(Json(deleted?))
+}
+
+/// The write-ahead record of deleting `info`.
+fn delete_intent(info: &vtap::TapInfo) -> Pending {
+    Pending {
+        op: PendingOp::Delete,
+        id: info.id,
+        host_if_name: info.host_if_name.clone(),
+        host_ns: info.host_ns.clone(),
+        attach: info.attached,
+    }
+}
+
+/// Deletes a detached interface: its link, if it still exists, and its
+/// record (write-ahead, as for any delete).
+async fn delete_detached(s: &AppState, reg: &Registry, id: u32) -> Result<vtap::TapInfo, ApiError> {
+    let Some(d) = detached(s).get(&id).cloned() else {
+        return Err(vtap::registry::Error::NotFound(id.to_string()).into());
+    };
+    let info = d.saved.info;
+    state::save(s, reg, &[delete_intent(&info)])?;
+    let removed = reg
+        .remove_leftover(info.host_ns.as_deref(), &info.host_if_name)
+        .await;
+    detached(s).remove(&id);
+    if let Err(e) = state::save(s, reg, &[]) {
+        tracing::warn!(error = %error_chain(&e), "cannot clear a delete's intent");
+    }
+    if let Err(e) = removed {
+        // The record is gone; the link (if any) could not be: say so.
+        tracing::warn!(iface = %info.name, error = %error_chain(&e), "detached interface forgotten; its link could not be removed");
+    }
+    Ok(info)
+}
+
+/// `POST /v1/taps/delete` body.
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DeleteRequest {
+    /// The interfaces (`tap0`, `tun1` or ids), 1 to 4096, each once.
+    pub interfaces: Vec<String>,
+}
+
+/// Most interfaces in one batch deletion.
+pub const MAX_BATCH: usize = 4096;
+
+/// One interface a batch deletion left in place, and why.
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct DeleteFailure {
+    /// The interface as given.
+    pub iface: String,
+    /// The status a single deletion would have answered.
+    pub status: u16,
+    /// One line naming the reason.
+    pub error: String,
+}
+
+/// What a batch deletion did.
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct DeleteResult {
+    /// The interfaces deleted.
+    pub deleted: Vec<vtap::TapInfo>,
+    /// Those left in place (intact: delete them again once the reason is gone).
+    pub failed: Vec<DeleteFailure>,
+}
+
+#[utoipa::path(post, path = "/v1/taps/delete", tag = "taps",
+    request_body = DeleteRequest,
+    responses((status = 200, description = "each interface deleted or left intact with its reason \
+        (the kernel's part of the deletions runs concurrently: ~20 ms of RCU waiting each, overlapped)",
+        body = DeleteResult), Errors))]
+async fn delete_many(
+    State(s): State<Arc<AppState>>,
+    body: Bytes,
+) -> Result<Json<DeleteResult>, ApiError> {
+    let req: DeleteRequest = parse_body(&body)?;
+    if req.interfaces.is_empty() || req.interfaces.len() > MAX_BATCH {
+        return Err(ApiError::bad_request(format!(
+            "interfaces: {} given, must be 1..={MAX_BATCH}",
+            req.interfaces.len()
+        )));
+    }
+    let mut reg = s.registry.lock().await;
+    let mut failed = Vec::new();
+    let mut keys = Vec::new();
+    for iface in &req.interfaces {
+        match vtap::node::check_deletable(&reg, &forwarder(&s), iface) {
+            Err(e @ vtap::node::Error::InUse { .. }) => {
+                let e = ApiError::from(e);
+                failed.push(DeleteFailure {
+                    iface: iface.clone(),
+                    status: e.status.as_u16(),
+                    error: e.message,
+                });
+            }
+            // Unknown keys fail in delete_many with their own reason.
+            _ => keys.push(iface.as_str()),
+        }
+    }
+    let intents: Vec<Pending> = keys
+        .iter()
+        .filter_map(|k| reg.get(k).ok())
+        .map(|i| delete_intent(&i))
+        .collect();
+    state::save(&s, &reg, &intents)?;
+    let outcome = reg.delete_many(&keys).await;
+    if let Err(e) = state::save(&s, &reg, &[]) {
+        tracing::warn!(error = %error_chain(&e), "cannot clear the deletes' intents");
+    }
+    let mut deleted = Vec::new();
+    for (r, iface) in outcome.into_iter().zip(&keys) {
+        match r {
+            Ok(info) => deleted.push(info),
+            Err(e) => {
+                let e = ApiError::from(e);
+                failed.push(DeleteFailure {
+                    iface: (*iface).to_string(),
+                    status: e.status.as_u16(),
+                    error: e.message,
+                });
+            }
+        }
+    }
+    Ok(Json(DeleteResult { deleted, failed }))
+}
+
+/// `POST /v1/taps/{if}/offload` body.
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OffloadRequest {
+    /// `gso-enable`, `gso-disable`, `csum-offload-enable`, ...
+    pub action: String,
+}
+
+#[utoipa::path(post, path = "/v1/taps/{iface}/offload", tag = "taps", params(("iface" = String, Path, description = "tap<id>, tun<id> or the id")),
+    request_body = OffloadRequest,
+    responses((status = 200, description = "the interface", body = vtap::TapInfo), Errors))]
+async fn offload(
+    State(s): State<Arc<AppState>>,
+    Path(iface): Path<String>,
+    body: Bytes,
+) -> Result<Json<vtap::TapInfo>, ApiError> {
+    let req: OffloadRequest = parse_body(&body)?;
+    let action: OffloadAction = req
+        .action
+        .parse()
+        .map_err(|e: vtap::options::Error| ApiError::bad_request(e.to_string()))?;
+    let mut reg = s.registry.lock().await;
+    let before = reg.get(&iface).map_err(|e| live_only(&s, &iface, e))?;
+    let info = reg.set_offload(&iface, action).await?;
+    if let Err(e) = state::save(&s, &reg, &[]) {
+        if let Err(u) = reg.restore_offload(&iface, &before) {
+            tracing::error!(error = %error_chain(&u), "cannot undo an offload change that was not saved");
+        }
+        return Err(e.into());
+    }
+    Ok(Json(info))
+}
+
+/// `POST /v1/taps/{if}/capture` body.
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CaptureRequest {
+    /// `rx`, `tx` or `both` (default `both`).
+    #[serde(default)]
+    pub direction: Option<vtap::datapath::capture::Direction>,
+    /// Stop after this many frames (default: until stopped or the client
+    /// disconnects).
+    #[serde(default)]
+    pub count: Option<u64>,
+}
+
+/// A pcap stream (classic pcap, microsecond timestamps).
+#[derive(utoipa::ToSchema)]
+#[schema(value_type = String, format = Binary)]
+#[allow(dead_code)] // only its OpenAPI description is used
+struct Pcap(Vec<u8>);
+
+/// The pcap media type (IANA).
+pub const PCAP_MEDIA_TYPE: &str = "application/vnd.tcpdump.pcap";
+
+/// Checks a capture request body before it is parsed: the daemon never
+/// writes a file a caller names, and says so rather than "unknown field".
+fn refuse_capture_file(body: &Bytes) -> Result<(), ApiError> {
+    let names_file = serde_json::from_slice::<serde_json::Value>(body)
+        .ok()
+        .is_some_and(|v| v.get("file").is_some());
+    if names_file {
+        return Err(ApiError::bad_request(
+            "file: vtapd never writes a file a caller names; the pcap is streamed in the \
+             response (`vtap capture IF --file F` writes it on the client's side)",
+        ));
+    }
+    Ok(())
+}
+
+#[utoipa::path(post, path = "/v1/taps/{iface}/capture", tag = "taps", params(("iface" = String, Path, description = "tap<id>, tun<id> or the id")),
+    request_body = CaptureRequest,
+    responses((status = 200, description = "the capture as a pcap stream (chunked), from the pcap header on; \
+        it ends when the count is reached, the capture is stopped (DELETE), or the interface is deleted; \
+        closing the connection stops it", content_type = "application/vnd.tcpdump.pcap", body = Pcap), Errors))]
+async fn start_capture(
+    State(s): State<Arc<AppState>>,
+    Path(iface): Path<String>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    refuse_capture_file(&body)?;
+    let req: CaptureRequest = parse_body(&body)?;
+    if req.count == Some(0) {
+        return Err(ApiError::bad_request("count '0': must be at least 1"));
+    }
+    let dir = req
+        .direction
+        .unwrap_or(vtap::datapath::capture::Direction::Both);
+    let stream = s
+        .registry
+        .lock()
+        .await
+        .start_capture(&iface, dir, req.count)?;
+    let chunks = futures::stream::unfold(stream, |mut st| async move {
+        st.next_chunk()
+            .await
+            .map(|c| (Ok::<_, std::convert::Infallible>(Bytes::from(c)), st))
+    });
+    Ok((
+        [(axum::http::header::CONTENT_TYPE, PCAP_MEDIA_TYPE)],
+        axum::body::Body::from_stream(chunks),
+    )
+        .into_response())
+}
+
+#[utoipa::path(delete, path = "/v1/taps/{iface}/capture", tag = "taps", params(("iface" = String, Path, description = "tap<id>, tun<id> or the id")),
+    responses((status = 200, description = "the stopped capture (its stream ends)", body = vtap::datapath::capture::CaptureState), Errors))]
+async fn stop_capture(
+    State(s): State<Arc<AppState>>,
+    Path(iface): Path<String>,
+) -> Result<Json<vtap::datapath::capture::CaptureState>, ApiError> {
+    Ok(Json(s.registry.lock().await.stop_capture(&iface)?))
+}
+
+/// `POST /v1/taps/{if}/rx-mode` body.
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RxModeRequest {
+    /// `polling`, `interrupt` or `adaptive`.
+    pub mode: vtap::datapath::RxMode,
+}
+
+#[utoipa::path(post, path = "/v1/taps/{iface}/rx-mode", tag = "taps", params(("iface" = String, Path, description = "tap<id>, tun<id> or the id")),
+    request_body = RxModeRequest,
+    responses((status = 200, description = "the interface", body = vtap::TapInfo), Errors))]
+async fn rx_mode(
+    State(s): State<Arc<AppState>>,
+    Path(iface): Path<String>,
+    body: Bytes,
+) -> Result<Json<vtap::TapInfo>, ApiError> {
+    let req: RxModeRequest = parse_body(&body)?;
+    let mut reg = s.registry.lock().await;
+    let before = reg
+        .get(&iface)
+        .map_err(|e| live_only(&s, &iface, e))?
+        .datapath
+        .and_then(|d| d.rx.first().and_then(|q| q.mode))
+        .unwrap_or_default();
+    let info = reg.set_rx_mode(&iface, req.mode)?;
+    if let Err(e) = state::save(&s, &reg, &[]) {
+        if let Err(u) = reg.set_rx_mode(&iface, before) {
+            tracing::error!(error = %error_chain(&u), "cannot undo an rx-mode change that was not saved");
+        }
+        return Err(e.into());
+    }
+    Ok(Json(info))
+}
+
+#[utoipa::path(post, path = "/v1/taps/{iface}/attach", tag = "taps", params(("iface" = String, Path, description = "tap<id>, tun<id> or the id")),
+    responses((status = 200, description = "re-attached: the interface, served again", body = vtap::TapInfo), Errors))]
+async fn attach(
+    State(s): State<Arc<AppState>>,
+    Path(iface): Path<String>,
+) -> Result<Json<vtap::TapInfo>, ApiError> {
+    let mut reg = s.registry.lock().await;
+    let Some(id) = detached_id(&s, &iface) else {
+        reg.resolve(&iface)?;
+        return Err(ApiError {
+            status: StatusCode::CONFLICT,
+            message: format!("interface '{iface}': already attached"),
+        });
+    };
+    let info = state::reattach_one(&s, &mut reg, id)
+        .await
+        .map_err(|reason| ApiError {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            message: format!("interface '{iface}': still detached: {reason}"),
+        })?;
+    // The saved record does not change by being re-attached; saving only
+    // refreshes what it says.
+    if let Err(e) = state::save(&s, &reg, &[]) {
+        tracing::warn!(error = %error_chain(&e), "cannot save after a re-attach");
+    }
+    Ok(Json(info))
+}

@@ -1,0 +1,83 @@
+//! The state file's contents: what the daemon serves, as saved, and the
+//! intents written ahead of kernel changes. Plain data; reading, writing
+//! and acting on it is [`crate::state`]'s.
+
+use serde::{Deserialize, Serialize};
+use vtap::datapath::RxMode;
+use vtap::forward::Xconnect;
+use vtap::TapInfo;
+
+/// The state file's format version (fields added since are optional).
+pub const VERSION: u32 = 1;
+
+/// One interface as saved: what `show` says, and its rx mode.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SavedTap {
+    /// The interface (data-path state left out).
+    pub info: TapInfo,
+    /// Rx mode of its queues.
+    pub rx_mode: Option<RxMode>,
+}
+
+/// A bridge domain as saved.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SavedBridge {
+    /// Its name.
+    pub name: String,
+    /// Its interfaces.
+    pub interfaces: Vec<String>,
+    /// Its learn limit.
+    #[serde(default)]
+    pub mac_limit: Option<usize>,
+}
+
+/// A kernel change under way.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PendingOp {
+    /// Creating (or attaching to) an interface.
+    Create,
+    /// Deleting one.
+    Delete,
+}
+
+/// An intent written before its kernel steps (write-ahead).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pending {
+    /// Create or delete.
+    pub op: PendingOp,
+    /// The interface id.
+    pub id: u32,
+    /// Its host-side name.
+    pub host_if_name: String,
+    /// Its namespace as given.
+    pub host_ns: Option<String>,
+    /// An attach (the link existed before and must stay).
+    pub attach: bool,
+}
+
+/// Everything the daemon serves.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Saved {
+    /// Format version.
+    pub version: u32,
+    /// Interfaces (detached ones included).
+    pub taps: Vec<SavedTap>,
+    /// Cross-connects.
+    pub xconnects: Vec<Xconnect>,
+    /// Bridge domains.
+    pub bridges: Vec<SavedBridge>,
+    /// Kernel changes under way when this was written.
+    #[serde(default)]
+    pub pending: Vec<Pending>,
+}
+
+/// Cross-connects and bridges an interface belongs to, waiting for it to be
+/// re-attached.
+#[derive(Clone, Debug, Default)]
+pub struct Memberships {
+    /// Its cross-connect, as saved.
+    pub xconnects: Vec<Xconnect>,
+    /// The bridges it is a port of.
+    pub bridges: Vec<String>,
+}
