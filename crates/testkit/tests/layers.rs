@@ -155,3 +155,26 @@ fn the_cycle_finder_finds_cycles_and_ignores_comments() {
     let text = code("use crate::forward::End; // crate::registry\n/// [`crate::registry`]\n");
     assert_eq!(uses(&text, &names), BTreeSet::from(["forward".to_string()]));
 }
+
+/// Most lines a non-test source file may have: past it, a file mixes
+/// concerns (split it along them, as `registry/` and `forward/` are).
+const MAX_LINES: usize = 800;
+
+#[test]
+fn no_source_file_is_over_800_lines() {
+    let crates = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let mut long = Vec::new();
+    for e in std::fs::read_dir(&crates).expect("crates").flatten() {
+        let src = e.path().join("src");
+        if !src.is_dir() {
+            continue;
+        }
+        for f in rust_files(&src) {
+            let n = std::fs::read_to_string(&f).expect("read").lines().count();
+            if n > MAX_LINES {
+                long.push(format!("{} ({n} lines)", f.display()));
+            }
+        }
+    }
+    assert!(long.is_empty(), "over {MAX_LINES} lines: {long:?}");
+}

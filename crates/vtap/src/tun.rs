@@ -34,6 +34,8 @@ pub const DEV_NET_TUN: &CStr = c"/dev/net/tun";
 
 /// `sizeof(struct virtio_net_hdr_v1)`: what every frame on a queue starts with.
 pub const VNET_HDR_LEN: i32 = 12;
+// The ioctl's int and the header's length are one number.
+const _: () = assert!(VNET_HDR_LEN as usize == crate::wire::vnet::LEN);
 
 /// `TUN_F_*` offload bits (`include/uapi/linux/if_tun.h`).
 pub mod offload {

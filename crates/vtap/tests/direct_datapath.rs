@@ -8,101 +8,39 @@ mod common;
 
 use std::time::Duration;
 
-use vtap::datapath::{DataPath, RxMode};
+use vtap::datapath::RxMode;
 use vtap::forward::Forwarder;
-use vtap::netns::{Netns, NetnsSpec};
 use vtap::registry::{error_chain, Backend, Registry, Settings};
 use vtap::CreateOptions;
 use vtap_testkit::TestNs;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn arp_icmp_and_jumbo_udp_through_the_direct_backend() {
-    // (rx mode, checksum offload on the tap)
-    let runs = [
+    // (rx mode, checksum offload on the tap); the body is the one every
+    // backend runs (common::echo_through).
+    for (mode, csum) in [
         (RxMode::Interrupt, false),
         (RxMode::Adaptive, true),
         (RxMode::Polling, true),
-    ];
-    for (mode, csum) in runs {
-        let ns = TestNs::new("dir");
-        let mut reg = common::bare_registry();
-        let info = reg
-            .create(&CreateOptions {
-                host_ns: Some(ns.name.clone()),
-                host_ip4_addr: Some("198.18.0.1/24".into()),
-                host_mtu_size: Some(9000),
-                csum_offload: csum,
-                backend: Some("direct".into()),
-                ..Default::default()
-            })
-            .await
-            .unwrap_or_else(|e| panic!("{}", error_chain(&e)));
-        assert_eq!(info.backend, Backend::Direct);
-        let taps = reg.dup_queues(&info.name).expect("queues");
-        let mut dp = DataPath::start(&common::one_pair(Backend::Direct, true, true), &taps)
-            .unwrap_or_else(|e| panic!("{}", error_chain(&e)));
-        dp.set_rx_mode(0, mode).expect("mode");
-        let mac = info.hw_addr.expect("mac").octets();
-        let seen = common::ping_and_udp_echo(&ns, &mut dp, mac, [198, 18, 0, 2], "198.18.0.1");
-
+    ] {
+        let run = common::echo_through(Backend::Direct, true, true, mode, csum).await;
+        let st = &run.state;
         assert_eq!(
-            seen.max_num_buffers, 1,
-            "{mode:?}: a frame is read whole: {seen:?}"
+            run.seen.max_num_buffers, 1,
+            "a frame is read whole: {:?}",
+            run.seen
         );
-        assert_eq!(
-            seen.partial_csum > 0,
-            csum,
-            "{mode:?}: checksum-partial frames: {seen:?}"
-        );
-        let st = dp.state();
-        assert_eq!(st.backend, Backend::Direct);
         assert_eq!((st.features_offered, st.features_negotiated), (0, 0));
         assert!(
             st.rx[0].ring.is_none() && st.tx[0].ring.is_none(),
             "no rings"
         );
-        assert_eq!(st.rx[0].mode, Some(mode));
-        assert_eq!(st.rx[0].counters.packets, seen.frames);
-        assert_eq!(st.tx[0].counters.packets, seen.answered);
-        // The kernel counted the same frames on the host side.
-        let link = ns.ip_json(&["-s", "link", "show", "dev", &info.host_if_name]);
-        let stats = &link[0]["stats64"];
-        assert_eq!(stats["tx"]["packets"].as_u64(), Some(seen.frames), "{link}");
-        assert_eq!(
-            stats["rx"]["packets"].as_u64(),
-            Some(seen.answered),
-            "{link}"
-        );
-        drop(dp);
-        reg.delete(&info.name).await.expect("delete");
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tcp_gso_super_frames_both_ways_through_the_direct_backend() {
-    let ns = TestNs::new("dgs");
-    let mut reg = common::bare_registry();
-    let info = reg
-        .create(&CreateOptions {
-            host_ns: Some(ns.name.clone()),
-            host_ip4_addr: Some("198.18.3.1/24".into()),
-            gso: true,
-            backend: Some("direct".into()),
-            ..Default::default()
-        })
-        .await
-        .unwrap_or_else(|e| panic!("{}", error_chain(&e)));
-    let taps = reg.dup_queues(&info.name).expect("queues");
-    let mut dp =
-        DataPath::start(&common::one_pair(Backend::Direct, true, true), &taps).expect("start");
-    let netns = Netns::open(&NetnsSpec::Name(ns.name.clone())).expect("netns");
-    let sock = netns
-        .run_in(|| vtap_testkit::packet::PacketSocket::bind(info.host_ifindex))
-        .expect("enter")
-        .expect("AF_PACKET socket");
-    common::gso_both_ways(&mut dp, &info, &sock);
-    drop(dp);
-    reg.delete(&info.name).await.expect("delete");
+    common::gso_through(Backend::Direct, true).await;
 }
 
 /// Open fds of this process, once background tasks settled.

@@ -6,61 +6,30 @@ mod common;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use vtap::datapath::{self, DataPath, RxMode};
-use vtap::netns::{Netns, NetnsSpec};
+use vtap::datapath::{self, RxMode};
 use vtap::registry::{error_chain, Backend, Registry, Settings};
 use vtap::CreateOptions;
 use vtap_testkit::TestNs;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn arp_icmp_and_jumbo_udp_through_the_userspace_backend() {
-    let runs = [
-        // (EVENT_IDX, indirect, rx mode, checksum offload on the tap)
+    // (EVENT_IDX, indirect, rx mode, checksum offload on the tap); the body
+    // is the one every backend runs (common::echo_through).
+    for (event_idx, indirect, mode, csum) in [
         (true, true, RxMode::Interrupt, false),
         (false, false, RxMode::Adaptive, true),
         (true, false, RxMode::Polling, true),
-    ];
-    for (i, (event_idx, indirect, mode, csum)) in runs.into_iter().enumerate() {
-        let ns = TestNs::new("usr");
-        let mut reg = common::bare_registry();
-        let info = reg
-            .create(&CreateOptions {
-                host_ns: Some(ns.name.clone()),
-                host_ip4_addr: Some("198.18.0.1/24".into()),
-                host_mtu_size: Some(9000),
-                csum_offload: csum,
-                backend: Some("userspace".into()),
-                ..Default::default()
-            })
-            .await
-            .unwrap_or_else(|e| panic!("{}", error_chain(&e)));
-        let taps = reg.dup_queues(&info.name).expect("queues");
-        let mut dp = DataPath::start(
-            &common::one_pair(Backend::Userspace, event_idx, indirect),
-            &taps,
-        )
-        .unwrap_or_else(|e| panic!("{}", error_chain(&e)));
-        assert_eq!(dp.state().backend, Backend::Userspace);
-        dp.set_rx_mode(0, mode).expect("mode");
-        assert_eq!(dp.state().rx[0].mode, Some(mode));
-        let mac = info.hw_addr.expect("mac").octets();
-        let seen = common::ping_and_udp_echo(&ns, &mut dp, mac, [198, 18, 0, 2], "198.18.0.1");
-        assert!(seen.max_num_buffers >= 4, "merged rx buffers: {seen:?}");
-        assert_eq!(
-            seen.partial_csum > 0,
-            csum,
-            "run {i}: checksum-partial frames: {seen:?}"
+    ] {
+        let run = common::echo_through(Backend::Userspace, event_idx, indirect, mode, csum).await;
+        assert!(
+            run.seen.max_num_buffers >= 4,
+            "merged rx buffers: {:?}",
+            run.seen
         );
-        let st = dp.state();
-        assert_eq!(st.rx[0].counters.packets, seen.frames);
-        assert_eq!(st.tx[0].counters.packets, seen.answered);
-        assert_eq!(st.rx[0].counters.drop_bad_header, 0);
         assert_eq!(
-            st.features_negotiated & datapath::vhost::F_EVENT_IDX != 0,
+            run.state.features_negotiated & datapath::vhost::F_EVENT_IDX != 0,
             event_idx
         );
-        drop(dp);
-        reg.delete(&info.name).await.expect("delete");
     }
 }
 
@@ -150,26 +119,5 @@ async fn the_registry_runs_a_data_path_per_interface_and_shows_it() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tcp_gso_super_frames_both_ways_through_the_userspace_backend() {
-    let ns = TestNs::new("gso");
-    let mut reg = common::bare_registry();
-    let info = reg
-        .create(&CreateOptions {
-            host_ns: Some(ns.name.clone()),
-            host_ip4_addr: Some("198.18.3.1/24".into()),
-            gso: true,
-            ..Default::default()
-        })
-        .await
-        .unwrap_or_else(|e| panic!("{}", error_chain(&e)));
-    let taps = reg.dup_queues(&info.name).expect("queues");
-    let mut dp =
-        DataPath::start(&common::one_pair(Backend::Userspace, true, true), &taps).expect("start");
-    let netns = Netns::open(&NetnsSpec::Name(ns.name.clone())).expect("netns");
-    let sock = netns
-        .run_in(|| vtap_testkit::packet::PacketSocket::bind(info.host_ifindex))
-        .expect("enter")
-        .expect("AF_PACKET socket");
-    common::gso_both_ways(&mut dp, &info, &sock);
-    drop(dp);
-    reg.delete(&info.name).await.expect("delete");
+    common::gso_through(Backend::Userspace, true).await;
 }

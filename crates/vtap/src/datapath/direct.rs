@@ -45,8 +45,7 @@ use super::queue::{Counters, RxFrame, Sent, MAX_BURST, MAX_FRAME};
 use crate::wire::vnet::{self, VnetHdr};
 use crate::wire::TxFrame;
 
-/// Room for one frame read from a tap: a 64 KiB super-frame and its headers.
-const READ_BUF: usize = 65_536 + 256;
+use crate::wire::MAX_READ as READ_BUF;
 /// Bytes after which a burst ends, however few frames it has. Every frame of
 /// a burst is read before the first is written: 256 super-frames would be
 /// 16 MiB, out of cache by the time they are written (measured: TCP through

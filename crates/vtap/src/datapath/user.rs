@@ -50,8 +50,7 @@ use crate::wire::vnet;
 /// What this backend offers.
 pub const OFFERED: u64 = REQUIRED | F_EVENT_IDX;
 
-/// Largest frame read from a tap: 64 KiB super-frame + header + slack.
-const READ_BUF: usize = 65_536 + 256;
+use crate::wire::MAX_READ as READ_BUF;
 /// Frames per rx wake-up before the worker looks at tx again.
 const RX_BUDGET: usize = 64;
 

@@ -50,13 +50,10 @@ const MAX_IP: usize = 65_535;
 /// long before 64 KiB: 256 64-byte frames in one burst did.
 pub const MAX_UDP_SEGMENTS: usize = 64;
 
-const TCP_FIN: u8 = 0x01;
-const TCP_SYN: u8 = 0x02;
-const TCP_RST: u8 = 0x04;
-const TCP_PSH: u8 = 0x08;
-const TCP_ACK: u8 = 0x10;
-const TCP_URG: u8 = 0x20;
-const TCP_CWR: u8 = 0x80;
+use crate::wire::tcp::{
+    ACK as TCP_ACK, CWR as TCP_CWR, FIN as TCP_FIN, PSH as TCP_PSH, RST as TCP_RST, SYN as TCP_SYN,
+    URG as TCP_URG,
+};
 
 /// A segment that may join a run.
 #[derive(Clone, Copy, Debug)]

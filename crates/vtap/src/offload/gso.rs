@@ -18,9 +18,7 @@ use super::parse::{Ip, Layout, PROTO_TCP};
 use super::{Frame, Pool};
 use crate::wire::vnet::{self, VnetHdr};
 
-const TCP_FIN: u8 = 0x01;
-const TCP_PSH: u8 = 0x08;
-const TCP_CWR: u8 = 0x80;
+use crate::wire::tcp::{CWR as TCP_CWR, FIN as TCP_FIN, PSH as TCP_PSH};
 
 /// Cuts `frame` (laid out as `lay`, TCP or UDP, not a fragment) into
 /// segments of at most `mss` payload bytes, appended to `out`. Returns the

@@ -312,3 +312,115 @@ pub fn hashed_transfer(
     assert_eq!(got, total / chunk.len() * chunk.len(), "every byte arrived");
     assert_eq!(server_hash, h, "bytes intact and in order");
 }
+
+/// What one run of [`echo_through`] saw, for a backend's own assertions.
+#[allow(dead_code)] // each test file uses what its backend needs
+pub struct EchoRun {
+    /// The frames the responder saw and answered.
+    pub seen: Seen,
+    /// The data path's state afterwards.
+    pub state: datapath::State,
+}
+
+/// One behaviour, one body, every backend: a tap in a namespace of its own
+/// (MTU 9000, checksum offload as `csum`), its data path on `backend` in rx
+/// mode `mode`, answering ARP, ping and an 8000-byte UDP echo. Checks what
+/// holds on every backend — counters equal to what the responder saw and to
+/// the kernel's own, checksum-partial frames exactly when asked for, the rx
+/// mode honoured — and returns the rest for the caller.
+#[allow(dead_code)] // not every test file uses every helper
+pub async fn echo_through(
+    backend: Backend,
+    event_idx: bool,
+    indirect: bool,
+    mode: datapath::RxMode,
+    csum: bool,
+) -> EchoRun {
+    use vtap::registry::error_chain;
+    let ns = vtap_testkit::TestNs::new("echo");
+    let mut reg = bare_registry();
+    let info = reg
+        .create(&vtap::CreateOptions {
+            host_ns: Some(ns.name.clone()),
+            host_ip4_addr: Some("198.18.0.1/24".into()),
+            host_mtu_size: Some(9000),
+            csum_offload: csum,
+            backend: Some(backend.to_string()),
+            ..Default::default()
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{}", error_chain(&e)));
+    assert_eq!(info.backend, backend);
+    let taps = reg.dup_queues(&info.name).expect("queues");
+    let mut dp = DataPath::start(&one_pair(backend, event_idx, indirect), &taps)
+        .unwrap_or_else(|e| panic!("{}", error_chain(&e)));
+    dp.set_rx_mode(0, mode).expect("mode");
+    let mac = info.hw_addr.expect("mac").octets();
+    let seen = ping_and_udp_echo(&ns, &mut dp, mac, [198, 18, 0, 2], "198.18.0.1");
+    let what = format!("{backend} {mode:?} csum={csum}");
+    assert_eq!(
+        seen.partial_csum > 0,
+        csum,
+        "{what}: checksum-partial frames: {seen:?}"
+    );
+    let state = dp.state();
+    assert_eq!(state.backend, backend);
+    assert_eq!(state.rx[0].mode, Some(mode), "{what}");
+    assert_eq!(state.rx[0].counters.packets, seen.frames, "{what}");
+    assert_eq!(state.tx[0].counters.packets, seen.answered, "{what}");
+    assert_eq!(state.rx[0].counters.drop_bad_header, 0, "{what}");
+    // The kernel counted the same frames on the host side.
+    drop(dp);
+    let link = ns.ip_json(&["-s", "link", "show", "dev", &info.host_if_name]);
+    let stats = &link[0]["stats64"];
+    assert_eq!(
+        stats["tx"]["packets"].as_u64(),
+        Some(seen.frames),
+        "{what}: {link}"
+    );
+    assert_eq!(
+        stats["rx"]["packets"].as_u64(),
+        Some(seen.answered),
+        "{what}: {link}"
+    );
+    reg.delete(&info.name).await.expect("delete");
+    EchoRun { seen, state }
+}
+
+/// One behaviour, one body, every backend: 20 KB TCP super-frames cross a
+/// GSO tap whole in both directions ([`gso_both_ways`]), the tap in a
+/// namespace of its own (or, `None`, in this one: the QEMU guest has none).
+#[allow(dead_code)] // not every test file uses every helper
+pub async fn gso_through(backend: Backend, in_namespace: bool) {
+    use vtap::netns::{Netns, NetnsSpec};
+    use vtap::registry::error_chain;
+    let ns = in_namespace.then(|| vtap_testkit::TestNs::new("gso"));
+    let mut reg = bare_registry();
+    let info = reg
+        .create(&vtap::CreateOptions {
+            host_ns: ns.as_ref().map(|n| n.name.clone()),
+            host_ip4_addr: Some("198.18.3.1/24".into()),
+            gso: true,
+            backend: Some(backend.to_string()),
+            ..Default::default()
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{}", error_chain(&e)));
+    let taps = reg.dup_queues(&info.name).expect("queues");
+    let mut dp = DataPath::start(&one_pair(backend, true, true), &taps)
+        .unwrap_or_else(|e| panic!("{}", error_chain(&e)));
+    dp.set_rx_mode(0, datapath::RxMode::Interrupt)
+        .expect("mode");
+    let index = info.host_ifindex;
+    let sock = match &ns {
+        Some(n) => Netns::open(&NetnsSpec::Name(n.name.clone()))
+            .expect("netns")
+            .run_in(|| PacketSocket::bind(index))
+            .expect("enter"),
+        None => PacketSocket::bind(index),
+    }
+    .expect("AF_PACKET socket");
+    gso_both_ways(&mut dp, &info, &sock);
+    drop(dp);
+    reg.delete(&info.name).await.expect("delete");
+}
