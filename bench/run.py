@@ -406,14 +406,19 @@ def features(peer):
 def measure(run, peer, args, emit, rep):
     """One repetition of every test on one peer (latency included: it is
     taken in every repetition, like the rest)."""
+    want = lambda t: not args.only or t in args.only
     if rep == 0:
         emit(peer, "features", features(peer))
-    emit(peer, "ping", ping(run, 40 if args.quick else 200), rep)
-    if shutil.which("sockperf"):
+    if want("ping"):
+        emit(peer, "ping", ping(run, 40 if args.quick else 200), rep)
+    if want("sockperf") and shutil.which("sockperf"):
         emit(peer, "sockperf", sockperf(run, peer, args.dur), rep)
-    emit(peer, "tcp1", iperf(run, peer, 1, args.dur), rep)
-    emit(peer, "tcp4", iperf(run, peer, 4, args.dur), rep)
-    emit(peer, "small", small_packets(run, peer, args.dur), rep)
+    if want("tcp1"):
+        emit(peer, "tcp1", iperf(run, peer, 1, args.dur), rep)
+    if want("tcp4"):
+        emit(peer, "tcp4", iperf(run, peer, 4, args.dur), rep)
+    if want("small"):
+        emit(peer, "small", small_packets(run, peer, args.dur), rep)
 
 
 # ---------------------------------------------------------------- main
@@ -426,6 +431,8 @@ def main():
     ap.add_argument("--dur", type=int, help="seconds per test (default 10; quick 1)")
     ap.add_argument("--reps", type=int, help="repetitions (default 3; quick 1)")
     ap.add_argument("--out", help="output directory (default bench/out/<session>)")
+    ap.add_argument("--only", action="append", choices=["ping", "sockperf", "tcp1", "tcp4", "small"],
+                    help="run only this test (repeatable; A/B bisection)")
     args = ap.parse_args()
     if os.geteuid() != 0:
         sys.exit("bench/run.py: run as root (namespaces, taps)")

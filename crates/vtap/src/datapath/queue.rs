@@ -160,8 +160,9 @@ enum Body<'a> {
 }
 
 impl<'a> RxFrame<'a> {
-    /// A frame read whole into `buf` (the direct engine).
-    pub(super) fn owned(hdr: VnetHdr, buf: &'a mut Vec<u8>) -> Self {
+    /// A frame read whole into `buf`, which the consumer may take over (the
+    /// direct engine; any port kind that reads frames whole; fakes).
+    pub fn owned(hdr: VnetHdr, buf: &'a mut Vec<u8>) -> Self {
         Self {
             hdr,
             len: buf.len(),

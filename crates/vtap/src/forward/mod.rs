@@ -37,6 +37,8 @@
 //! clock.
 
 pub mod bridge;
+#[cfg(test)]
+mod tests;
 mod worker;
 
 use std::collections::BTreeMap;

@@ -16,6 +16,8 @@
 //! on many ports at once. A port is shared as [`SharedPort`] and locked per
 //! burst, never per frame.
 
+pub mod fake;
+
 use std::os::fd::RawFd;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;

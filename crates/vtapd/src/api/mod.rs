@@ -355,3 +355,51 @@ async fn info(State(s): State<Arc<AppState>>) -> Json<Info> {
         uso: reg.settings().allow_uso,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_error_class_maps_to_one_status() {
+        let table = [
+            (ErrorKind::Invalid, 400),
+            (ErrorKind::Permission, 403),
+            (ErrorKind::NotFound, 404),
+            (ErrorKind::Conflict, 409),
+            (ErrorKind::Internal, 500),
+            (ErrorKind::Unavailable, 503),
+        ];
+        for (kind, status) in table {
+            assert_eq!(status_of(kind).as_u16(), status, "{kind:?}");
+        }
+    }
+
+    #[test]
+    fn every_error_type_goes_through_the_same_mapping() {
+        let reg: ApiError = vtap::registry::Error::NotFound("tap9".into()).into();
+        let fwd: ApiError = vtap::forward::Error::BridgeExists("bd".into()).into();
+        let node: ApiError = vtap::node::Error::InUse {
+            iface: "tap0".into(),
+            what: "in bridge bd; remove it from the bridge first".into(),
+        }
+        .into();
+        let saved: ApiError = crate::state::Error::Io {
+            path: "/run/vtap/vtap.state.json".into(),
+            what: "write it",
+            source: std::io::Error::from_raw_os_error(libc::ENOSPC),
+        }
+        .into();
+        let table = [
+            (reg, 404, "tap9"),
+            (fwd, 409, "already exists"),
+            (node, 409, "remove it from the bridge first"),
+            (saved, 503, "No space left on device"),
+        ];
+        for (e, status, words) in table {
+            let (s, m) = e.parts();
+            assert_eq!(s.as_u16(), status, "{m}");
+            assert!(m.contains(words), "{m}");
+        }
+    }
+}

@@ -1,0 +1,211 @@
+//! The forwarding plane without root: workers, cross-connects and bridges
+//! over in-memory ports ([`crate::port::fake::FakePort`]), with the ledger
+//! checked after each.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use super::*;
+use crate::port::fake::FakePort;
+
+const A: [u8; 6] = [2, 0, 0, 0, 0, 0xa];
+const B: [u8; 6] = [2, 0, 0, 0, 0, 0xb];
+const C: [u8; 6] = [2, 0, 0, 0, 0, 0xc];
+const BCAST: [u8; 6] = [0xff; 6];
+
+fn frame(dst: [u8; 6], src: [u8; 6], tag: u8) -> Vec<u8> {
+    let mut f = dst.to_vec();
+    f.extend_from_slice(&src);
+    f.extend_from_slice(&[0x88, 0xb5, tag]);
+    f.resize(60, tag);
+    f
+}
+
+type Fake = Arc<Mutex<FakePort>>;
+
+fn port(id: u32) -> (Fake, End) {
+    let (fake, port) = FakePort::shared();
+    let end = End {
+        id,
+        name: format!("fake{id}"),
+        tun: false,
+        datapath: Some(port),
+    };
+    (fake, end)
+}
+
+fn f(p: &Fake) -> std::sync::MutexGuard<'_, FakePort> {
+    p.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Waits until `cond` holds on the fakes (a worker runs on its own thread).
+fn until(cond: impl Fn() -> bool) {
+    let t = std::time::Instant::now();
+    while !cond() {
+        assert!(t.elapsed() < Duration::from_secs(5), "timed out");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+fn balanced(p: &Fake) {
+    let acc = f(p).accounting();
+    assert!(acc.rx_balanced && acc.tx_balanced, "{acc:?}");
+}
+
+#[test]
+fn a_cross_connect_moves_frames_both_ways_and_accounts_for_each() {
+    let mut fwd = Forwarder::new(1).expect("forwarder");
+    let ((fa, a), (fb, b)) = (port(1), port(2));
+    fwd.xconnect(a, b).expect("xconnect");
+    for i in 0..10 {
+        f(&fa).push_rx(frame(B, A, i));
+    }
+    until(|| f(&fb).sent.len() == 10);
+    for i in 0..5 {
+        f(&fb).push_rx(frame(A, B, i));
+    }
+    until(|| f(&fa).sent.len() == 5);
+    let tags: Vec<u8> = f(&fb).sent.iter().map(|(_, d)| d[14]).collect();
+    assert_eq!(tags, (0..10).collect::<Vec<u8>>(), "in order, whole");
+    let l = f(&fa).ledger();
+    assert_eq!((l.rx.received, l.rx.forwarded, l.tx.offered), (10, 10, 5));
+    balanced(&fa);
+    balanced(&fb);
+    fwd.remove(1, "fake1").expect("remove");
+}
+
+#[test]
+fn a_full_egress_drops_what_does_not_fit_and_counts_it() {
+    let mut fwd = Forwarder::new(1).expect("forwarder");
+    let ((fa, a), (fb, b)) = (port(1), port(2));
+    f(&fb).set_room(Some(3));
+    fwd.xconnect(a, b).expect("xconnect");
+    for i in 0..10 {
+        f(&fa).push_rx(frame(B, A, i));
+    }
+    // (one lock per look: a guard lives to the end of its statement)
+    let tx = || {
+        let p = f(&fb);
+        (p.tx.packets, p.tx.drop_no_free_slots)
+    };
+    until(|| tx().0 + tx().1 == 10);
+    assert_eq!(tx(), (3, 7));
+    balanced(&fa);
+    balanced(&fb);
+}
+
+#[test]
+fn a_bridge_floods_learns_forwards_filters_and_counts_runts() {
+    let mut fwd = Forwarder::new(1).expect("forwarder");
+    fwd.bridge_create("bd").expect("bridge");
+    let ((fa, a), (fb, b), (fc, c)) = (port(1), port(2), port(3));
+    for e in [a, b, c] {
+        fwd.bridge_add("bd", e).expect("add");
+    }
+    // A broadcast from A: flooded to B and C, never back to A.
+    f(&fa).push_rx(frame(BCAST, A, 1));
+    until(|| f(&fb).sent.len() == 1 && f(&fc).sent.len() == 1);
+    // B answers A (learned on port 0): to A only.
+    f(&fb).push_rx(frame(A, B, 2));
+    until(|| f(&fa).sent.len() == 1);
+    // A to B (learned now): to B only; C sees nothing more.
+    f(&fa).push_rx(frame(B, A, 3));
+    until(|| f(&fb).sent.len() == 2);
+    // A frame to a MAC learned on its own port is filtered; a runt dropped.
+    f(&fa).push_rx(frame(A, C, 4));
+    f(&fa).push_rx(vec![2; 10]);
+    until(|| {
+        let l = f(&fa).ledger().rx;
+        l.drop_filtered + l.drop_runt == 2
+    });
+    assert_eq!(f(&fc).sent.len(), 1, "learned unicast is not flooded");
+    let l = f(&fa).ledger().rx;
+    assert_eq!(
+        (l.received, l.forwarded, l.drop_filtered, l.drop_runt),
+        (4, 2, 1, 1)
+    );
+    for p in [&fa, &fb, &fc] {
+        balanced(p);
+    }
+    let bd = fwd.bridge("bd").expect("show");
+    let learned: Vec<(String, String)> = bd
+        .macs
+        .iter()
+        .map(|m| (m.mac.clone(), m.iface.clone()))
+        .collect();
+    assert_eq!(
+        learned,
+        [
+            ("02:00:00:00:00:0a".to_string(), "fake1".to_string()),
+            ("02:00:00:00:00:0b".to_string(), "fake2".to_string()),
+            ("02:00:00:00:00:0c".to_string(), "fake1".to_string()),
+        ]
+    );
+}
+
+#[test]
+fn a_bridge_of_one_port_drops_floods_as_no_port() {
+    let mut fwd = Forwarder::new(1).expect("forwarder");
+    fwd.bridge_create("solo").expect("bridge");
+    let (fa, a) = port(1);
+    fwd.bridge_add("solo", a).expect("add");
+    f(&fa).push_rx(frame(BCAST, A, 1));
+    until(|| f(&fa).ledger().rx.drop_no_port == 1);
+    balanced(&fa);
+}
+
+#[test]
+fn work_is_placed_on_the_least_loaded_worker() {
+    let mut fwd = Forwarder::new(2).expect("forwarder");
+    let mut placed = Vec::new();
+    for i in 0..3 {
+        let (_, a) = port(10 * i + 1);
+        let (_, b) = port(10 * i + 2);
+        placed.push(fwd.xconnect(a, b).expect("xconnect").worker);
+    }
+    assert_eq!(placed, [0, 1, 0]);
+    placed.push(fwd.bridge_create("bd").expect("bridge").worker);
+    assert_eq!(placed[3], 1, "a bridge counts as load too");
+}
+
+#[test]
+fn refusals_and_their_classes() {
+    use crate::kind::ErrorKind as K;
+    let mut fwd = Forwarder::new(1).expect("forwarder");
+    let ((_, a), (_, b), (_, c)) = (port(1), port(2), port(3));
+    let same = fwd.xconnect(a.clone(), a.clone()).expect_err("self");
+    let tun = End {
+        tun: true,
+        ..c.clone()
+    };
+    let mismatch = fwd
+        .xconnect(b.clone(), tun.clone())
+        .expect_err("L2 with L3");
+    fwd.xconnect(a.clone(), b.clone()).expect("xconnect");
+    let busy = fwd.xconnect(a.clone(), c.clone()).expect_err("busy");
+    let none = fwd.remove(3, "fake3").expect_err("not connected");
+    let name = fwd.bridge_create("a b").expect_err("bad name");
+    let limit = fwd.bridge_create_with("bd", Some(0)).expect_err("limit 0");
+    fwd.bridge_create("bd").expect("bridge");
+    let exists = fwd.bridge_create("bd").expect_err("exists");
+    let in_xc = fwd.bridge_add("bd", a).expect_err("cross-connected");
+    let l3 = fwd.bridge_add("bd", tun).expect_err("tun");
+    let missing = fwd.bridge_add("nobd", c).expect_err("no bridge");
+    // (error, class, words)
+    let table: Vec<(Error, K, &str)> = vec![
+        (same, K::Invalid, "with itself"),
+        (mismatch, K::Invalid, "cannot be cross-connected"),
+        (busy, K::Conflict, "already cross-connected"),
+        (none, K::NotFound, "not cross-connected"),
+        (name, K::Invalid, "a name is"),
+        (limit, K::Invalid, "mac-limit '0'"),
+        (exists, K::Conflict, "already exists"),
+        (in_xc, K::Conflict, "remove the xconnect first"),
+        (l3, K::Invalid, "TUN"),
+        (missing, K::NotFound, "no such bridge"),
+    ];
+    for (e, kind, words) in table {
+        assert_eq!(e.kind(), kind, "{e}");
+        assert!(e.to_string().contains(words), "{e}");
+    }
+}
