@@ -11,7 +11,9 @@ use std::time::Duration;
 use serde_json::Value;
 use vtap_testkit::{fd_count, ifname, wait_until, TestNs};
 
-const VTAP: &str = env!("CARGO_BIN_EXE_vtap");
+mod common;
+
+use common::VTAP;
 
 /// A daemon on a private socket; SIGTERM and reap on drop.
 struct Daemon {
@@ -59,12 +61,7 @@ impl Daemon {
             socket,
             _dir: dir,
         };
-        assert!(
-            wait_until(Duration::from_secs(10), || {
-                std::os::unix::net::UnixStream::connect(&d.socket).is_ok()
-            }),
-            "daemon does not answer on its socket"
-        );
+        common::wait_for_socket(&d.socket);
         d
     }
 
@@ -73,21 +70,11 @@ impl Daemon {
     }
 
     fn vtap(&self, args: &[&str]) -> Output {
-        Command::new(VTAP)
-            .args(args)
-            .env("VTAP_SOCKET", &self.socket)
-            .output()
-            .expect("run vtap")
+        common::vtap(&self.socket, args)
     }
 
     fn ok(&self, args: &[&str]) -> String {
-        let out = self.vtap(args);
-        assert!(
-            out.status.success(),
-            "vtap {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        common::ok(&self.socket, args)
     }
 
     /// Starts `vtap ARGS` without waiting for it.

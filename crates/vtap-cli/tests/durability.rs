@@ -11,7 +11,9 @@ use serde_json::Value;
 use vtap::fault::Step;
 use vtap_testkit::{ifname, wait_until, TestNs};
 
-const VTAP: &str = env!("CARGO_BIN_EXE_vtap");
+mod common;
+
+use common::VTAP;
 
 /// A daemon on `socket` with `config`; killed or stopped on drop.
 struct Daemon {
@@ -22,10 +24,7 @@ struct Daemon {
 impl Daemon {
     fn start(socket: &Path, config: Option<&Path>) -> Self {
         let d = Self::spawn(socket, config);
-        let ok = wait_until(Duration::from_secs(10), || {
-            std::os::unix::net::UnixStream::connect(&d.socket).is_ok()
-        });
-        assert!(ok, "daemon does not answer on its socket");
+        common::wait_for_socket(&d.socket);
         d
     }
 
@@ -48,21 +47,11 @@ impl Daemon {
     }
 
     fn vtap(&self, args: &[&str]) -> Output {
-        Command::new(VTAP)
-            .args(args)
-            .env("VTAP_SOCKET", &self.socket)
-            .output()
-            .expect("run vtap")
+        common::vtap(&self.socket, args)
     }
 
     fn ok(&self, args: &[&str]) -> String {
-        let out = self.vtap(args);
-        assert!(
-            out.status.success(),
-            "vtap {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        common::ok(&self.socket, args)
     }
 
     fn refused(&self, args: &[&str]) -> String {
