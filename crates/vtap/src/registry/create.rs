@@ -18,7 +18,7 @@ pub struct Intent {
 }
 
 /// One inverse operation, run if a later step fails.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 enum Undo {
     ClearPersist,
     DeleteLink(u32),
@@ -38,39 +38,74 @@ struct Rollback {
     undo: Vec<Undo>,
 }
 
+/// What a rollback asks of the kernel: the inverse of one step. The seam
+/// between the rollback's order and the kernel, so that the order is
+/// tested without root (`tests` below); [`Kernel`] is the real one.
+trait Inverse {
+    /// Undoes one step.
+    async fn undo(&self, u: &Undo) -> Result<(), StepError>;
+}
+
+/// The real kernel of one interface's rollback: its netlink connection and
+/// its queue fds.
+struct Kernel<'a> {
+    host: Option<&'a Host>,
+    queues: &'a [OwnedFd],
+    name: &'a str,
+}
+
+impl Inverse for Kernel<'_> {
+    async fn undo(&self, u: &Undo) -> Result<(), StepError> {
+        match (u, self.host) {
+            (Undo::ClearPersist, _) => match self.queues.first() {
+                Some(fd) => tun::set_persist(fd, self.name, false).map_err(StepError::from),
+                None => Ok(()),
+            },
+            (Undo::DeleteLink(i), Some(h)) => h.delete_link(*i).await.map_err(Into::into),
+            (Undo::ReleaseController(i), Some(h)) => {
+                h.set_controller(*i, None).await.map_err(Into::into)
+            }
+            (Undo::DelAddress(i, a, l), Some(h)) => {
+                h.del_address(*i, *a, *l).await.map_err(Into::into)
+            }
+            (Undo::LinkDown(i), Some(h)) => h.set_up(*i, false).await.map_err(Into::into),
+            (Undo::DelRoute(i, gw), Some(h)) => {
+                h.del_default_route(*i, *gw).await.map_err(Into::into)
+            }
+            (_, None) => Ok(()),
+        }
+    }
+}
+
+/// Runs every inverse in `undo`, newest first, through `k`; a failing one
+/// is logged and the rest run regardless. Returns how many failed.
+async fn undo_all(undo: &mut Vec<Undo>, k: &impl Inverse, name: &str) -> usize {
+    let mut failed = 0;
+    while let Some(u) = undo.pop() {
+        if let Err(e) = k.undo(&u).await {
+            // ENODEV: the link went away already (deleting it undoes
+            // everything on it); anything else is worth a warning.
+            if !matches!(&e, StepError::Host(h) if h.errno() == Some(libc::ENODEV)) {
+                failed += 1;
+                tracing::warn!(interface = %name, undo = ?u, error = %error_chain(&e), "rollback step failed");
+            }
+        }
+    }
+    failed
+}
+
 impl Rollback {
     /// Runs every inverse, newest first, then closes the queue fds.
     /// Failures are logged: rollback goes on with the rest regardless.
     async fn run(mut self) {
         // The data path goes first: its backend holds the queue fds.
         self.datapath = None;
-        while let Some(u) = self.undo.pop() {
-            let result = match (&u, &self.host) {
-                (Undo::ClearPersist, _) => match self.queues.first() {
-                    Some(fd) => tun::set_persist(fd, &self.name, false).map_err(StepError::from),
-                    None => Ok(()),
-                },
-                (Undo::DeleteLink(i), Some(h)) => h.delete_link(*i).await.map_err(Into::into),
-                (Undo::ReleaseController(i), Some(h)) => {
-                    h.set_controller(*i, None).await.map_err(Into::into)
-                }
-                (Undo::DelAddress(i, a, l), Some(h)) => {
-                    h.del_address(*i, *a, *l).await.map_err(Into::into)
-                }
-                (Undo::LinkDown(i), Some(h)) => h.set_up(*i, false).await.map_err(Into::into),
-                (Undo::DelRoute(i, gw), Some(h)) => {
-                    h.del_default_route(*i, *gw).await.map_err(Into::into)
-                }
-                (_, None) => Ok(()),
-            };
-            if let Err(e) = result {
-                // ENODEV: the link went away already (deleting it undoes
-                // everything on it); anything else is worth a warning.
-                if !matches!(&e, StepError::Host(h) if h.errno() == Some(libc::ENODEV)) {
-                    tracing::warn!(interface = %self.name, undo = ?u, error = %error_chain(&e), "rollback step failed");
-                }
-            }
-        }
+        let kernel = Kernel {
+            host: self.host.as_ref(),
+            queues: &self.queues,
+            name: &self.name,
+        };
+        undo_all(&mut self.undo, &kernel, &self.name).await;
         self.queues.clear();
     }
 }
@@ -618,6 +653,83 @@ impl Registry {
                 })?;
                 Ok(Backend::VhostNet)
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+
+    /// A kernel that records what it was asked to undo, failing some.
+    #[derive(Default)]
+    struct Recorder {
+        done: Mutex<Vec<String>>,
+        fail: Vec<&'static str>,
+    }
+
+    impl Inverse for Recorder {
+        async fn undo(&self, u: &Undo) -> Result<(), StepError> {
+            let name = format!("{u:?}");
+            self.done
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(name.clone());
+            if self.fail.iter().any(|f| name.starts_with(f)) {
+                return Err(StepError::Io(io::Error::from_raw_os_error(libc::EIO)));
+            }
+            Ok(())
+        }
+    }
+
+    /// Steps done in creation order push their inverses; a failure later
+    /// undoes them newest first, and one inverse failing does not stop the
+    /// others.
+    #[tokio::test]
+    async fn rollback_undoes_newest_first_and_goes_on_past_a_failure() {
+        let gw: IpAddr = "198.18.0.254".parse().expect("ip");
+        let addr: IpAddr = "198.18.0.1".parse().expect("ip");
+        // (what creation did, in order; which inverses fail; what must run)
+        let table: &[(Vec<Undo>, Vec<&'static str>, Vec<&str>)] = &[
+            (vec![], vec![], vec![]),
+            (
+                vec![Undo::ClearPersist, Undo::DeleteLink(7)],
+                vec![],
+                vec!["DeleteLink(7)", "ClearPersist"],
+            ),
+            (
+                vec![
+                    Undo::ClearPersist,
+                    Undo::DeleteLink(7),
+                    Undo::ReleaseController(7),
+                    Undo::DelAddress(7, addr, 24),
+                    Undo::LinkDown(7),
+                    Undo::DelRoute(7, gw),
+                ],
+                vec!["DelAddress"],
+                vec![
+                    "DelRoute(7, 198.18.0.254)",
+                    "LinkDown(7)",
+                    "DelAddress(7, 198.18.0.1, 24)",
+                    "ReleaseController(7)",
+                    "DeleteLink(7)",
+                    "ClearPersist",
+                ],
+            ),
+        ];
+        for (did, fail, want) in table {
+            let mut undo = did.clone();
+            let k = Recorder {
+                fail: fail.clone(),
+                ..Recorder::default()
+            };
+            let failed = undo_all(&mut undo, &k, "t").await;
+            let done = k.done.lock().unwrap_or_else(|p| p.into_inner()).clone();
+            assert_eq!(done, *want, "{did:?}");
+            assert_eq!(failed, fail.len(), "{did:?}");
+            assert!(undo.is_empty());
         }
     }
 }
