@@ -732,4 +732,98 @@ mod tests {
             assert!(undo.is_empty());
         }
     }
+
+    /// What an attach accepts of an existing link, without a kernel:
+    /// (link kind, its TUN flags, asked for TUN?, rx queues) → multi-queue,
+    /// or the words of the refusal.
+    #[test]
+    fn attach_checks() {
+        use crate::host::{Link, TunInfo};
+        let tun = |tap, pi, vnet_hdr, multi_queue| TunInfo {
+            tap,
+            pi,
+            vnet_hdr,
+            multi_queue,
+            ..TunInfo::default()
+        };
+        let good = tun(true, false, true, false);
+        let table: Vec<(Option<&str>, Option<TunInfo>, bool, u16, Result<bool, &str>)> = vec![
+            (Some("tun"), Some(good.clone()), false, 1, Ok(false)),
+            (
+                Some("tun"),
+                Some(tun(true, false, true, true)),
+                false,
+                4,
+                Ok(true),
+            ),
+            (
+                Some("veth"),
+                None,
+                false,
+                1,
+                Err("it is a veth interface, not TUN/TAP"),
+            ),
+            (None, None, false, 1, Err("it is a plain interface")),
+            (
+                Some("tun"),
+                Some(good.clone()),
+                true,
+                1,
+                Err("it is a TAP, and TUN (tun) was asked for"),
+            ),
+            (
+                Some("tun"),
+                Some(tun(false, false, true, false)),
+                false,
+                1,
+                Err("it is a TUN, and TAP"),
+            ),
+            (
+                Some("tun"),
+                Some(tun(true, false, false, false)),
+                false,
+                1,
+                Err("without IFF_VNET_HDR"),
+            ),
+            (
+                Some("tun"),
+                Some(tun(true, true, true, false)),
+                false,
+                1,
+                Err("without IFF_NO_PI"),
+            ),
+            (
+                Some("tun"),
+                Some(good),
+                false,
+                2,
+                Err("num-rx-queues 2 needs IFF_MULTI_QUEUE"),
+            ),
+        ];
+        for (kind, info, want_tun, queues, want) in table {
+            let link = Link {
+                kind: kind.map(String::from),
+                tun: info,
+                ..Link::default()
+            };
+            let cfg = crate::CreateOptions {
+                attach: true,
+                host_if_name: Some("t0".into()),
+                tun: want_tun,
+                num_rx_queues: Some(queues),
+                num_tx_queues: Some(queues),
+                ..Default::default()
+            }
+            .validate()
+            .expect("valid options");
+            match (check_attachable(&link, &cfg, "t0"), want) {
+                (Ok(mq), Ok(w)) => assert_eq!(mq, w, "{kind:?}"),
+                (Err(e), Err(words)) => {
+                    assert!(e.to_string().contains(words), "{e}");
+                    assert!(e.to_string().contains("t0"), "names the interface: {e}");
+                }
+                (got, w) => panic!("{kind:?}: got {got:?}, want {w:?}"),
+            }
+        }
+    }
 }
