@@ -1,13 +1,16 @@
-//! The rules that span the interface registry and the forwarding plane.
+//! A node: the interface registry and the forwarding plane together, and
+//! the rules that span them.
 //!
 //! The registry knows interfaces, the forwarder knows what connects them;
 //! neither alone can say whether an interface may go. Those rules live here,
 //! once, for the daemon's REST handlers, its config declarations and state
 //! file, and library users alike: an interface that is cross-connected or a
-//! bridge port cannot be deleted, and the refusal says what to remove first.
-//! Lock order where both are shared: registry first, then forwarder.
+//! bridge port cannot be deleted, and the refusal says what to remove first;
+//! a cross-connect or bridge port is made from interfaces the registry
+//! knows. Holding both in one [`Node`] behind one lock leaves no lock order
+//! to get wrong.
 
-use crate::forward::Forwarder;
+use crate::forward::{self, BridgeInfo, Forwarder, Xconnect};
 use crate::registry::{self, Registry, TapInfo};
 
 /// Why a node operation was refused.
@@ -24,6 +27,9 @@ pub enum Error {
     /// The registry refused.
     #[error(transparent)]
     Registry(#[from] registry::Error),
+    /// The forwarding plane refused.
+    #[error(transparent)]
+    Forward(#[from] forward::Error),
 }
 
 impl Error {
@@ -32,7 +38,62 @@ impl Error {
         match self {
             Error::InUse { .. } => registry::ErrorKind::Conflict,
             Error::Registry(e) => e.kind(),
+            Error::Forward(e) => e.kind(),
         }
+    }
+}
+
+/// The registry and the forwarding plane of one process.
+#[derive(Debug)]
+pub struct Node {
+    /// The interfaces.
+    pub registry: Registry,
+    /// What moves frames between them.
+    pub forwarder: Forwarder,
+}
+
+impl Node {
+    /// A node of these two.
+    pub fn new(registry: Registry, forwarder: Forwarder) -> Self {
+        Self {
+            registry,
+            forwarder,
+        }
+    }
+
+    /// Refuses when interface `key` is cross-connected or in a bridge.
+    pub fn check_deletable(&self, key: &str) -> Result<(), Error> {
+        check_deletable(&self.registry, &self.forwarder, key)
+    }
+
+    /// Deletes interface `key` unless the forwarding plane holds it.
+    pub async fn delete(&mut self, key: &str) -> Result<TapInfo, Error> {
+        self.check_deletable(key)?;
+        Ok(self.registry.delete(key).await?)
+    }
+
+    /// Cross-connects interfaces `a` and `b`.
+    pub fn xconnect(&mut self, a: &str, b: &str) -> Result<Xconnect, Error> {
+        let (a, b) = (self.registry.end(a)?, self.registry.end(b)?);
+        Ok(self.forwarder.xconnect(a, b)?)
+    }
+
+    /// Removes the cross-connect interface `key` is part of.
+    pub fn xconnect_remove(&mut self, key: &str) -> Result<Xconnect, Error> {
+        let id = self.registry.resolve(key)?;
+        Ok(self.forwarder.remove(id, key)?)
+    }
+
+    /// Adds interface `key` to bridge `bd`.
+    pub fn bridge_add(&mut self, bd: &str, key: &str) -> Result<BridgeInfo, Error> {
+        let end = self.registry.end(key)?;
+        Ok(self.forwarder.bridge_add(bd, end)?)
+    }
+
+    /// Removes interface `key` from bridge `bd`.
+    pub fn bridge_remove(&mut self, bd: &str, key: &str) -> Result<BridgeInfo, Error> {
+        let id = self.registry.resolve(key)?;
+        Ok(self.forwarder.bridge_remove(bd, id, key)?)
     }
 }
 
@@ -46,40 +107,4 @@ pub fn check_deletable(reg: &Registry, fwd: &Forwarder, key: &str) -> Result<(),
         }),
         None => Ok(()),
     }
-}
-
-/// Deletes interface `key` unless the forwarding plane holds it.
-pub async fn delete(reg: &mut Registry, fwd: &Forwarder, key: &str) -> Result<TapInfo, Error> {
-    check_deletable(reg, fwd, key)?;
-    Ok(reg.delete(key).await?)
-}
-
-/// Deletes several interfaces at once; each held by the forwarding plane,
-/// unknown or failing stays, with its reason, in order.
-pub async fn delete_many(
-    reg: &mut Registry,
-    fwd: &Forwarder,
-    keys: &[&str],
-) -> Vec<Result<TapInfo, Error>> {
-    let mut out: Vec<Option<Result<TapInfo, Error>>> = Vec::with_capacity(keys.len());
-    let mut free = Vec::new();
-    for k in keys {
-        match check_deletable(reg, fwd, k) {
-            Err(e @ Error::InUse { .. }) => out.push(Some(Err(e))),
-            _ => {
-                free.push(*k);
-                out.push(None);
-            }
-        }
-    }
-    let mut done = reg.delete_many(&free).await.into_iter();
-    out.into_iter()
-        .map(|slot| match slot {
-            Some(r) => r,
-            None => done
-                .next()
-                .unwrap_or_else(|| Err(registry::Error::NotFound(String::new())))
-                .map_err(Error::from),
-        })
-        .collect()
 }

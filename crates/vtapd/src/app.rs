@@ -1,16 +1,17 @@
 //! The daemon's shared state: the registry and the forwarding plane, the
 //! interfaces it knows but could not re-attach, and where changes are saved.
 //!
-//! Lock order, everywhere: `registry` (async), then `forwarder`, then
-//! `detached` (both sync, never held across an await). Every change takes
-//! the registry lock first, so changes — and the saves that make them
-//! durable — happen one at a time.
+//! Lock order, everywhere: `node` (async: the registry and the forwarder
+//! together, so no order between those two exists), then `detached` (sync,
+//! never held across an await). Every change takes the node lock, so
+//! changes — and the saves that make them durable — happen one at a time.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use tokio::sync::Mutex;
 use vtap::forward::Forwarder;
+use vtap::node::Node;
 use vtap::registry::Registry;
 
 use crate::saved::{Memberships, SavedTap};
@@ -30,10 +31,9 @@ pub struct Detached {
 /// Shared daemon state.
 #[derive(Debug)]
 pub struct AppState {
-    /// The interfaces; one control operation at a time.
-    pub registry: Mutex<Registry>,
-    /// The forwarding plane (locked after `registry`, never before).
-    pub forwarder: std::sync::Mutex<Forwarder>,
+    /// The interfaces and the forwarding plane; one control operation at a
+    /// time.
+    pub node: Mutex<Node>,
     /// Persisted interfaces not re-attached, by id (locked last).
     pub detached: std::sync::Mutex<BTreeMap<u32, Detached>>,
     /// Whether `/v1/debug/fault` is enabled.
@@ -51,8 +51,7 @@ impl AppState {
     /// file (tests, tools).
     pub fn new(registry: Registry, forwarder: Forwarder) -> Self {
         Self {
-            registry: Mutex::new(registry),
-            forwarder: std::sync::Mutex::new(forwarder),
+            node: Mutex::new(Node::new(registry, forwarder)),
             detached: std::sync::Mutex::new(BTreeMap::new()),
             fault_injection: false,
             socket: String::new(),
@@ -60,11 +59,6 @@ impl AppState {
             state_file: None,
         }
     }
-}
-
-/// The forwarding plane, locked.
-pub fn forwarder(s: &AppState) -> std::sync::MutexGuard<'_, Forwarder> {
-    s.forwarder.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// The detached interfaces, locked.

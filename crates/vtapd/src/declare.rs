@@ -13,7 +13,7 @@ use std::path::Path;
 
 use vtap::registry::error_chain;
 
-use crate::app::{forwarder, AppState};
+use crate::app::AppState;
 use crate::config::{self, Config};
 
 fn refused(path: &Path, cfg: &Config, at: usize, what: &'static str, m: String) -> config::Error {
@@ -30,12 +30,11 @@ pub async fn apply(s: &AppState, cfg: &Config, path: &Path) -> Result<(), config
     let mut created: Vec<String> = Vec::new();
     let result = apply_inner(s, cfg, path, &mut created).await;
     if result.is_err() {
-        // Registry before forwarder, as everywhere; the forwarder's (sync)
-        // lock is never held across an await.
-        let mut reg = s.registry.lock().await;
+        let mut node = s.node.lock().await;
+        let node = &mut *node;
+        let (reg, fwd) = (&mut node.registry, &mut node.forwarder);
         for name in created.iter().rev() {
             if let Ok(id) = reg.resolve(name) {
-                let mut fwd = forwarder(s);
                 let _ = fwd.remove(id, name);
                 if let Some(bd) = fwd.bridge_of(id) {
                     let _ = fwd.bridge_remove(&bd, id, name);
@@ -53,7 +52,9 @@ async fn apply_inner(
     path: &Path,
     created: &mut Vec<String>,
 ) -> Result<(), config::Error> {
-    let mut reg = s.registry.lock().await;
+    let mut node = s.node.lock().await;
+    let node = &mut *node;
+    let (reg, fwd) = (&mut node.registry, &mut node.forwarder);
     for d in &cfg.interface {
         let opts = d.get_ref();
         let key = opts.id.map(|i| i.to_string()).unwrap_or_default();
@@ -67,7 +68,6 @@ async fn apply_inner(
         tracing::info!(iface = %info.name, "declared interface created");
         created.push(info.name);
     }
-    let mut fwd = forwarder(s);
     for d in &cfg.xconnect {
         let x = d.get_ref();
         let at = d.span().start;

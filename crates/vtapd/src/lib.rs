@@ -144,8 +144,8 @@ async fn retry_detached(s: Arc<app::AppState>, every: std::time::Duration) {
         }
         let back = state::retry_detached(&s).await;
         if !back.is_empty() {
-            let reg = s.registry.lock().await;
-            if let Err(e) = state::save(&s, &reg, &[]) {
+            let node = s.node.lock().await;
+            if let Err(e) = state::save(&s, &node, &[]) {
                 tracing::warn!(error = %vtap::registry::error_chain(&e), "cannot save after re-attaching");
             }
         }
@@ -198,7 +198,7 @@ pub async fn run(opts: DaemonOptions) -> Result<(), Error> {
         ..app::AppState::new(registry, forwarder)
     });
     if let (true, Some(f)) = (cfg.debug.fault_injection, cfg.debug.start_fault) {
-        state.registry.lock().await.faults().arm(f);
+        state.node.lock().await.registry.faults().arm(f);
     }
     match state::load(&state_file) {
         Ok(Some(saved)) => {
@@ -218,9 +218,9 @@ pub async fn run(opts: DaemonOptions) -> Result<(), Error> {
         return Err(Error::Config(e));
     }
     {
-        let reg = state.registry.lock().await;
-        if let Err(e) = state::save(&state, &reg, &[]) {
-            drop(reg);
+        let node = state.node.lock().await;
+        if let Err(e) = state::save(&state, &node, &[]) {
+            drop(node);
             let _ = std::fs::remove_file(&socket);
             return Err(Error::State(e));
         }
@@ -238,13 +238,13 @@ pub async fn run(opts: DaemonOptions) -> Result<(), Error> {
         .await;
     retry.abort();
     let _ = std::fs::remove_file(&socket);
-    let n = state.registry.lock().await.len();
-    tracing::info!(interfaces = n, "vtapd stopping; closing queues");
+    let mut node = state.node.lock().await;
+    tracing::info!(
+        interfaces = node.registry.len(),
+        "vtapd stopping; closing queues"
+    );
     // Stop pumping before the interfaces (and their data paths) go.
-    state
-        .forwarder
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .clear();
+    node.forwarder.clear();
+    drop(node);
     served.map_err(Error::Serve)
 }

@@ -44,10 +44,11 @@ use std::io::{Read, Seek, Write};
 use std::path::{Path, PathBuf};
 
 use vtap::datapath::RxMode;
+use vtap::node::Node;
 use vtap::registry::{error_chain, AttachState, Registry};
 use vtap::{CreateOptions, TapInfo};
 
-use crate::app::{detached, forwarder, AppState, Detached};
+use crate::app::{detached, AppState, Detached};
 pub use crate::saved::{Memberships, Pending, PendingOp, Saved, SavedBridge, SavedTap, VERSION};
 
 /// Why the state could not be read or written.
@@ -207,10 +208,11 @@ pub fn store(path: &Path, saved: &Saved) -> Result<(), Error> {
     Ok(())
 }
 
-/// What the daemon serves now (`reg` is the locked registry), with the
-/// intents `pending`.
-pub fn snapshot(s: &AppState, reg: &Registry, pending: &[Pending]) -> Saved {
-    let mut taps: Vec<SavedTap> = reg
+/// What the daemon serves now (`node` is locked), with the intents
+/// `pending`.
+pub fn snapshot(s: &AppState, node: &Node, pending: &[Pending]) -> Saved {
+    let mut taps: Vec<SavedTap> = node
+        .registry
         .list()
         .into_iter()
         .map(|mut info| {
@@ -221,7 +223,7 @@ pub fn snapshot(s: &AppState, reg: &Registry, pending: &[Pending]) -> Saved {
             SavedTap { info, rx_mode }
         })
         .collect();
-    let fwd = forwarder(s);
+    let fwd = &node.forwarder;
     let mut xconnects = fwd.list();
     let mut bridges: Vec<SavedBridge> = fwd
         .bridges()
@@ -256,14 +258,14 @@ pub fn snapshot(s: &AppState, reg: &Registry, pending: &[Pending]) -> Saved {
     }
 }
 
-/// Saves what the daemon serves (the caller holds the registry lock, which
+/// Saves what the daemon serves (the caller holds the node lock, which
 /// serialises saves), with `pending` intents. Without a state file there is
 /// nothing to save.
-pub fn save(s: &AppState, reg: &Registry, pending: &[Pending]) -> Result<(), Error> {
+pub fn save(s: &AppState, node: &Node, pending: &[Pending]) -> Result<(), Error> {
     let Some(path) = &s.state_file else {
         return Ok(());
     };
-    store(path, &snapshot(s, reg, pending))
+    store(path, &snapshot(s, node, pending))
 }
 
 /// The options that re-attach a saved interface exactly as it was.
@@ -319,14 +321,14 @@ pub async fn reconcile(reg: &Registry, mut saved: Saved) -> Saved {
     saved
 }
 
-/// Tries to re-attach one saved interface (the caller holds the registry
+/// Tries to re-attach one saved interface (the caller holds the node
 /// lock); on success restores its rx mode and memberships.
 pub async fn reattach(
-    s: &AppState,
-    reg: &mut Registry,
+    node: &mut Node,
     t: &SavedTap,
     member: &Memberships,
 ) -> Result<TapInfo, String> {
+    let reg = &mut node.registry;
     let info = reg
         .create(&reattach_options(&t.info))
         .await
@@ -337,7 +339,7 @@ pub async fn reattach(
             tracing::warn!(iface = %name, error = %error_chain(&e), "rx mode not restored");
         }
     }
-    let mut fwd = forwarder(s);
+    let fwd = &mut node.forwarder;
     for x in &member.xconnects {
         let ends = reg.end(&x.a).and_then(|a| Ok((a, reg.end(&x.b)?)));
         let done = match ends {
@@ -366,10 +368,10 @@ pub async fn reattach(
 /// with its reason), then rebuilds bridges and cross-connects. Returns how
 /// many interfaces came back.
 pub async fn restore(s: &AppState, saved: Saved) -> usize {
-    let mut reg = s.registry.lock().await;
-    let saved = reconcile(&reg, saved).await;
+    let mut node = s.node.lock().await;
+    let saved = reconcile(&node.registry, saved).await;
     for b in &saved.bridges {
-        if let Err(e) = forwarder(s).bridge_create_with(&b.name, b.mac_limit) {
+        if let Err(e) = node.forwarder.bridge_create_with(&b.name, b.mac_limit) {
             tracing::error!(bridge = %b.name, error = %e, "bridge not restored");
         }
     }
@@ -404,13 +406,13 @@ pub async fn restore(s: &AppState, saved: Saved) -> usize {
                 .iter()
                 .filter(|x| {
                     let peer = if &x.a == name { &x.b } else { &x.a };
-                    reg.resolve(peer).is_ok()
+                    node.registry.resolve(peer).is_ok()
                 })
                 .cloned()
                 .collect(),
             bridges: member.bridges.clone(),
         };
-        match reattach(s, &mut reg, t, &ready).await {
+        match reattach(&mut node, t, &ready).await {
             Ok(_) => back += 1,
             Err(reason) => {
                 tracing::error!(iface = %name, error = %reason, "not re-attached: kept as detached, will retry");
@@ -435,20 +437,20 @@ pub async fn restore(s: &AppState, saved: Saved) -> usize {
 /// Retries every detached interface once (the timer's and the operator's
 /// way back); returns the names re-attached.
 pub async fn retry_detached(s: &AppState) -> Vec<String> {
-    let mut reg = s.registry.lock().await;
+    let mut node = s.node.lock().await;
     let ids: Vec<u32> = detached(s).keys().copied().collect();
     let mut back = Vec::new();
     for id in ids {
-        if let Ok(info) = reattach_one(s, &mut reg, id).await {
+        if let Ok(info) = reattach_one(s, &mut node, id).await {
             back.push(info.name);
         }
     }
     back
 }
 
-/// Re-attaches detached interface `id` (the caller holds the registry
-/// lock); on failure the entry stays with the new reason.
-pub async fn reattach_one(s: &AppState, reg: &mut Registry, id: u32) -> Result<TapInfo, String> {
+/// Re-attaches detached interface `id` (the caller holds the node lock);
+/// on failure the entry stays with the new reason.
+pub async fn reattach_one(s: &AppState, node: &mut Node, id: u32) -> Result<TapInfo, String> {
     let Some(d) = detached(s).get(&id).cloned() else {
         return Err(format!("interface {id}: not detached"));
     };
@@ -458,12 +460,12 @@ pub async fn reattach_one(s: &AppState, reg: &mut Registry, id: u32) -> Result<T
             .memberships
             .xconnects
             .iter()
-            .filter(|x| reg.resolve(&x.a).is_ok() || reg.resolve(&x.b).is_ok())
+            .filter(|x| node.registry.resolve(&x.a).is_ok() || node.registry.resolve(&x.b).is_ok())
             .cloned()
             .collect(),
         bridges: d.memberships.bridges.clone(),
     };
-    match reattach(s, reg, &d.saved, &ready).await {
+    match reattach(node, &d.saved, &ready).await {
         Ok(info) => {
             detached(s).remove(&id);
             Ok(info)

@@ -32,7 +32,7 @@ fn fault_gate(s: &AppState) -> Result<(), ApiError> {
 async fn arm_fault(State(s): State<Arc<AppState>>, body: Bytes) -> Result<StatusCode, ApiError> {
     fault_gate(&s)?;
     let fault: Fault = parse_body(&body)?;
-    s.registry.lock().await.faults().arm(fault);
+    s.node.lock().await.registry.faults().arm(fault);
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -40,6 +40,6 @@ async fn arm_fault(State(s): State<Arc<AppState>>, body: Bytes) -> Result<Status
     responses((status = 204, description = "disarmed"), Errors))]
 async fn disarm_fault(State(s): State<Arc<AppState>>) -> Result<StatusCode, ApiError> {
     fault_gate(&s)?;
-    s.registry.lock().await.faults().disarm();
+    s.node.lock().await.registry.faults().disarm();
     Ok(StatusCode::NO_CONTENT)
 }

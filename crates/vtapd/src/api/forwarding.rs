@@ -41,7 +41,7 @@ pub struct XconnectRequest {
 #[utoipa::path(get, path = "/v1/xconnects", tag = "forwarding",
     responses((status = 200, description = "every cross-connect", body = Vec<Xconnect>)))]
 async fn list_xconnects(State(s): State<Arc<AppState>>) -> Json<Vec<Xconnect>> {
-    Json(forwarder(&s).list())
+    Json(s.node.lock().await.forwarder.list())
 }
 
 #[utoipa::path(post, path = "/v1/xconnects", tag = "forwarding",
@@ -49,16 +49,15 @@ async fn list_xconnects(State(s): State<Arc<AppState>>) -> Json<Vec<Xconnect>> {
     responses((status = 201, description = "the cross-connect", body = Xconnect), Errors))]
 async fn add_xconnect(State(s): State<Arc<AppState>>, body: Bytes) -> Result<Response, ApiError> {
     let req: XconnectRequest = parse_body(&body)?;
-    let reg = s.registry.lock().await;
-    let a = reg.end(&req.a).map_err(|e| live_only(&s, &req.a, e))?;
-    let b = reg.end(&req.b).map_err(|e| live_only(&s, &req.b, e))?;
-    let id = a.id;
-    let x = forwarder(&s).xconnect(a, b).map_err(forwarding_error)?;
-    commit(&s, &reg, || {
-        forwarder(&s)
-            .remove(id, &x.a)
-            .map(drop)
-            .map_err(|e| e.to_string())
+    let mut node = s.node.lock().await;
+    for key in [&req.a, &req.b] {
+        node.registry
+            .resolve(key)
+            .map_err(|e| live_only(&s, key, e))?;
+    }
+    let x = node.xconnect(&req.a, &req.b)?;
+    commit(&s, &mut node, |n| {
+        n.xconnect_remove(&x.a).map(drop).map_err(|e| e.to_string())
     })?;
     Ok((StatusCode::CREATED, Json(x)).into_response())
 }
@@ -69,18 +68,13 @@ async fn remove_xconnect(
     State(s): State<Arc<AppState>>,
     Path(iface): Path<String>,
 ) -> Result<Json<Xconnect>, ApiError> {
-    let reg = s.registry.lock().await;
-    let id = reg.resolve(&iface).map_err(|e| live_only(&s, &iface, e))?;
-    let x = forwarder(&s).remove(id, &iface).map_err(forwarding_error)?;
-    commit(&s, &reg, || {
-        let (a, b) = (
-            reg.end(&x.a).map_err(|e| e.to_string())?,
-            reg.end(&x.b).map_err(|e| e.to_string())?,
-        );
-        forwarder(&s)
-            .xconnect(a, b)
-            .map(drop)
-            .map_err(|e| e.to_string())
+    let mut node = s.node.lock().await;
+    node.registry
+        .resolve(&iface)
+        .map_err(|e| live_only(&s, &iface, e))?;
+    let x = node.xconnect_remove(&iface)?;
+    commit(&s, &mut node, |n| {
+        n.xconnect(&x.a, &x.b).map(drop).map_err(|e| e.to_string())
     })?;
     Ok(Json(x))
 }
@@ -108,7 +102,7 @@ pub struct PortRequest {
 #[utoipa::path(get, path = "/v1/bridges", tag = "forwarding",
     responses((status = 200, description = "every bridge domain", body = Vec<BridgeInfo>)))]
 async fn list_bridges(State(s): State<Arc<AppState>>) -> Json<Vec<BridgeInfo>> {
-    Json(forwarder(&s).bridges())
+    Json(s.node.lock().await.forwarder.bridges())
 }
 
 #[utoipa::path(post, path = "/v1/bridges", tag = "forwarding",
@@ -116,12 +110,13 @@ async fn list_bridges(State(s): State<Arc<AppState>>) -> Json<Vec<BridgeInfo>> {
     responses((status = 201, description = "the empty bridge domain", body = BridgeInfo), Errors))]
 async fn create_bridge(State(s): State<Arc<AppState>>, body: Bytes) -> Result<Response, ApiError> {
     let req: BridgeRequest = parse_body(&body)?;
-    let reg = s.registry.lock().await;
-    let b = forwarder(&s)
+    let mut node = s.node.lock().await;
+    let b = node
+        .forwarder
         .bridge_create_with(&req.name, req.mac_limit)
         .map_err(forwarding_error)?;
-    commit(&s, &reg, || {
-        forwarder(&s)
+    commit(&s, &mut node, |n| {
+        n.forwarder
             .bridge_delete(&req.name)
             .map_err(|e| e.to_string())
     })?;
@@ -134,7 +129,14 @@ async fn show_bridge(
     State(s): State<Arc<AppState>>,
     Path(bd): Path<String>,
 ) -> Result<Json<BridgeInfo>, ApiError> {
-    Ok(Json(forwarder(&s).bridge(&bd).map_err(forwarding_error)?))
+    Ok(Json(
+        s.node
+            .lock()
+            .await
+            .forwarder
+            .bridge(&bd)
+            .map_err(forwarding_error)?,
+    ))
 }
 
 #[utoipa::path(delete, path = "/v1/bridges/{bd}", tag = "forwarding", params(("bd" = String, Path, description = "bridge domain name")),
@@ -143,8 +145,9 @@ async fn delete_bridge(
     State(s): State<Arc<AppState>>,
     Path(bd): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    let reg = s.registry.lock().await;
-    let limit = forwarder(&s)
+    let mut node = s.node.lock().await;
+    let limit = node
+        .forwarder
         .bridge(&bd)
         .map_err(forwarding_error)?
         .mac_limit;
@@ -159,9 +162,11 @@ async fn delete_bridge(
             ),
         });
     }
-    forwarder(&s).bridge_delete(&bd).map_err(forwarding_error)?;
-    commit(&s, &reg, || {
-        forwarder(&s)
+    node.forwarder
+        .bridge_delete(&bd)
+        .map_err(forwarding_error)?;
+    commit(&s, &mut node, |n| {
+        n.forwarder
             .bridge_create_with(&bd, Some(limit))
             .map(drop)
             .map_err(|e| e.to_string())
@@ -178,17 +183,13 @@ async fn add_bridge_port(
     body: Bytes,
 ) -> Result<Json<BridgeInfo>, ApiError> {
     let req: PortRequest = parse_body(&body)?;
-    let reg = s.registry.lock().await;
-    let end = reg
-        .end(&req.iface)
+    let mut node = s.node.lock().await;
+    node.registry
+        .resolve(&req.iface)
         .map_err(|e| live_only(&s, &req.iface, e))?;
-    let (id, name) = (end.id, end.name.clone());
-    let b = forwarder(&s)
-        .bridge_add(&bd, end)
-        .map_err(forwarding_error)?;
-    commit(&s, &reg, || {
-        forwarder(&s)
-            .bridge_remove(&bd, id, &name)
+    let b = node.bridge_add(&bd, &req.iface)?;
+    commit(&s, &mut node, |n| {
+        n.bridge_remove(&bd, &req.iface)
             .map(drop)
             .map_err(|e| e.to_string())
     })?;
@@ -201,15 +202,13 @@ async fn remove_bridge_port(
     State(s): State<Arc<AppState>>,
     Path((bd, iface)): Path<(String, String)>,
 ) -> Result<Json<BridgeInfo>, ApiError> {
-    let reg = s.registry.lock().await;
-    let id = reg.resolve(&iface).map_err(|e| live_only(&s, &iface, e))?;
-    let b = forwarder(&s)
-        .bridge_remove(&bd, id, &iface)
-        .map_err(forwarding_error)?;
-    commit(&s, &reg, || {
-        let end = reg.end(&iface).map_err(|e| e.to_string())?;
-        forwarder(&s)
-            .bridge_add(&bd, end)
+    let mut node = s.node.lock().await;
+    node.registry
+        .resolve(&iface)
+        .map_err(|e| live_only(&s, &iface, e))?;
+    let b = node.bridge_remove(&bd, &iface)?;
+    commit(&s, &mut node, |n| {
+        n.bridge_add(&bd, &iface)
             .map(drop)
             .map_err(|e| e.to_string())
     })?;

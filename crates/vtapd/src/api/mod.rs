@@ -45,7 +45,8 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use vtap::fault::Fault;
 use vtap::forward::{BridgeInfo, Xconnect};
-use vtap::registry::{error_chain, ErrorKind, OffloadAction, Registry};
+use vtap::node::Node;
+use vtap::registry::{error_chain, ErrorKind, OffloadAction};
 use vtap::CreateOptions;
 
 use crate::app::{detached, detached_id};
@@ -59,7 +60,7 @@ pub use taps::{
     RxModeRequest, MAX_BATCH, PCAP_MEDIA_TYPE,
 };
 
-pub use crate::app::{forwarder, AppState};
+pub use crate::app::AppState;
 use crate::state::{self, Pending, PendingOp};
 
 /// An API error: status and one-line message.
@@ -178,13 +179,13 @@ impl From<state::Error> for ApiError {
 /// change back) and refuses with 503 naming the file and the reason.
 fn commit(
     s: &AppState,
-    reg: &Registry,
-    undo: impl FnOnce() -> Result<(), String>,
+    node: &mut Node,
+    undo: impl FnOnce(&mut Node) -> Result<(), String>,
 ) -> Result<(), ApiError> {
-    let Err(e) = state::save(s, reg, &[]) else {
+    let Err(e) = state::save(s, node, &[]) else {
         return Ok(());
     };
-    if let Err(u) = undo() {
+    if let Err(u) = undo(node) {
         tracing::error!(error = %u, "a change that could not be saved could not be undone either");
     }
     tracing::error!(error = %error_chain(&e), "change refused: the state cannot be saved");
@@ -312,8 +313,9 @@ async fn count_request(
 #[utoipa::path(get, path = "/metrics", tag = "daemon",
     responses((status = 200, description = "Prometheus/OpenMetrics text", content_type = "application/openmetrics-text", body = String)))]
 async fn metrics(State(s): State<Arc<AppState>>) -> Response {
-    let taps = s.registry.lock().await.list();
-    let bridges = forwarder(&s).bridges();
+    let node = s.node.lock().await;
+    let (taps, bridges) = (node.registry.list(), node.forwarder.bridges());
+    drop(node);
     let body = crate::metrics::render(&taps, &bridges, &s.api_requests);
     (
         [(
@@ -345,7 +347,8 @@ pub struct Info {
 #[utoipa::path(get, path = "/v1/info", tag = "daemon",
     responses((status = 200, description = "daemon facts", body = Info)))]
 async fn info(State(s): State<Arc<AppState>>) -> Json<Info> {
-    let reg = s.registry.lock().await;
+    let node = s.node.lock().await;
+    let reg = &node.registry;
     Json(Info {
         version: env!("CARGO_PKG_VERSION").into(),
         pid: std::process::id(),

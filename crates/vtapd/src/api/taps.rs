@@ -29,7 +29,7 @@ pub(super) fn routes() -> OpenApiRouter<Arc<AppState>> {
 #[utoipa::path(get, path = "/v1/taps", tag = "taps",
     responses((status = 200, description = "every interface", body = Vec<vtap::TapInfo>)))]
 async fn list(State(s): State<Arc<AppState>>) -> Json<Vec<vtap::TapInfo>> {
-    let mut all = s.registry.lock().await.list();
+    let mut all = s.node.lock().await.registry.list();
     all.extend(detached(&s).values().map(|d| d.saved.info.clone()));
     all.sort_by_key(|t| t.id);
     Json(all)
@@ -41,7 +41,7 @@ async fn list(State(s): State<Arc<AppState>>) -> Json<Vec<vtap::TapInfo>> {
 async fn create(State(s): State<Arc<AppState>>, body: Bytes) -> Result<Response, ApiError> {
     // An empty body, or `null`, means every default (the spec says so).
     let mut opts: CreateOptions = parse_body::<Option<CreateOptions>>(&body)?.unwrap_or_default();
-    let mut reg = s.registry.lock().await;
+    let mut node = s.node.lock().await;
     // Ids of detached interfaces stay theirs.
     let held: std::collections::BTreeSet<u32> = detached(&s).keys().copied().collect();
     let id = match opts.id {
@@ -54,12 +54,12 @@ async fn create(State(s): State<Arc<AppState>>, body: Bytes) -> Result<Response,
             })
         }
         Some(id) => id,
-        None => reg.free_id(&held)?,
+        None => node.registry.free_id(&held)?,
     };
     opts.id = Some(id);
     // Write-ahead: the intent is in the state file before the kernel
     // changes, so that a crash in the middle is rolled back at restart.
-    let base = state::snapshot(&s, &reg, &[]);
+    let base = state::snapshot(&s, &node, &[]);
     let path = s.state_file.clone();
     let mut record = |i: &vtap::registry::Intent| -> Result<(), String> {
         let Some(path) = &path else { return Ok(()) };
@@ -73,21 +73,21 @@ async fn create(State(s): State<Arc<AppState>>, body: Bytes) -> Result<Response,
         });
         state::store(path, &saved).map_err(|e| format!("not done: {}", error_chain(&e)))
     };
-    let created = reg.create_with_intent(&opts, &mut record).await;
+    let created = node.registry.create_with_intent(&opts, &mut record).await;
     let info = match created {
         Ok(info) => info,
         Err(e) => {
             // Clear the intent (best effort: a stale one only makes the next
             // start look for a link that is not there).
-            if let Err(se) = state::save(&s, &reg, &[]) {
+            if let Err(se) = state::save(&s, &node, &[]) {
                 tracing::warn!(error = %error_chain(&se), "cannot clear a create's intent");
             }
             return Err(e.into());
         }
     };
-    if let Err(e) = state::save(&s, &reg, &[]) {
+    if let Err(e) = state::save(&s, &node, &[]) {
         // Not durable: undo it. The intent still in the file is harmless.
-        if let Err(de) = reg.delete(&info.name).await {
+        if let Err(de) = node.registry.delete(&info.name).await {
             tracing::error!(iface = %info.name, error = %error_chain(&de), "cannot undo a create that was not saved");
         }
         return Err(e.into());
@@ -101,8 +101,8 @@ async fn show(
     State(s): State<Arc<AppState>>,
     Path(iface): Path<String>,
 ) -> Result<Json<vtap::TapInfo>, ApiError> {
-    let reg = s.registry.lock().await;
-    match reg.get(&iface) {
+    let node = s.node.lock().await;
+    match node.registry.get(&iface) {
         Ok(info) => Ok(Json(info)),
         Err(e) => match detached_id(&s, &iface) {
             Some(id) => Ok(Json(detached(&s)[&id].saved.info.clone())),
@@ -128,11 +128,14 @@ async fn set_mtu(
     body: Bytes,
 ) -> Result<Json<vtap::TapInfo>, ApiError> {
     let req: MtuRequest = parse_body(&body)?;
-    let mut reg = s.registry.lock().await;
-    let before = reg.get(&iface).map_err(|e| live_only(&s, &iface, e))?;
-    let info = reg.set_mtu(&iface, req.mtu).await?;
-    if let Err(e) = state::save(&s, &reg, &[]) {
-        if let Err(u) = reg.set_mtu(&iface, before.host_mtu_size).await {
+    let mut node = s.node.lock().await;
+    let before = node
+        .registry
+        .get(&iface)
+        .map_err(|e| live_only(&s, &iface, e))?;
+    let info = node.registry.set_mtu(&iface, req.mtu).await?;
+    if let Err(e) = state::save(&s, &node, &[]) {
+        if let Err(u) = node.registry.set_mtu(&iface, before.host_mtu_size).await {
             tracing::error!(error = %error_chain(&u), "cannot undo an MTU change that was not saved");
         }
         return Err(e.into());
@@ -146,19 +149,19 @@ async fn delete(
     State(s): State<Arc<AppState>>,
     Path(iface): Path<String>,
 ) -> Result<Json<vtap::TapInfo>, ApiError> {
-    let mut reg = s.registry.lock().await;
+    let mut node = s.node.lock().await;
     if let Some(id) = detached_id(&s, &iface) {
-        return delete_detached(&s, &reg, id).await.map(Json);
+        return delete_detached(&s, &node, id).await.map(Json);
     }
-    vtap::node::check_deletable(&reg, &forwarder(&s), &iface)?;
-    let info = reg.get(&iface)?;
+    node.check_deletable(&iface)?;
+    let info = node.registry.get(&iface)?;
     // Write-ahead: once the intent is saved the delete is durable (a
     // restart finishes it); if it cannot be saved nothing is done.
-    state::save(&s, &reg, &[delete_intent(&info)])?;
-    let deleted = reg.delete(&iface).await;
+    state::save(&s, &node, &[delete_intent(&info)])?;
+    let deleted = node.registry.delete(&iface).await;
     // Clear the intent; if that fails the saved intent still says what
     // happened, and a restart finishes (or finds finished) the delete.
-    if let Err(e) = state::save(&s, &reg, &[]) {
+    if let Err(e) = state::save(&s, &node, &[]) {
         tracing::warn!(error = %error_chain(&e), "cannot clear a delete's intent");
     }
     Ok(Json(deleted?))
@@ -177,17 +180,18 @@ fn delete_intent(info: &vtap::TapInfo) -> Pending {
 
 /// Deletes a detached interface: its link, if it still exists, and its
 /// record (write-ahead, as for any delete).
-async fn delete_detached(s: &AppState, reg: &Registry, id: u32) -> Result<vtap::TapInfo, ApiError> {
+async fn delete_detached(s: &AppState, node: &Node, id: u32) -> Result<vtap::TapInfo, ApiError> {
     let Some(d) = detached(s).get(&id).cloned() else {
         return Err(vtap::registry::Error::NotFound(id.to_string()).into());
     };
     let info = d.saved.info;
-    state::save(s, reg, &[delete_intent(&info)])?;
-    let removed = reg
+    state::save(s, node, &[delete_intent(&info)])?;
+    let removed = node
+        .registry
         .remove_leftover(info.host_ns.as_deref(), &info.host_if_name)
         .await;
     detached(s).remove(&id);
-    if let Err(e) = state::save(s, reg, &[]) {
+    if let Err(e) = state::save(s, node, &[]) {
         tracing::warn!(error = %error_chain(&e), "cannot clear a delete's intent");
     }
     if let Err(e) = removed {
@@ -244,11 +248,11 @@ async fn delete_many(
             req.interfaces.len()
         )));
     }
-    let mut reg = s.registry.lock().await;
+    let mut node = s.node.lock().await;
     let mut failed = Vec::new();
     let mut keys = Vec::new();
     for iface in &req.interfaces {
-        match vtap::node::check_deletable(&reg, &forwarder(&s), iface) {
+        match node.check_deletable(iface) {
             Err(e @ vtap::node::Error::InUse { .. }) => {
                 let e = ApiError::from(e);
                 failed.push(DeleteFailure {
@@ -263,12 +267,12 @@ async fn delete_many(
     }
     let intents: Vec<Pending> = keys
         .iter()
-        .filter_map(|k| reg.get(k).ok())
+        .filter_map(|k| node.registry.get(k).ok())
         .map(|i| delete_intent(&i))
         .collect();
-    state::save(&s, &reg, &intents)?;
-    let outcome = reg.delete_many(&keys).await;
-    if let Err(e) = state::save(&s, &reg, &[]) {
+    state::save(&s, &node, &intents)?;
+    let outcome = node.registry.delete_many(&keys).await;
+    if let Err(e) = state::save(&s, &node, &[]) {
         tracing::warn!(error = %error_chain(&e), "cannot clear the deletes' intents");
     }
     let mut deleted = Vec::new();
@@ -309,11 +313,14 @@ async fn offload(
         .action
         .parse()
         .map_err(|e: vtap::options::Error| ApiError::bad_request(e.to_string()))?;
-    let mut reg = s.registry.lock().await;
-    let before = reg.get(&iface).map_err(|e| live_only(&s, &iface, e))?;
-    let info = reg.set_offload(&iface, action).await?;
-    if let Err(e) = state::save(&s, &reg, &[]) {
-        if let Err(u) = reg.restore_offload(&iface, &before) {
+    let mut node = s.node.lock().await;
+    let before = node
+        .registry
+        .get(&iface)
+        .map_err(|e| live_only(&s, &iface, e))?;
+    let info = node.registry.set_offload(&iface, action).await?;
+    if let Err(e) = state::save(&s, &node, &[]) {
+        if let Err(u) = node.registry.restore_offload(&iface, &before) {
             tracing::error!(error = %error_chain(&u), "cannot undo an offload change that was not saved");
         }
         return Err(e.into());
@@ -377,9 +384,10 @@ async fn start_capture(
         .direction
         .unwrap_or(vtap::datapath::capture::Direction::Both);
     let stream = s
-        .registry
+        .node
         .lock()
         .await
+        .registry
         .start_capture(&iface, dir, req.count)?;
     let chunks = futures::stream::unfold(stream, |mut st| async move {
         st.next_chunk()
@@ -399,7 +407,7 @@ async fn stop_capture(
     State(s): State<Arc<AppState>>,
     Path(iface): Path<String>,
 ) -> Result<Json<vtap::datapath::capture::CaptureState>, ApiError> {
-    Ok(Json(s.registry.lock().await.stop_capture(&iface)?))
+    Ok(Json(s.node.lock().await.registry.stop_capture(&iface)?))
 }
 
 /// `POST /v1/taps/{if}/rx-mode` body.
@@ -419,16 +427,17 @@ async fn rx_mode(
     body: Bytes,
 ) -> Result<Json<vtap::TapInfo>, ApiError> {
     let req: RxModeRequest = parse_body(&body)?;
-    let mut reg = s.registry.lock().await;
-    let before = reg
+    let mut node = s.node.lock().await;
+    let before = node
+        .registry
         .get(&iface)
         .map_err(|e| live_only(&s, &iface, e))?
         .datapath
         .and_then(|d| d.rx.first().and_then(|q| q.mode))
         .unwrap_or_default();
-    let info = reg.set_rx_mode(&iface, req.mode)?;
-    if let Err(e) = state::save(&s, &reg, &[]) {
-        if let Err(u) = reg.set_rx_mode(&iface, before) {
+    let info = node.registry.set_rx_mode(&iface, req.mode)?;
+    if let Err(e) = state::save(&s, &node, &[]) {
+        if let Err(u) = node.registry.set_rx_mode(&iface, before) {
             tracing::error!(error = %error_chain(&u), "cannot undo an rx-mode change that was not saved");
         }
         return Err(e.into());
@@ -442,15 +451,15 @@ async fn attach(
     State(s): State<Arc<AppState>>,
     Path(iface): Path<String>,
 ) -> Result<Json<vtap::TapInfo>, ApiError> {
-    let mut reg = s.registry.lock().await;
+    let mut node = s.node.lock().await;
     let Some(id) = detached_id(&s, &iface) else {
-        reg.resolve(&iface)?;
+        node.registry.resolve(&iface)?;
         return Err(ApiError {
             status: StatusCode::CONFLICT,
             message: format!("interface '{iface}': already attached"),
         });
     };
-    let info = state::reattach_one(&s, &mut reg, id)
+    let info = state::reattach_one(&s, &mut node, id)
         .await
         .map_err(|reason| ApiError {
             status: StatusCode::SERVICE_UNAVAILABLE,
@@ -458,7 +467,7 @@ async fn attach(
         })?;
     // The saved record does not change by being re-attached; saving only
     // refreshes what it says.
-    if let Err(e) = state::save(&s, &reg, &[]) {
+    if let Err(e) = state::save(&s, &node, &[]) {
         tracing::warn!(error = %error_chain(&e), "cannot save after a re-attach");
     }
     Ok(Json(info))
