@@ -10,22 +10,28 @@ use vtap::registry::{error_chain, Registry, Settings};
 use vtap::CreateOptions;
 use vtap_testkit::TestNs;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn three_namespaces_on_one_bridge_reach_each_other() {
-    let nss = [TestNs::new("b1"), TestNs::new("b2"), TestNs::new("b3")];
-    let mut reg = Registry::new(Settings::default()).expect("registry");
+/// A tap in each namespace, the i-th with address `NET.(i+1)/24`.
+async fn taps_in(reg: &mut Registry, nss: &[TestNs], net: &str) -> Vec<vtap::TapInfo> {
     let mut taps = vec![];
     for (i, ns) in nss.iter().enumerate() {
         let info = reg
             .create(&CreateOptions {
                 host_ns: Some(ns.name.clone()),
-                host_ip4_addr: Some(format!("198.18.4.{}/24", i + 1)),
+                host_ip4_addr: Some(format!("{net}.{}/24", i + 1)),
                 ..Default::default()
             })
             .await
             .unwrap_or_else(|e| panic!("{}", error_chain(&e)));
         taps.push(info);
     }
+    taps
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_namespaces_on_one_bridge_reach_each_other() {
+    let nss = [TestNs::new("b1"), TestNs::new("b2"), TestNs::new("b3")];
+    let mut reg = Registry::new(Settings::default()).expect("registry");
+    let taps = taps_in(&mut reg, &nss, "198.18.4").await;
     let mut fwd = Forwarder::new(1).expect("forwarder");
     fwd.bridge_create("bd1").expect("create");
     for (t, want) in [("bd 1", "a name is"), ("bd1", "already exists")] {
@@ -130,18 +136,7 @@ async fn the_learn_limit_bounds_the_table_and_entries_age_out() {
 
     let nss = [TestNs::new("bl1"), TestNs::new("bl2")];
     let mut reg = Registry::new(Settings::default()).expect("registry");
-    let mut taps = vec![];
-    for (i, ns) in nss.iter().enumerate() {
-        let info = reg
-            .create(&CreateOptions {
-                host_ns: Some(ns.name.clone()),
-                host_ip4_addr: Some(format!("198.18.5.{}/24", i + 1)),
-                ..Default::default()
-            })
-            .await
-            .unwrap_or_else(|e| panic!("{}", error_chain(&e)));
-        taps.push(info);
-    }
+    let taps = taps_in(&mut reg, &nss, "198.18.5").await;
     let clock = Arc::new(vtap::forward::ManualClock::default());
     let mut fwd = Forwarder::with_clock(1, clock.clone()).expect("forwarder");
     let e = fwd.bridge_create_with("bdl", Some(0)).expect_err("limit 0");

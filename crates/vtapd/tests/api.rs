@@ -703,20 +703,10 @@ async fn a_capture_never_touches_a_path_a_caller_names_and_is_streamed() {
         .expect("the stream ends once stopped");
     assert!(rest.iter().all(Result::is_ok));
     // A client that goes away frees the interface for the next capture.
-    let req = Request::builder()
-        .method(Method::POST)
-        .uri("/v1/taps/tap0/capture")
-        .body(Body::empty())
-        .expect("request");
-    let resp = app.clone().oneshot(req).await.expect("infallible");
+    let resp = start_capture(&app).await;
     assert_eq!(resp.status(), StatusCode::OK);
     drop(resp);
-    let req = Request::builder()
-        .method(Method::POST)
-        .uri("/v1/taps/tap0/capture")
-        .body(Body::empty())
-        .expect("request");
-    let resp = app.clone().oneshot(req).await.expect("infallible");
+    let resp = start_capture(&app).await;
     assert_eq!(
         resp.status(),
         StatusCode::OK,
@@ -738,4 +728,14 @@ async fn a_capture_never_touches_a_path_a_caller_names_and_is_streamed() {
         ],
     )
     .await;
+}
+
+/// `POST /v1/taps/tap0/capture` with no body; the response (a stream).
+async fn start_capture(app: &axum::Router) -> axum::response::Response {
+    let req = Request::builder()
+        .method(Method::POST)
+        .uri("/v1/taps/tap0/capture")
+        .body(Body::empty())
+        .expect("request");
+    app.clone().oneshot(req).await.expect("infallible")
 }
