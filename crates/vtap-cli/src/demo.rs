@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use vtap::forward::Forwarder;
 use vtap::netns::{Netns, NetnsSpec, OwnedNetns};
+use vtap::node::Node;
 use vtap::registry::{error_chain, Registry, Settings};
 use vtap::{CreateOptions, TapInfo};
 
@@ -161,16 +162,15 @@ async fn run(secs: u64, builtin: bool) -> Result<(), String> {
     let pid = std::process::id();
     let ns_a = OwnedNetns::create(&format!("vtap-demo-a-{pid}")).map_err(|e| error_chain(&e))?;
     let ns_b = OwnedNetns::create(&format!("vtap-demo-b-{pid}")).map_err(|e| error_chain(&e))?;
-    let mut reg = Registry::new(Settings::default()).map_err(|e| error_chain(&e))?;
-    let a = tap(&mut reg, &ns_a, "198.18.0.1/24").await?;
-    let b = tap(&mut reg, &ns_b, "198.18.0.2/24").await?;
     let workers = vtap::forward::default_workers();
-    let mut fwd = Forwarder::new(workers).map_err(|e| error_chain(&e))?;
-    let ends = (
-        reg.end(&a.name).map_err(|e| error_chain(&e))?,
-        reg.end(&b.name).map_err(|e| error_chain(&e))?,
+    let mut node = Node::new(
+        Registry::new(Settings::default()).map_err(|e| error_chain(&e))?,
+        Forwarder::new(workers).map_err(|e| error_chain(&e))?,
     );
-    fwd.xconnect(ends.0, ends.1).map_err(|e| error_chain(&e))?;
+    let a = tap(&mut node.registry, &ns_a, "198.18.0.1/24").await?;
+    let b = tap(&mut node.registry, &ns_b, "198.18.0.2/24").await?;
+    node.xconnect(&a.name, &b.name)
+        .map_err(|e| error_chain(&e))?;
     println!(
         "vtap demo: {} ({}) in {} <-> {} ({}) in {}, cross-connected by {} worker(s), backend {}",
         a.name,
@@ -205,7 +205,8 @@ async fn run(secs: u64, builtin: bool) -> Result<(), String> {
             "built-in sender/receiver",
         )
     };
-    let st = reg
+    let st = node
+        .registry
         .get(&a.name)
         .map_err(|e| error_chain(&e))?
         .datapath
@@ -231,9 +232,9 @@ async fn run(secs: u64, builtin: bool) -> Result<(), String> {
         octets >> 20,
         octets / pkts.max(1)
     );
-    fwd.clear();
+    node.xconnect_remove(&a.name).map_err(|e| error_chain(&e))?;
     for t in [&a, &b] {
-        reg.delete(&t.name).await.map_err(|e| error_chain(&e))?;
+        node.delete(&t.name).await.map_err(|e| error_chain(&e))?;
     }
     println!("  cleaned up: interfaces and namespaces removed");
     Ok(())
