@@ -186,7 +186,26 @@ fn a_change_that_cannot_be_saved_is_undone_and_refused() {
     d.ok(&["bridge", "create", "bd0"]);
     let saved_before = std::fs::read(&state).expect("state");
 
+    // A persistent tap made by iproute2, for an attach that cannot be saved:
+    // refused before it touches the interface (its intent cannot be
+    // written), which stays as it was.
+    let ha = ifname("fa");
+    ns.ip(&["tuntap", "add", "dev", &ha, "mode", "tap", "vnet_hdr"]);
     fs.fill();
+    let line = d.refused(&[
+        "create",
+        "--attach",
+        "--host-ns",
+        &ns.name,
+        "--host-if-name",
+        &ha,
+    ]);
+    assert!(line.contains("No space left on device"), "{line}");
+    assert!(
+        ns.link(&ha).is_some(),
+        "the attached interface still exists"
+    );
+    ns.ip(&["link", "del", "dev", &ha]);
     let h1 = ifname("fu");
     let cases: &[&[&str]] = &[
         &[

@@ -167,4 +167,21 @@ impl Registry {
         tracing::info!(id, host_if_name = %tap.info.host_if_name, "interface deleted");
         Ok(tap.info)
     }
+
+    /// Lets go of an interface without touching the kernel: its data path
+    /// stops and its fds close, so a persistent link stays as it is (the
+    /// undo of an attach, which must not delete what existed before).
+    pub fn release(&mut self, key: &str) -> Result<TapInfo, Error> {
+        let id = self.resolve(key)?;
+        let tap = self
+            .taps
+            .remove(&id)
+            .ok_or_else(|| Error::NotFound(key.into()))?;
+        if let Some(w) = &tap.watch {
+            // Closing the fds of a non-persistent tap removes it: no news.
+            w.expect_removal(true);
+        }
+        tracing::info!(id, host_if_name = %tap.info.host_if_name, "interface released");
+        Ok(tap.info)
+    }
 }

@@ -86,8 +86,15 @@ async fn create(State(s): State<Arc<AppState>>, body: Bytes) -> Result<Response,
         }
     };
     if let Err(e) = state::save(&s, &node, &[]) {
-        // Not durable: undo it. The intent still in the file is harmless.
-        if let Err(de) = node.registry.delete(&info.name).await {
+        // Not durable: undo it (an attach is let go of, never deleted: the
+        // interface existed before). The intent still in the file is
+        // harmless: the next save that succeeds drops it.
+        let undone = if info.attached {
+            node.registry.release(&info.name).map(drop)
+        } else {
+            node.registry.delete(&info.name).await.map(drop)
+        };
+        if let Err(de) = undone {
             tracing::error!(iface = %info.name, error = %error_chain(&de), "cannot undo a create that was not saved");
         }
         return Err(e.into());
