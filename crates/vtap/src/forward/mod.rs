@@ -317,7 +317,7 @@ impl Forwarder {
     }
 
     /// Sets the learn limit of bridges created without one
-    /// (`[bridge] mac_limit`).
+    /// (`[forwarding] mac_limit`).
     pub fn set_default_mac_limit(&mut self, limit: usize) -> Result<(), Error> {
         check_mac_limit(limit)?;
         self.default_mac_limit = limit;

@@ -85,7 +85,7 @@ async fn remove_xconnect(
 pub struct BridgeRequest {
     /// The bridge name (1-32 letters, digits, '-', '_').
     pub name: String,
-    /// Most MAC addresses it learns (default: the daemon's `[bridge]
+    /// Most MAC addresses it learns (default: the daemon's `[forwarding]
     /// mac_limit`, 16384); beyond it frames are still flooded.
     #[serde(default)]
     pub mac_limit: Option<usize>,
