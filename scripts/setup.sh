@@ -10,7 +10,8 @@ PKGS=(
 	tcpdump     # reads the pcap files of vtap capture back in tests
 	iperf3      # vtap demo measures TCP with it when installed
 	tshark      # reads the pcap files back too (a second, independent reader)
-	util-linux  # setpriv, unshare: tests of missing privileges and /dev/net/tun
+	util-linux  # setpriv, unshare, mount: tests of missing privileges, /dev/net/tun, a full state file
+	procps      # sysctl: the accounting test turns IPv6 off in its namespaces
 	gcc         # some crates build C
 	curl        # the tests read /metrics the way an operator would (curl --unix-socket)
 	socat       # api-fuzz.sh: schemathesis speaks TCP, the daemon a Unix socket

@@ -27,8 +27,17 @@ use vtap_testkit::{wait_until, TestNs};
 async fn tap(reg: &mut Registry, ns: &TestNs, addr: &str, backend: &str) -> TapInfo {
     // No IPv6 in these namespaces: no router solicitations or DAD arriving
     // while the counters are compared.
-    ns.exec("sysctl", &["-qw", "net.ipv6.conf.all.disable_ipv6=1"]);
-    ns.exec("sysctl", &["-qw", "net.ipv6.conf.default.disable_ipv6=1"]);
+    for key in [
+        "net.ipv6.conf.all.disable_ipv6=1",
+        "net.ipv6.conf.default.disable_ipv6=1",
+    ] {
+        let out = ns.exec("sysctl", &["-qw", key]);
+        assert!(
+            out.status.success(),
+            "sysctl {key}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
     reg.create(&CreateOptions {
         host_ns: Some(ns.name.clone()),
         host_ip4_addr: Some(addr.into()),
