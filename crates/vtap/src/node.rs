@@ -63,7 +63,14 @@ impl Node {
 
     /// Refuses when interface `key` is cross-connected or in a bridge.
     pub fn check_deletable(&self, key: &str) -> Result<(), Error> {
-        check_deletable(&self.registry, &self.forwarder, key)
+        let id = self.registry.resolve(key)?;
+        match self.forwarder.attachment(id) {
+            Some(what) => Err(Error::InUse {
+                iface: key.to_string(),
+                what,
+            }),
+            None => Ok(()),
+        }
     }
 
     /// Deletes interface `key` unless the forwarding plane holds it.
@@ -94,17 +101,5 @@ impl Node {
     pub fn bridge_remove(&mut self, bd: &str, key: &str) -> Result<BridgeInfo, Error> {
         let id = self.registry.resolve(key)?;
         Ok(self.forwarder.bridge_remove(bd, id, key)?)
-    }
-}
-
-/// Refuses when interface `key` is cross-connected or in a bridge.
-pub fn check_deletable(reg: &Registry, fwd: &Forwarder, key: &str) -> Result<(), Error> {
-    let id = reg.resolve(key)?;
-    match fwd.attachment(id) {
-        Some(what) => Err(Error::InUse {
-            iface: key.to_string(),
-            what,
-        }),
-        None => Ok(()),
     }
 }

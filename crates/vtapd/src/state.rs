@@ -322,7 +322,8 @@ pub async fn reconcile(reg: &Registry, mut saved: Saved) -> Saved {
 }
 
 /// Tries to re-attach one saved interface (the caller holds the node
-/// lock); on success restores its rx mode and memberships.
+/// lock); on success restores its rx mode and memberships (a cross-connect
+/// only when its other end is attached already).
 pub async fn reattach(
     node: &mut Node,
     t: &SavedTap,
@@ -340,7 +341,12 @@ pub async fn reattach(
         }
     }
     let fwd = &mut node.forwarder;
-    for x in &member.xconnects {
+    // A cross-connect is made once both ends are back: by the second.
+    let peer_back = |x: &vtap::forward::Xconnect| {
+        let peer = if &x.a == name { &x.b } else { &x.a };
+        reg.resolve(peer).is_ok()
+    };
+    for x in member.xconnects.iter().filter(|x| peer_back(x)) {
         let ends = reg.end(&x.a).and_then(|a| Ok((a, reg.end(&x.b)?)));
         let done = match ends {
             Ok((a, b)) => fwd.xconnect(a, b).map(drop).map_err(|e| e.to_string()),
@@ -399,20 +405,7 @@ pub async fn restore(s: &AppState, saved: Saved) -> usize {
                 .map(|b| b.name.clone())
                 .collect(),
         };
-        // A cross-connect is made once both ends are back: by the second.
-        let ready = Memberships {
-            xconnects: member
-                .xconnects
-                .iter()
-                .filter(|x| {
-                    let peer = if &x.a == name { &x.b } else { &x.a };
-                    node.registry.resolve(peer).is_ok()
-                })
-                .cloned()
-                .collect(),
-            bridges: member.bridges.clone(),
-        };
-        match reattach(&mut node, t, &ready).await {
+        match reattach(&mut node, t, &member).await {
             Ok(_) => back += 1,
             Err(reason) => {
                 tracing::error!(iface = %name, error = %reason, "not re-attached: kept as detached, will retry");
@@ -454,18 +447,7 @@ pub async fn reattach_one(s: &AppState, node: &mut Node, id: u32) -> Result<TapI
     let Some(d) = detached(s).get(&id).cloned() else {
         return Err(format!("interface {id}: not detached"));
     };
-    // Cross-connects wait for both ends.
-    let ready = Memberships {
-        xconnects: d
-            .memberships
-            .xconnects
-            .iter()
-            .filter(|x| node.registry.resolve(&x.a).is_ok() || node.registry.resolve(&x.b).is_ok())
-            .cloned()
-            .collect(),
-        bridges: d.memberships.bridges.clone(),
-    };
-    match reattach(node, &d.saved, &ready).await {
+    match reattach(node, &d.saved, &d.memberships).await {
         Ok(info) => {
             detached(s).remove(&id);
             Ok(info)

@@ -309,11 +309,6 @@ impl Registry {
             .ok_or(Error::NoFreeId)
     }
 
-    /// Whether `id` is in use here.
-    pub fn has_id(&self, id: u32) -> bool {
-        self.taps.contains_key(&id)
-    }
-
     /// The interface as one end of a cross-connect.
     pub fn end(&self, key: &str) -> Result<crate::port::End, Error> {
         let id = self.resolve(key)?;

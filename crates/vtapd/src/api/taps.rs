@@ -326,12 +326,12 @@ async fn offload(
         .get(&iface)
         .map_err(|e| live_only(&s, &iface, e))?;
     let info = node.registry.set_offload(&iface, action).await?;
-    if let Err(e) = state::save(&s, &node, &[]) {
-        if let Err(u) = node.registry.restore_offload(&iface, &before) {
-            tracing::error!(error = %error_chain(&u), "cannot undo an offload change that was not saved");
-        }
-        return Err(e.into());
-    }
+    commit(&s, &mut node, |n| {
+        n.registry
+            .restore_offload(&iface, &before)
+            .map(drop)
+            .map_err(|e| error_chain(&e))
+    })?;
     Ok(Json(info))
 }
 
@@ -443,12 +443,12 @@ async fn rx_mode(
         .and_then(|d| d.rx.first().and_then(|q| q.mode))
         .unwrap_or_default();
     let info = node.registry.set_rx_mode(&iface, req.mode)?;
-    if let Err(e) = state::save(&s, &node, &[]) {
-        if let Err(u) = node.registry.set_rx_mode(&iface, before) {
-            tracing::error!(error = %error_chain(&u), "cannot undo an rx-mode change that was not saved");
-        }
-        return Err(e.into());
-    }
+    commit(&s, &mut node, |n| {
+        n.registry
+            .set_rx_mode(&iface, before)
+            .map(drop)
+            .map_err(|e| error_chain(&e))
+    })?;
     Ok(Json(info))
 }
 
