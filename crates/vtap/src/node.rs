@@ -9,9 +9,14 @@
 //! a cross-connect or bridge port is made from interfaces the registry
 //! knows. Holding both in one [`Node`] behind one lock leaves no lock order
 //! to get wrong.
+//!
+//! A node also holds the host uplinks ([`crate::uplink`]); the forwarding
+//! plane is handed taps and uplinks alike, and the node decides, from both
+//! stores, that a tap of vtap's own cannot also be an uplink.
 
 use crate::forward::{self, BridgeInfo, Forwarder, Xconnect};
 use crate::registry::{self, Registry, TapInfo};
+use crate::uplink::{self, HostInterfaceInfo, HostInterfaceOptions, Uplinks};
 
 /// Why a node operation was refused.
 #[derive(Debug, thiserror::Error)]
@@ -30,6 +35,9 @@ pub enum Error {
     /// The forwarding plane refused.
     #[error(transparent)]
     Forward(#[from] forward::Error),
+    /// An uplink operation refused.
+    #[error(transparent)]
+    Uplink(#[from] uplink::Error),
 }
 
 impl Error {
@@ -39,6 +47,7 @@ impl Error {
             Error::InUse { .. } => registry::ErrorKind::Conflict,
             Error::Registry(e) => e.kind(),
             Error::Forward(e) => e.kind(),
+            Error::Uplink(e) => e.kind(),
         }
     }
 }
@@ -50,6 +59,8 @@ pub struct Node {
     pub registry: Registry,
     /// What moves frames between them.
     pub forwarder: Forwarder,
+    /// Host interfaces used as uplinks.
+    pub uplinks: Uplinks,
 }
 
 impl Node {
@@ -58,12 +69,55 @@ impl Node {
         Self {
             registry,
             forwarder,
+            uplinks: Uplinks::new(),
         }
+    }
+
+    /// The id of interface `key`: an uplink's name or id, or a tap's.
+    pub fn resolve(&self, key: &str) -> Result<u32, Error> {
+        match self.uplinks.find(key) {
+            Some(id) => Ok(id),
+            None => Ok(self.registry.resolve(key)?),
+        }
+    }
+
+    /// Interface `key` (a tap or an uplink) as the forwarding plane takes it.
+    pub fn end(&self, key: &str) -> Result<crate::port::End, Error> {
+        match self.uplinks.find(key) {
+            Some(_) => Ok(self.uplinks.end(key)?),
+            None => Ok(self.registry.end(key)?),
+        }
+    }
+
+    /// Opens a host uplink. An interface that is the host side of one of
+    /// vtap's own taps is refused (it would loop the tap into itself).
+    pub fn host_interface_create(
+        &mut self,
+        opts: &HostInterfaceOptions,
+    ) -> Result<HostInterfaceInfo, Error> {
+        let taps: Vec<(u64, u32, String)> = self
+            .registry
+            .list()
+            .into_iter()
+            .map(|t| (t.host_ns_inode, t.host_ifindex, t.name))
+            .collect();
+        let own = |ns: u64, index: u32| {
+            taps.iter()
+                .find(|(n, i, _)| *n == ns && *i == index)
+                .map(|(_, _, name)| name.clone())
+        };
+        Ok(self.uplinks.create(opts, own)?)
+    }
+
+    /// Closes uplink `key` unless the forwarding plane holds it.
+    pub fn host_interface_delete(&mut self, key: &str) -> Result<HostInterfaceInfo, Error> {
+        self.check_deletable(key)?;
+        Ok(self.uplinks.delete(key)?)
     }
 
     /// Refuses when interface `key` is cross-connected or in a bridge.
     pub fn check_deletable(&self, key: &str) -> Result<(), Error> {
-        let id = self.registry.resolve(key)?;
+        let id = self.resolve(key)?;
         match self.forwarder.attachment(id) {
             Some(what) => Err(Error::InUse {
                 iface: key.to_string(),
@@ -81,25 +135,25 @@ impl Node {
 
     /// Cross-connects interfaces `a` and `b`.
     pub fn xconnect(&mut self, a: &str, b: &str) -> Result<Xconnect, Error> {
-        let (a, b) = (self.registry.end(a)?, self.registry.end(b)?);
+        let (a, b) = (self.end(a)?, self.end(b)?);
         Ok(self.forwarder.xconnect(a, b)?)
     }
 
     /// Removes the cross-connect interface `key` is part of.
     pub fn xconnect_remove(&mut self, key: &str) -> Result<Xconnect, Error> {
-        let id = self.registry.resolve(key)?;
+        let id = self.resolve(key)?;
         Ok(self.forwarder.remove(id, key)?)
     }
 
     /// Adds interface `key` to bridge `bd`.
     pub fn bridge_add(&mut self, bd: &str, key: &str) -> Result<BridgeInfo, Error> {
-        let end = self.registry.end(key)?;
+        let end = self.end(key)?;
         Ok(self.forwarder.bridge_add(bd, end)?)
     }
 
     /// Removes interface `key` from bridge `bd`.
     pub fn bridge_remove(&mut self, bd: &str, key: &str) -> Result<BridgeInfo, Error> {
-        let id = self.registry.resolve(key)?;
+        let id = self.resolve(key)?;
         Ok(self.forwarder.bridge_remove(bd, id, key)?)
     }
 }

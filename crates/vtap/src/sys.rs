@@ -342,6 +342,241 @@ pub fn blocking_netlink_socket(fd: OwnedFd) -> netlink_sys::Socket {
     unsafe { netlink_sys::Socket::from_raw_fd(raw) }
 }
 
+// ---- AF_PACKET and interface queries (host uplinks) -------------------------
+
+/// `sizeof(T)` as a `socklen_t` (every type passed is a few bytes).
+fn socklen<T>() -> libc::socklen_t {
+    libc::socklen_t::try_from(std::mem::size_of::<T>()).unwrap_or(libc::socklen_t::MAX)
+}
+
+/// `AF_PACKET` as `sockaddr_ll` stores it.
+const AF_PACKET_U16: u16 = 17;
+const _: () = assert!(AF_PACKET_U16 as libc::c_int == libc::AF_PACKET);
+/// `ETH_P_ALL` as `sockaddr_ll` stores it (before byte order).
+const ETH_P_ALL_U16: u16 = 0x0003;
+const _: () = assert!(ETH_P_ALL_U16 as libc::c_int == libc::ETH_P_ALL);
+/// `PACKET_MR_PROMISC` as `packet_mreq` stores it.
+const PACKET_MR_PROMISC_U16: u16 = 1;
+const _: () = assert!(PACKET_MR_PROMISC_U16 as libc::c_int == libc::PACKET_MR_PROMISC);
+
+/// `socket(AF_PACKET, SOCK_RAW)` that receives nothing until it is bound
+/// (protocol 0), non-blocking, close-on-exec.
+pub fn packet_socket() -> io::Result<OwnedFd> {
+    // SAFETY: socket takes no pointers.
+    let fd = cvt(unsafe {
+        libc::socket(
+            libc::AF_PACKET,
+            libc::SOCK_RAW | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+            0,
+        )
+    })?;
+    // SAFETY: `fd` was just returned by socket and is owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// `setsockopt(2)` of one `int`.
+pub fn setsockopt_int(
+    fd: BorrowedFd<'_>,
+    level: libc::c_int,
+    name: libc::c_int,
+    value: libc::c_int,
+) -> io::Result<()> {
+    let len = socklen::<libc::c_int>();
+    // SAFETY: the option value is a live local `int` of exactly `len` bytes,
+    // which the kernel only reads.
+    cvt(unsafe { libc::setsockopt(fd.as_raw_fd(), level, name, (&raw const value).cast(), len) })?;
+    Ok(())
+}
+
+/// `bind(2)` of a packet socket to every EtherType on interface `ifindex`.
+pub fn packet_bind(fd: BorrowedFd<'_>, ifindex: u32) -> io::Result<()> {
+    // SAFETY: `sockaddr_ll` is a plain C struct; all-zero bytes is valid.
+    let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+    sll.sll_family = AF_PACKET_U16;
+    sll.sll_protocol = ETH_P_ALL_U16.to_be();
+    sll.sll_ifindex =
+        i32::try_from(ifindex).map_err(|_| io::Error::from_raw_os_error(libc::ENODEV))?;
+    let len = socklen::<libc::sockaddr_ll>();
+    // SAFETY: `sll` is a live sockaddr_ll of `len` bytes, only read.
+    cvt(unsafe { libc::bind(fd.as_raw_fd(), (&raw const sll).cast(), len) })?;
+    Ok(())
+}
+
+/// `PACKET_ADD_MEMBERSHIP` of `PACKET_MR_PROMISC` on `ifindex`: the
+/// interface is promiscuous while the socket lives (the kernel counts the
+/// membership and drops it when the socket closes).
+pub fn packet_add_promisc(fd: BorrowedFd<'_>, ifindex: u32) -> io::Result<()> {
+    let mreq = libc::packet_mreq {
+        mr_ifindex: i32::try_from(ifindex)
+            .map_err(|_| io::Error::from_raw_os_error(libc::ENODEV))?,
+        mr_type: PACKET_MR_PROMISC_U16,
+        mr_alen: 0,
+        mr_address: [0; 8],
+    };
+    let len = socklen::<libc::packet_mreq>();
+    // SAFETY: `mreq` is a live packet_mreq of `len` bytes, only read.
+    cvt(unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_PACKET,
+            libc::PACKET_ADD_MEMBERSHIP,
+            (&raw const mreq).cast(),
+            len,
+        )
+    })?;
+    Ok(())
+}
+
+/// `PACKET_STATISTICS`: frames the socket received and dropped since the
+/// last call (the kernel resets them on every read).
+pub fn packet_statistics(fd: BorrowedFd<'_>) -> io::Result<(u32, u32)> {
+    let mut st = libc::tpacket_stats {
+        tp_packets: 0,
+        tp_drops: 0,
+    };
+    let mut len = socklen::<libc::tpacket_stats>();
+    // SAFETY: `st` is a live tpacket_stats and `len` its size; the kernel
+    // writes at most `len` bytes there and stores the length written.
+    cvt(unsafe {
+        libc::getsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_PACKET,
+            libc::PACKET_STATISTICS,
+            (&raw mut st).cast(),
+            &mut len,
+        )
+    })?;
+    Ok((st.tp_packets, st.tp_drops))
+}
+
+/// `SIOCGIFINDEX`: the index of interface `name` in `fd`'s namespace.
+pub fn if_index(fd: BorrowedFd<'_>, name: &str) -> io::Result<u32> {
+    let mut ifr = ifreq_with_name(name);
+    // SAFETY: SIOCGIFINDEX reads the name from and writes the index into the
+    // live `ifr`.
+    cvt(unsafe { libc::ioctl(fd.as_raw_fd(), libc::SIOCGIFINDEX, &mut ifr) })?;
+    // SAFETY: SIOCGIFINDEX filled the union's `ifru_ifindex` member.
+    let index = unsafe { ifr.ifr_ifru.ifru_ifindex };
+    u32::try_from(index).map_err(|_| io::Error::from_raw_os_error(libc::ENODEV))
+}
+
+/// `SIOCGIFNAME`: the name of interface `index` in `fd`'s namespace.
+pub fn if_name(fd: BorrowedFd<'_>, index: u32) -> io::Result<String> {
+    // SAFETY: `ifreq` is a plain C struct; all-zero bytes is valid.
+    let mut ifr: libc::ifreq = unsafe { std::mem::zeroed() };
+    ifr.ifr_ifru.ifru_ifindex =
+        i32::try_from(index).map_err(|_| io::Error::from_raw_os_error(libc::ENODEV))?;
+    // SAFETY: SIOCGIFNAME reads the index from and writes the name into the
+    // live `ifr`.
+    cvt(unsafe { libc::ioctl(fd.as_raw_fd(), libc::SIOCGIFNAME, &mut ifr) })?;
+    Ok(ifreq_name(&ifr))
+}
+
+/// `SIOCGIFFLAGS`: interface `name`'s `IFF_*` flags.
+pub fn if_flags(fd: BorrowedFd<'_>, name: &str) -> io::Result<u32> {
+    let mut ifr = ifreq_with_name(name);
+    // SAFETY: SIOCGIFFLAGS reads the name from and writes the flags into the
+    // live `ifr`.
+    cvt(unsafe { libc::ioctl(fd.as_raw_fd(), libc::SIOCGIFFLAGS, &mut ifr) })?;
+    // SAFETY: SIOCGIFFLAGS filled the union's `ifru_flags` member.
+    Ok(u32::from(u16::from_ne_bytes(
+        unsafe { ifr.ifr_ifru.ifru_flags }.to_ne_bytes(),
+    )))
+}
+
+/// `SIOCGIFMTU`: interface `name`'s MTU.
+pub fn if_mtu(fd: BorrowedFd<'_>, name: &str) -> io::Result<u32> {
+    let mut ifr = ifreq_with_name(name);
+    // SAFETY: SIOCGIFMTU reads the name from and writes the MTU into the
+    // live `ifr`.
+    cvt(unsafe { libc::ioctl(fd.as_raw_fd(), libc::SIOCGIFMTU, &mut ifr) })?;
+    // SAFETY: SIOCGIFMTU filled the union's `ifru_mtu` member.
+    Ok(u32::try_from(unsafe { ifr.ifr_ifru.ifru_mtu }).unwrap_or(0))
+}
+
+/// `SIOCGIFHWADDR`: interface `name`'s link-layer address (the first six
+/// bytes).
+pub fn if_hwaddr(fd: BorrowedFd<'_>, name: &str) -> io::Result<[u8; 6]> {
+    let mut ifr = ifreq_with_name(name);
+    // SAFETY: SIOCGIFHWADDR reads the name from and writes a sockaddr into
+    // the live `ifr`.
+    cvt(unsafe { libc::ioctl(fd.as_raw_fd(), libc::SIOCGIFHWADDR, &mut ifr) })?;
+    // SAFETY: SIOCGIFHWADDR filled the union's `ifru_hwaddr` member.
+    let data = unsafe { ifr.ifr_ifru.ifru_hwaddr }.sa_data;
+    let mut mac = [0u8; 6];
+    for (m, d) in mac.iter_mut().zip(data.iter()) {
+        *m = d.to_ne_bytes()[0];
+    }
+    Ok(mac)
+}
+
+/// `struct ethtool_value` of `<linux/ethtool.h>`.
+#[repr(C)]
+struct EthtoolValue {
+    cmd: u32,
+    data: u32,
+}
+
+/// `SIOCETHTOOL` with a legacy get command (`ETHTOOL_GTXCSUM`,
+/// `ETHTOOL_GTSO`, ...): the one value it answers.
+pub fn ethtool_get(fd: BorrowedFd<'_>, name: &str, cmd: u32) -> io::Result<u32> {
+    let mut val = EthtoolValue { cmd, data: 0 };
+    let mut ifr = ifreq_with_name(name);
+    ifr.ifr_ifru.ifru_data = (&raw mut val).cast();
+    // SAFETY: SIOCETHTOOL reads the command from and writes the answer into
+    // `val`, a live `ethtool_value` that `ifr` points to for the call.
+    cvt(unsafe { libc::ioctl(fd.as_raw_fd(), libc::SIOCETHTOOL, &mut ifr) })?;
+    Ok(val.data)
+}
+
+/// `struct ethtool_drvinfo` of `<linux/ethtool.h>`.
+#[repr(C)]
+struct EthtoolDrvinfo {
+    cmd: u32,
+    driver: [u8; 32],
+    rest: [u8; 160],
+}
+
+/// `SIOCETHTOOL` `ETHTOOL_GDRVINFO`: the name of interface `name`'s driver
+/// (`tun`, `veth`, `virtio_net`...).
+pub fn ethtool_driver(fd: BorrowedFd<'_>, name: &str) -> io::Result<String> {
+    let mut info = EthtoolDrvinfo {
+        cmd: 0x3, // ETHTOOL_GDRVINFO
+        driver: [0; 32],
+        rest: [0; 160],
+    };
+    let mut ifr = ifreq_with_name(name);
+    ifr.ifr_ifru.ifru_data = (&raw mut info).cast();
+    // SAFETY: SIOCETHTOOL GDRVINFO writes a `struct ethtool_drvinfo` (196
+    // bytes, the size of `info`) into `info`, which `ifr` points to for the
+    // call.
+    cvt(unsafe { libc::ioctl(fd.as_raw_fd(), libc::SIOCETHTOOL, &mut ifr) })?;
+    let end = info.driver.iter().position(|&b| b == 0).unwrap_or(32);
+    Ok(String::from_utf8_lossy(&info.driver[..end]).into_owned())
+}
+
+/// `getsockopt(2)` of one `int`.
+pub fn getsockopt_int(
+    fd: BorrowedFd<'_>,
+    level: libc::c_int,
+    name: libc::c_int,
+) -> io::Result<libc::c_int> {
+    let mut value: libc::c_int = 0;
+    let mut len = socklen::<libc::c_int>();
+    // SAFETY: `value` is a live local `int` and `len` its size; the kernel
+    // writes at most `len` bytes there and stores the length written.
+    cvt(unsafe {
+        libc::getsockopt(
+            fd.as_raw_fd(),
+            level,
+            name,
+            (&raw mut value).cast(),
+            &mut len,
+        )
+    })?;
+    Ok(value)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -35,6 +35,17 @@
 //! Once the interface is deleted under the data path, tun answers `read`
 //! with `EBADFD` and `poll` with `POLLERR` for ever; the queue then reports
 //! no wait fd (-1, which `poll(2)` skips), so a sleeping worker does not spin.
+//!
+//! The same engine drives host uplinks ([`crate::uplink`]): an `AF_PACKET`
+//! socket with `PACKET_VNET_HDR` reads and writes exactly what a tap fd
+//! does, a virtio-net header and a frame, so one engine serves both. Two
+//! differences are parameters here: the header is 12 bytes on a tap and
+//! on a packet socket that takes `PACKET_VNET_HDR_SZ` (Linux 6.2+), 10 on
+//! older kernels; and a packet socket reports its interface going down (or
+//! away) once, as `ENETDOWN` on `read`, then stays quiet until it is up
+//! again, which is not an error of the burst. A frame longer than the
+//! uplink's MTU is refused by the kernel with `EMSGSIZE` and counted as
+//! `drop_too_big`.
 
 use std::fs::File;
 use std::io::{ErrorKind, IoSlice, Write};
@@ -86,6 +97,10 @@ fn is_gone(e: &std::io::Error) -> bool {
 #[derive(Debug)]
 pub struct DirectRx {
     tap: Arc<File>,
+    /// Bytes of virtio-net header before each frame (10 or 12).
+    hdr_len: usize,
+    /// Times the fd reported its interface down (`ENETDOWN`).
+    link_down_events: u64,
     /// The buffer the next frame is read into (swapped out with each frame).
     buf: Vec<u8>,
     counters: Counters,
@@ -95,8 +110,16 @@ pub struct DirectRx {
 impl DirectRx {
     /// An rx queue on `tap`.
     pub fn new(tap: Arc<File>) -> Self {
+        Self::with_hdr_len(tap, vnet::LEN)
+    }
+
+    /// An rx queue on an fd whose frames carry `hdr_len` bytes of header
+    /// (10: the header without `num_buffers`; 12: with it).
+    pub fn with_hdr_len(tap: Arc<File>, hdr_len: usize) -> Self {
         Self {
             tap,
+            hdr_len: hdr_len.min(vnet::LEN),
+            link_down_events: 0,
             buf: Vec::with_capacity(READ_BUF),
             counters: Counters::default(),
             gone: false,
@@ -106,6 +129,11 @@ impl DirectRx {
     /// Counters.
     pub fn counters(&self) -> Counters {
         self.counters
+    }
+
+    /// Times the fd reported its interface down or gone.
+    pub fn link_down_events(&self) -> u64 {
+        self.link_down_events
     }
 
     /// Reads up to `max` frames (at most [`MAX_BURST`], and no more once
@@ -119,19 +147,29 @@ impl DirectRx {
                 break;
             }
             let mut raw = [0u8; vnet::LEN];
-            let n =
-                match crate::sys::read_frame(self.tap.as_fd(), &mut raw, &mut self.buf, READ_BUF) {
-                    Ok(n) => n,
-                    Err(e) if e.kind() == ErrorKind::WouldBlock => break,
-                    Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-                    Err(e) if is_gone(&e) => {
-                        tracing::debug!("tap gone under the direct engine: {e}");
-                        self.gone = true;
-                        break;
-                    }
-                    Err(e) => return Err(Error::Read(e)),
-                };
-            if n < vnet::LEN {
+            let n = match crate::sys::read_frame(
+                self.tap.as_fd(),
+                &mut raw[..self.hdr_len],
+                &mut self.buf,
+                READ_BUF,
+            ) {
+                Ok(n) => n,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(e) if e.raw_os_error() == Some(libc::ENETDOWN) => {
+                    // A packet socket's interface went down or away:
+                    // said once, then quiet until it is up again.
+                    self.link_down_events += 1;
+                    break;
+                }
+                Err(e) if is_gone(&e) => {
+                    tracing::debug!("tap gone under the direct engine: {e}");
+                    self.gone = true;
+                    break;
+                }
+                Err(e) => return Err(Error::Read(e)),
+            };
+            if n < self.hdr_len {
                 self.counters.drop_truncated += 1;
                 continue;
             }
@@ -176,14 +214,22 @@ impl DirectRx {
 #[derive(Debug)]
 pub struct DirectTx {
     tap: Arc<File>,
+    /// Bytes of virtio-net header before each frame (10 or 12).
+    hdr_len: usize,
     counters: Counters,
 }
 
 impl DirectTx {
     /// A tx queue on `tap`.
     pub fn new(tap: Arc<File>) -> Self {
+        Self::with_hdr_len(tap, vnet::LEN)
+    }
+
+    /// A tx queue on an fd that takes `hdr_len` bytes of header.
+    pub fn with_hdr_len(tap: Arc<File>, hdr_len: usize) -> Self {
         Self {
             tap,
+            hdr_len: hdr_len.min(vnet::LEN),
             counters: Counters::default(),
         }
     }
@@ -215,7 +261,7 @@ impl DirectTx {
                 ..f.hdr
             }
             .to_bytes();
-            let iov = [IoSlice::new(&hdr), IoSlice::new(f.data)];
+            let iov = [IoSlice::new(&hdr[..self.hdr_len]), IoSlice::new(f.data)];
             match (&*self.tap).write_vectored(&iov) {
                 Ok(_) => {
                     self.counters.packets += 1;
@@ -224,6 +270,15 @@ impl DirectTx {
                 }
                 Err(e) if e.kind() == ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == ErrorKind::Interrupted => break,
+                // Longer than the uplink's MTU (a packet socket says so).
+                Err(e) if e.raw_os_error() == Some(libc::EMSGSIZE) => {
+                    self.counters.drop_too_big += 1;
+                }
+                // The device's queue is full (with `PACKET_QDISC_BYPASS`
+                // there is no qdisc to wait in): the frame is dropped.
+                Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => {
+                    self.counters.drop_no_free_slots += 1;
+                }
                 Err(_) => self.counters.drop_io_error += 1,
             }
             consumed += 1;

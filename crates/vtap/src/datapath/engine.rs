@@ -164,6 +164,14 @@ impl Rx {
             RxEngine::Direct(_) => None,
         }
     }
+
+    /// Times the fd reported its interface down (packet sockets only).
+    pub fn link_down_events(&self) -> u64 {
+        match &self.engine {
+            RxEngine::Ring(_) => 0,
+            RxEngine::Direct(q) => q.link_down_events(),
+        }
+    }
 }
 
 /// A tx queue of either engine.

@@ -261,6 +261,39 @@ impl DataPath {
         Ok(Self::assemble(cfg, Running::Direct, rx, tx, 0, None))
     }
 
+    /// A data path on host-uplink sockets (`AF_PACKET` with a virtio-net
+    /// header of `hdr_len` bytes): queue pair `i` reads and writes socket
+    /// `i`, with the direct engine.
+    /// The sockets are shared, not duplicated: an uplink costs one fd per
+    /// queue.
+    pub fn start_sockets(shared: &[Arc<File>], hdr_len: usize) -> Self {
+        let n = u16::try_from(shared.len()).unwrap_or(u16::MAX);
+        let cfg = Config {
+            rx_ring_size: 0,
+            tx_ring_size: 0,
+            num_rx_queues: n,
+            num_tx_queues: n,
+            event_idx: false,
+            indirect: false,
+            backend: Backend::Direct,
+        };
+        let rx = shared
+            .iter()
+            .map(|s| engine::Rx::from(direct::DirectRx::with_hdr_len(s.clone(), hdr_len)))
+            .collect();
+        let tx = shared
+            .iter()
+            .map(|s| engine::Tx::Direct(direct::DirectTx::with_hdr_len(s.clone(), hdr_len)))
+            .collect();
+        Self::assemble(&cfg, Running::Direct, rx, tx, 0, None)
+    }
+
+    /// Times an rx queue's fd reported its interface down or gone (host
+    /// uplinks: the link went down, or the interface was deleted).
+    pub fn link_down_events(&self) -> u64 {
+        self.rx.iter().map(engine::Rx::link_down_events).sum()
+    }
+
     fn assemble(
         cfg: &Config,
         running: Running,

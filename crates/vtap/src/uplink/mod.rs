@@ -1,0 +1,678 @@
+//! Host uplinks: an existing interface of the host (a NIC, a veth, a bond)
+//! as a port of vtap's forwarding plane, so taps reach the network beyond
+//! the machine. VPP calls these `host-interface` (AF_PACKET) and `af_xdp`.
+//!
+//! # Why a store of its own
+//!
+//! A tap is vtap's creature: the registry makes it, configures its host side
+//! over rtnetlink and undoes every step. An uplink is the host's: vtap only
+//! opens sockets on it, changes nothing but its promiscuity (a membership
+//! the kernel drops with the socket), and must leave it exactly as found. So
+//! uplinks live here, beside the [`crate::registry`], and both hand the
+//! forwarding plane the same thing, a [`crate::port::End`]; the cross-connect
+//! and the bridge cannot tell them apart. The rules that span both (an
+//! interface that is vtap's own tap cannot be an uplink; nothing in use is
+//! deleted) are the [`crate::node`]'s.
+//!
+//! Ids of uplinks start at [`ID_BASE`], above every tap id, so one id space
+//! serves the forwarding plane without the two stores coordinating. Names
+//! are VPP's: `host-<ifname>`.
+//!
+//! # Offloads
+//!
+//! The virtio-net header carries GSO and checksum metadata in both
+//! directions. Toward the uplink, the port's offload caps are the
+//! interface's own (`tx-checksumming`, `tcp-segmentation-offload` as the
+//! kernel reports them): where it has them, super-frames go to the kernel
+//! whole; where it has not, the offload layer segments and checksums in
+//! software before the socket. (The kernel would segment for us too; doing
+//! it in vtap keeps one accounting of the work, shown in `offload`.)
+
+pub mod packet;
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::os::fd::AsFd;
+use std::sync::{Arc, Mutex};
+
+use serde::{Deserialize, Serialize};
+
+use crate::datapath::{self, capture, DataPath, RxMode, SharedDataPath};
+use crate::kind::ErrorKind;
+use crate::mac::MacAddr;
+use crate::netns::{self, Netns, NetnsSpec};
+use crate::offload::Caps;
+use crate::options;
+use packet::Link;
+
+/// The first uplink id (tap ids are below, [`options::MAX_ID`] at most).
+pub const ID_BASE: u32 = 1 << 16;
+/// Queues an uplink may have.
+pub const MAX_QUEUES: u16 = 64;
+/// What a kind of uplink is called in `show`.
+pub const KIND: &str = "host-interface";
+
+/// How an uplink reaches its interface.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub enum Mode {
+    /// `AF_PACKET` sockets with virtio-net headers (VPP's `host-interface`).
+    #[default]
+    AfPacket,
+}
+
+/// What to create.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct HostInterfaceOptions {
+    /// The existing interface (`eth0`).
+    pub host_if_name: String,
+    /// Its namespace (name, `pid:N` or a path), the daemon's if absent.
+    #[serde(default)]
+    pub host_ns: Option<String>,
+    /// `af-packet` (the default).
+    #[serde(default)]
+    pub mode: Option<Mode>,
+    /// Queues (1..=64, default 1): one socket each, spread by flow hash.
+    #[serde(default)]
+    pub num_queues: Option<u16>,
+    /// Rx mode of its queues (`interrupt` by default).
+    #[serde(default)]
+    pub rx_mode: Option<RxMode>,
+    /// Reuse this id (restores after a restart).
+    #[serde(default)]
+    pub id: Option<u32>,
+}
+
+impl HostInterfaceOptions {
+    /// Checks what needs no kernel.
+    pub fn validate(&self) -> Result<(), options::Error> {
+        options::check_ifname("host-if-name", &self.host_if_name)?;
+        let q = self.num_queues.unwrap_or(1);
+        if !(1..=MAX_QUEUES).contains(&q) {
+            return Err(options::Error {
+                field: "num-queues",
+                value: q.to_string(),
+                reason: format!("must be in 1..={MAX_QUEUES}"),
+            });
+        }
+        if let Some(id) = self.id.filter(|id| *id < ID_BASE) {
+            return Err(options::Error {
+                field: "id",
+                value: id.to_string(),
+                reason: format!("uplink ids start at {ID_BASE}"),
+            });
+        }
+        if let Some(ns) = &self.host_ns {
+            ns.parse::<NetnsSpec>().map_err(|e| options::Error {
+                field: "host-ns",
+                value: ns.clone(),
+                reason: e.to_string(),
+            })?;
+        }
+        Ok(())
+    }
+
+    /// The data-plane name: `host-<ifname>`.
+    pub fn name(&self) -> String {
+        format!("host-{}", self.host_if_name)
+    }
+}
+
+/// An uplink, for `show`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct HostInterfaceInfo {
+    /// Id (from [`ID_BASE`] on).
+    pub id: u32,
+    /// Data-plane name (`host-eth0`).
+    pub name: String,
+    /// Always `host-interface`.
+    pub kind: String,
+    /// How it is reached.
+    pub mode: Mode,
+    /// The host interface.
+    pub host_if_name: String,
+    /// Its namespace as given.
+    pub host_ns: Option<String>,
+    /// That namespace's inode.
+    pub host_ns_inode: u64,
+    /// Its index there.
+    pub host_ifindex: u32,
+    /// Its MAC address.
+    pub host_mac_addr: MacAddr,
+    /// Its driver as the kernel names it.
+    pub driver: String,
+    /// Its link now: `up`, `down` or `gone`.
+    pub link: Link,
+    /// Its MTU now (as when created, once gone).
+    pub mtu: u32,
+    /// Queues (sockets).
+    pub num_queues: u16,
+    /// The fanout group spreading frames over the queues.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fanout_id: Option<u16>,
+    /// Frames go to the driver without the qdisc.
+    pub qdisc_bypass: bool,
+    /// Bytes of virtio-net header per frame (12; 10 before Linux 6.2).
+    pub vnet_hdr_len: u8,
+    /// The interface is promiscuous while vtap holds it.
+    pub promisc: bool,
+    /// What the interface took on transmit when probed.
+    pub tx_checksum: bool,
+    /// Whether it segments TCP itself.
+    pub tso: bool,
+    /// Frames the kernel dropped before vtap read them (socket full).
+    pub kernel_drops: u64,
+    /// Times the link went down or away under the sockets.
+    pub link_down_events: u64,
+    /// The data path: queues, counters, offloads, ledger.
+    pub datapath: Option<datapath::State>,
+}
+
+/// Why an uplink operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Input refused before touching the kernel.
+    #[error(transparent)]
+    Invalid(#[from] options::Error),
+    /// The namespace.
+    #[error(transparent)]
+    Namespace(#[from] netns::Error),
+    /// No such interface there.
+    #[error("host-if-name '{name}': no such interface in {ns}")]
+    NoInterface {
+        /// The name.
+        name: String,
+        /// Where it was looked for.
+        ns: String,
+    },
+    /// An interface that cannot be an uplink.
+    #[error("host-if-name '{name}': {reason}")]
+    Refused {
+        /// The name.
+        name: String,
+        /// Why.
+        reason: String,
+    },
+    /// Already an uplink, or the name or id is taken.
+    #[error("{field} '{value}': {reason}")]
+    Taken {
+        /// The field.
+        field: &'static str,
+        /// Its value.
+        value: String,
+        /// By what.
+        reason: String,
+    },
+    /// No such uplink.
+    #[error("host interface '{0}' not found")]
+    NotFound(String),
+    /// A socket step failed.
+    #[error("host-if-name '{name}': {source}")]
+    Socket {
+        /// The name.
+        name: String,
+        /// The step.
+        #[source]
+        source: packet::StepFailed,
+    },
+    /// The data path refused.
+    #[error(transparent)]
+    DataPath(#[from] datapath::Error),
+    /// A capture is already running.
+    #[error("interface '{iface}': a capture is running ({captured} frames so far); stop it first")]
+    CaptureRunning {
+        /// The interface.
+        iface: String,
+        /// Frames captured so far.
+        captured: u64,
+    },
+    /// No capture to stop.
+    #[error("interface '{0}': no capture is running")]
+    NoCapture(String),
+}
+
+impl Error {
+    /// This error's class.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::Namespace(netns::Error::Permission { .. }) => ErrorKind::Permission,
+            Error::Invalid(_)
+            | Error::Namespace(_)
+            | Error::NoInterface { .. }
+            | Error::Refused { .. } => ErrorKind::Invalid,
+            Error::Taken { .. } | Error::CaptureRunning { .. } => ErrorKind::Conflict,
+            Error::NotFound(_) | Error::NoCapture(_) => ErrorKind::NotFound,
+            Error::Socket { source, .. } if source.source.raw_os_error() == Some(libc::EPERM) => {
+                ErrorKind::Permission
+            }
+            Error::Socket { .. } | Error::DataPath(_) => ErrorKind::Internal,
+        }
+    }
+}
+
+/// One live uplink.
+#[derive(Debug)]
+struct Uplink {
+    info: HostInterfaceInfo,
+    // Declared before `sockets`: the data path stops before they close.
+    datapath: SharedDataPath,
+    sockets: Vec<Arc<File>>,
+    /// Kernel drops read so far (the kernel resets its count on each read).
+    kernel_drops: Mutex<u64>,
+    _ns: Netns,
+}
+
+impl Uplink {
+    fn snapshot(&self) -> HostInterfaceInfo {
+        let (link, mtu) = self.sockets.first().map_or((Link::Gone, None), |s| {
+            packet::link(s.as_fd(), self.info.host_ifindex)
+        });
+        let dp = datapath::lock(&self.datapath);
+        let drops = {
+            let mut d = self.kernel_drops.lock().unwrap_or_else(|e| e.into_inner());
+            *d += packet::kernel_drops(&self.sockets);
+            *d
+        };
+        HostInterfaceInfo {
+            link,
+            mtu: mtu.unwrap_or(self.info.mtu),
+            kernel_drops: drops,
+            link_down_events: dp.link_down_events(),
+            datapath: Some(dp.state()),
+            ..self.info.clone()
+        }
+    }
+}
+
+/// The uplinks of one process.
+#[derive(Debug, Default)]
+pub struct Uplinks {
+    map: BTreeMap<u32, Uplink>,
+}
+
+impl Uplinks {
+    /// No uplinks.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Every uplink, by id.
+    pub fn list(&self) -> Vec<HostInterfaceInfo> {
+        self.map.values().map(Uplink::snapshot).collect()
+    }
+
+    /// Number of uplinks.
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    /// The id `key` (a name or an id) names, if it is an uplink's.
+    pub fn find(&self, key: &str) -> Option<u32> {
+        if let Ok(id) = key.parse::<u32>() {
+            return self.map.contains_key(&id).then_some(id);
+        }
+        self.map
+            .values()
+            .find(|u| u.info.name == key)
+            .map(|u| u.info.id)
+    }
+
+    /// The id `key` names.
+    pub fn resolve(&self, key: &str) -> Result<u32, Error> {
+        self.find(key).ok_or_else(|| Error::NotFound(key.into()))
+    }
+
+    /// One uplink.
+    pub fn get(&self, key: &str) -> Result<HostInterfaceInfo, Error> {
+        Ok(self.map[&self.resolve(key)?].snapshot())
+    }
+
+    /// The uplink as one end of a cross-connect or a bridge port.
+    pub fn end(&self, key: &str) -> Result<crate::port::End, Error> {
+        let u = &self.map[&self.resolve(key)?];
+        Ok(crate::port::End {
+            id: u.info.id,
+            name: u.info.name.clone(),
+            tun: false,
+            datapath: Some(u.datapath.clone()),
+        })
+    }
+
+    /// Its data path.
+    pub fn datapath(&self, key: &str) -> Result<SharedDataPath, Error> {
+        Ok(self.map[&self.resolve(key)?].datapath.clone())
+    }
+
+    /// Whether interface `ifindex` of namespace `ns_inode` is an uplink.
+    pub fn holds(&self, ns_inode: u64, ifindex: u32) -> Option<&str> {
+        self.map
+            .values()
+            .find(|u| u.info.host_ns_inode == ns_inode && u.info.host_ifindex == ifindex)
+            .map(|u| u.info.name.as_str())
+    }
+
+    /// Opens an uplink on an existing interface. `is_own_tap` says whether
+    /// an interface (namespace inode, index) is one of vtap's taps, which
+    /// cannot be an uplink. On failure nothing is left: the sockets close,
+    /// the kernel drops the promiscuity with them.
+    pub fn create(
+        &mut self,
+        opts: &HostInterfaceOptions,
+        is_own_tap: impl Fn(u64, u32) -> Option<String>,
+    ) -> Result<HostInterfaceInfo, Error> {
+        opts.validate()?;
+        let name = opts.name();
+        if self.find(&name).is_some() {
+            return Err(Error::Taken {
+                field: "host-if-name",
+                value: opts.host_if_name.clone(),
+                reason: format!("'{name}' exists already (one uplink per interface name)"),
+            });
+        }
+        let id = match opts.id {
+            Some(id) if self.map.contains_key(&id) => {
+                return Err(Error::Taken {
+                    field: "id",
+                    value: id.to_string(),
+                    reason: "in use".into(),
+                })
+            }
+            Some(id) => id,
+            None => (ID_BASE..)
+                .find(|id| !self.map.contains_key(id))
+                .unwrap_or(ID_BASE),
+        };
+        let spec = opts
+            .host_ns
+            .as_deref()
+            .map(str::parse::<NetnsSpec>)
+            .transpose()?;
+        let ns = match &spec {
+            Some(s) => Netns::open(s)?,
+            None => Netns::current()?,
+        };
+        let where_ = match &spec {
+            Some(s) => format!("namespace '{s}'"),
+            None => "the daemon's namespace".into(),
+        };
+        let queues = opts.num_queues.unwrap_or(1);
+        let ifname = opts.host_if_name.clone();
+        let opened = ns.run_in(|| open_checked(&ifname, queues))??;
+        let Probed { probe, opened } = match opened {
+            Ok(p) => p,
+            Err(Refusal::Missing) => {
+                return Err(Error::NoInterface {
+                    name: ifname,
+                    ns: where_,
+                })
+            }
+            Err(Refusal::Not(reason)) => {
+                return Err(Error::Refused {
+                    name: ifname,
+                    reason,
+                })
+            }
+        };
+        if let Some(tap) = is_own_tap(ns.inode(), probe.ifindex) {
+            return Err(Error::Refused {
+                name: ifname,
+                reason: format!(
+                    "is the host side of vtap's own {tap}; cross-connect or bridge the tap instead"
+                ),
+            });
+        }
+        if let Some(other) = self.holds(ns.inode(), probe.ifindex) {
+            return Err(Error::Taken {
+                field: "host-if-name",
+                value: ifname,
+                reason: format!("already the uplink {other}"),
+            });
+        }
+        let sockets: Vec<Arc<File>> = opened.sockets.into_iter().map(Arc::new).collect();
+        let mut dp = DataPath::start_sockets(&sockets, opened.hdr_len);
+        dp.set_offload_caps(Caps {
+            l2: true,
+            csum: probe.tx_csum,
+            tso4: probe.tx_csum && probe.tso,
+            tso6: probe.tx_csum && probe.tso,
+            ..Caps::default()
+        });
+        let mode = opts.rx_mode.unwrap_or_default();
+        for q in 0..dp.num_rx() {
+            dp.set_rx_mode(q, mode)?;
+        }
+        let info = HostInterfaceInfo {
+            id,
+            name,
+            kind: KIND.into(),
+            mode: opts.mode.unwrap_or_default(),
+            host_if_name: opts.host_if_name.clone(),
+            host_ns: opts.host_ns.clone(),
+            host_ns_inode: ns.inode(),
+            host_ifindex: probe.ifindex,
+            host_mac_addr: MacAddr(probe.mac),
+            driver: probe.driver,
+            link: Link::Up,
+            mtu: probe.mtu,
+            num_queues: queues,
+            fanout_id: opened.fanout_id,
+            qdisc_bypass: opened.qdisc_bypass,
+            vnet_hdr_len: u8::try_from(opened.hdr_len).unwrap_or(u8::MAX),
+            promisc: true,
+            tx_checksum: probe.tx_csum,
+            tso: probe.tso,
+            kernel_drops: 0,
+            link_down_events: 0,
+            datapath: None,
+        };
+        tracing::info!(id, name = %info.name, queues, "host interface created");
+        let up = Uplink {
+            info,
+            datapath: Arc::new(Mutex::new(dp)),
+            sockets,
+            kernel_drops: Mutex::new(0),
+            _ns: ns,
+        };
+        let snap = up.snapshot();
+        self.map.insert(id, up);
+        Ok(snap)
+    }
+
+    /// Closes an uplink: its sockets close, the kernel drops the
+    /// promiscuity with them; the interface is as it was found.
+    pub fn delete(&mut self, key: &str) -> Result<HostInterfaceInfo, Error> {
+        let id = self.resolve(key)?;
+        let up = self
+            .map
+            .remove(&id)
+            .ok_or_else(|| Error::NotFound(key.into()))?;
+        let info = up.snapshot();
+        drop(up);
+        tracing::info!(id, name = %info.name, "host interface deleted");
+        Ok(info)
+    }
+
+    /// Sets the rx mode of every queue.
+    pub fn set_rx_mode(&mut self, key: &str, mode: RxMode) -> Result<HostInterfaceInfo, Error> {
+        let u = &self.map[&self.resolve(key)?];
+        {
+            let mut d = datapath::lock(&u.datapath);
+            for q in 0..d.num_rx() {
+                d.set_rx_mode(q, mode)?;
+            }
+        }
+        Ok(u.snapshot())
+    }
+
+    /// Starts a pcap capture (see [`capture`]).
+    pub fn start_capture(
+        &self,
+        key: &str,
+        direction: capture::Direction,
+        count: Option<u64>,
+    ) -> Result<capture::Stream, Error> {
+        let u = &self.map[&self.resolve(key)?];
+        let mut dp = datapath::lock(&u.datapath);
+        if let Some(running) = dp.running_capture() {
+            return Err(Error::CaptureRunning {
+                iface: key.into(),
+                captured: running.captured,
+            });
+        }
+        Ok(dp.start_capture(direction, count, false).1)
+    }
+
+    /// Stops the running capture.
+    pub fn stop_capture(&self, key: &str) -> Result<capture::CaptureState, Error> {
+        let u = &self.map[&self.resolve(key)?];
+        datapath::lock(&u.datapath)
+            .stop_capture()
+            .ok_or_else(|| Error::NoCapture(key.into()))
+    }
+}
+
+/// An interface that cannot be an uplink, found inside its namespace.
+enum Refusal {
+    Missing,
+    Not(String),
+}
+
+struct Probed {
+    probe: packet::Probe,
+    opened: packet::Opened,
+}
+
+/// In the interface's namespace: probes it, refuses what cannot be an
+/// uplink, opens the sockets.
+fn open_checked(ifname: &str, queues: u16) -> Result<Result<Probed, Refusal>, Error> {
+    let socket_err = |source| Error::Socket {
+        name: ifname.into(),
+        source,
+    };
+    let query = crate::sys::packet_socket().map_err(|e| {
+        socket_err(packet::StepFailed {
+            step: "socket(AF_PACKET)",
+            source: e,
+        })
+    })?;
+    let probe = match packet::probe(query.as_fd(), ifname) {
+        Ok(p) => p,
+        Err(e) if e.raw_os_error() == Some(libc::ENODEV) => return Ok(Err(Refusal::Missing)),
+        Err(e) => {
+            return Err(socket_err(packet::StepFailed {
+                step: "SIOCGIFINDEX",
+                source: e,
+            }))
+        }
+    };
+    if let Some(reason) = refusal(&probe) {
+        return Ok(Err(Refusal::Not(reason)));
+    }
+    drop(query);
+    let opened = packet::open(probe.ifindex, queues).map_err(socket_err)?;
+    Ok(Ok(Probed { probe, opened }))
+}
+
+/// Why an interface cannot be an uplink, from what the kernel says of it.
+fn refusal(p: &packet::Probe) -> Option<String> {
+    if p.flags & libc::IFF_LOOPBACK as u32 != 0 {
+        return Some("is a loopback interface: nothing beyond it to reach".into());
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn options_are_checked_before_the_kernel() {
+        let ok = HostInterfaceOptions {
+            host_if_name: "eth0".into(),
+            ..Default::default()
+        };
+        assert!(ok.validate().is_ok());
+        assert_eq!(ok.name(), "host-eth0");
+        let cases: [(HostInterfaceOptions, &str); 5] = [
+            (
+                HostInterfaceOptions {
+                    host_if_name: "".into(),
+                    ..ok.clone()
+                },
+                "host-if-name",
+            ),
+            (
+                HostInterfaceOptions {
+                    host_if_name: "a-very-long-name0".into(),
+                    ..ok.clone()
+                },
+                "15 bytes",
+            ),
+            (
+                HostInterfaceOptions {
+                    num_queues: Some(0),
+                    ..ok.clone()
+                },
+                "num-queues '0'",
+            ),
+            (
+                HostInterfaceOptions {
+                    num_queues: Some(65),
+                    ..ok.clone()
+                },
+                "num-queues '65'",
+            ),
+            (
+                HostInterfaceOptions {
+                    id: Some(3),
+                    ..ok.clone()
+                },
+                "id '3'",
+            ),
+        ];
+        for (o, frag) in cases {
+            let e = o.validate().expect_err("refused").to_string();
+            assert!(e.contains(frag), "{o:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn unknown_fields_and_modes_are_refused() {
+        let e = serde_json::from_str::<HostInterfaceOptions>(r#"{"host_if_name":"x","mtu":9000}"#)
+            .expect_err("unknown");
+        assert!(e.to_string().contains("mtu"), "{e}");
+        let e =
+            serde_json::from_str::<HostInterfaceOptions>(r#"{"host_if_name":"x","mode":"af-xdp"}"#)
+                .expect_err("not built");
+        assert!(e.to_string().contains("af-xdp"), "{e}");
+    }
+
+    #[test]
+    fn loopback_is_refused() {
+        let p = packet::Probe {
+            ifindex: 1,
+            driver: String::new(),
+            flags: (libc::IFF_LOOPBACK | libc::IFF_UP) as u32,
+            mtu: 65536,
+            mac: [0; 6],
+            tx_csum: true,
+            tso: true,
+        };
+        assert!(refusal(&p).is_some_and(|r| r.contains("loopback")));
+        let veth = packet::Probe {
+            flags: libc::IFF_UP as u32,
+            driver: "veth".into(),
+            ..p
+        };
+        assert_eq!(refusal(&veth), None);
+    }
+}

@@ -1,0 +1,470 @@
+//! Host uplinks (AF_PACKET) against the real kernel. A veth pair stands in
+//! for the NIC: one end (`up0`) is the uplink, in a "node" namespace; the
+//! other (`lan0`) sits in a "lan" namespace with addresses. A tap's "pod"
+//! namespace and the LAN meet on a vtap bridge domain or a cross-connect.
+//! Addresses: 198.18.{80..89}.0/24 and 2001:db8:80::/48 only.
+
+mod common;
+
+use std::time::Duration;
+
+use vtap::forward::Forwarder;
+use vtap::node::Node;
+use vtap::registry::{error_chain, Registry, Settings};
+use vtap::uplink::packet::Link;
+use vtap::uplink::{HostInterfaceInfo, HostInterfaceOptions};
+use vtap::CreateOptions;
+use vtap_testkit::TestNs;
+
+/// Pod, node and LAN namespaces; `up0` in node, `lan0` (198.18.N.2,
+/// 2001:db8:80:N::2) in lan; a tap in pod (198.18.N.1, 2001:db8:80:N::1).
+struct Lan {
+    pod: TestNs,
+    node_ns: TestNs,
+    lan: TestNs,
+    net: u8,
+}
+
+impl Lan {
+    fn new(tag: &str, net: u8, mtu: u32) -> Self {
+        let (pod, node_ns, lan) = (
+            TestNs::new(&format!("{tag}p")),
+            TestNs::new(&format!("{tag}n")),
+            TestNs::new(&format!("{tag}l")),
+        );
+        for ns in [&pod, &lan] {
+            // No DAD: the addresses are usable at once (the namespaces are ours).
+            let ok = ns.exec("sysctl", &["-qw", "net.ipv6.conf.default.accept_dad=0"]);
+            assert!(ok.status.success());
+        }
+        node_ns.ip(&[
+            "link",
+            "add",
+            "up0",
+            "mtu",
+            &mtu.to_string(),
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "lan0",
+            "mtu",
+            &mtu.to_string(),
+            "netns",
+            &lan.name,
+        ]);
+        node_ns.ip(&["link", "set", "up0", "up"]);
+        lan.ip(&["addr", "add", &format!("198.18.{net}.2/24"), "dev", "lan0"]);
+        lan.ip(&[
+            "addr",
+            "add",
+            &format!("2001:db8:80:{net}::2/64"),
+            "dev",
+            "lan0",
+            "nodad",
+        ]);
+        lan.ip(&["link", "set", "lan0", "up"]);
+        Self {
+            pod,
+            node_ns,
+            lan,
+            net,
+        }
+    }
+
+    fn tap_options(&self, mtu: u32) -> CreateOptions {
+        CreateOptions {
+            host_ns: Some(self.pod.name.clone()),
+            host_ip4_addr: Some(format!("198.18.{}.1/24", self.net)),
+            host_ip6_addr: Some(format!("2001:db8:80:{}::1/64", self.net)),
+            host_mtu_size: Some(mtu),
+            gso: true,
+            gro_coalesce: true,
+            ..Default::default()
+        }
+    }
+
+    fn uplink_options(&self) -> HostInterfaceOptions {
+        HostInterfaceOptions {
+            host_if_name: "up0".into(),
+            host_ns: Some(self.node_ns.name.clone()),
+            ..Default::default()
+        }
+    }
+
+    /// `up0` as `ip -d -j link` shows it, without counters and what moves.
+    fn up0(&self) -> serde_json::Value {
+        let mut v = self.node_ns.ip_json(&["-d", "link", "show", "up0"])[0].clone();
+        for k in ["stats64", "operstate", "linkmode"] {
+            v.as_object_mut().map(|o| o.remove(k));
+        }
+        v
+    }
+
+    fn ping(&self, from_pod: bool, v6: bool, size: usize) -> bool {
+        let (ns, to) = if from_pod {
+            (&self.pod, self.addr(false, v6))
+        } else {
+            (&self.lan, self.addr(true, v6))
+        };
+        let size = size.to_string();
+        let mut args = vec!["-c", "2", "-i", "0.2", "-W", "2", "-s", &size, "-M", "do"];
+        if v6 {
+            args.insert(0, "-6");
+        }
+        args.push(&to);
+        ns.exec("ping", &args).status.success()
+    }
+
+    fn addr(&self, pod: bool, v6: bool) -> String {
+        let host = if pod { 1 } else { 2 };
+        if v6 {
+            format!("2001:db8:80:{}::{host}", self.net)
+        } else {
+            format!("198.18.{}.{host}", self.net)
+        }
+    }
+}
+
+fn node() -> Node {
+    let reg = Registry::new(Settings::default()).expect("registry");
+    Node::new(reg, Forwarder::new(1).expect("forwarder"))
+}
+
+fn promiscuity(v: &serde_json::Value) -> u64 {
+    v["promiscuity"].as_u64().expect("promiscuity")
+}
+
+fn rx_bytes_per_frame(info: &HostInterfaceInfo) -> u64 {
+    let dp = info.datapath.as_ref().expect("data path");
+    let (p, b) = dp.rx.iter().fold((0, 0), |(p, b), q| {
+        (p + q.counters.packets, b + q.counters.bytes)
+    });
+    b / p.max(1)
+}
+
+fn tx_bytes_per_frame(info: &HostInterfaceInfo) -> u64 {
+    let dp = info.datapath.as_ref().expect("data path");
+    let (p, b) = dp.tx.iter().fold((0, 0), |(p, b), q| {
+        (p + q.counters.packets, b + q.counters.bytes)
+    });
+    b / p.max(1)
+}
+
+/// The whole path on a bridge domain: ARP/ND, ping v4/v6, 32 MB hashed
+/// transfers both ways with super-frames crossing the uplink whole, the
+/// ledger balanced, and `up0` exactly as found once the uplink is gone
+/// (promiscuous only while vtap holds it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pod_reaches_the_lan_through_an_af_packet_uplink_on_a_bridge() {
+    let lan = Lan::new("ub", 80, 1500);
+    let before = lan.up0();
+    assert_eq!(promiscuity(&before), 0);
+    let mut n = node();
+    let tap = n
+        .registry
+        .create(&lan.tap_options(1500))
+        .await
+        .unwrap_or_else(|e| panic!("{}", error_chain(&e)));
+    let up = n
+        .host_interface_create(&lan.uplink_options())
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        (up.name.as_str(), up.kind.as_str()),
+        ("host-up0", "host-interface")
+    );
+    assert_eq!(up.link, Link::Up);
+    assert!(up.tso && up.tx_checksum, "veth offers both: {up:?}");
+    assert_eq!(up.vnet_hdr_len, 12, "Linux 6.2+ takes PACKET_VNET_HDR_SZ");
+    assert_eq!(promiscuity(&lan.up0()), 1, "promiscuous while held");
+
+    n.forwarder.bridge_create("bdu").expect("bridge");
+    n.bridge_add("bdu", &tap.name).expect("add tap");
+    n.bridge_add("bdu", "host-up0").expect("add uplink");
+    for v6 in [false, true] {
+        assert!(lan.ping(true, v6, 56), "pod -> lan v6={v6}");
+        assert!(lan.ping(false, v6, 56), "lan -> pod v6={v6}");
+    }
+    let bd = n.forwarder.bridge("bdu").expect("show");
+    let lan_mac = lan.lan.ip_json(&["link", "show", "lan0"])[0]["address"]
+        .as_str()
+        .expect("mac")
+        .to_string();
+    assert!(
+        bd.macs
+            .iter()
+            .any(|m| m.mac == lan_mac && m.iface == "host-up0"),
+        "the LAN's MAC learned on the uplink: {bd:?}"
+    );
+
+    common::hashed_transfer(&lan.pod, &lan.lan, &lan.addr(false, false), 32 << 20);
+    common::hashed_transfer(&lan.lan, &lan.pod, &lan.addr(true, false), 32 << 20);
+    let up = n.uplinks.get("host-up0").expect("get");
+    // The LAN's TCP sends super-frames; the uplink reads them whole, and
+    // writes the pod's whole (veth takes TSO): far above one MTU per frame.
+    assert!(
+        rx_bytes_per_frame(&up) > 4000,
+        "rx {}",
+        rx_bytes_per_frame(&up)
+    );
+    assert!(
+        tx_bytes_per_frame(&up) > 4000,
+        "tx {}",
+        tx_bytes_per_frame(&up)
+    );
+    let dp = up.datapath.as_ref().expect("dp");
+    assert_eq!(
+        dp.offload.segmented, 0,
+        "nothing segmented in software: {:?}",
+        dp.offload
+    );
+    let acc = &dp.accounting;
+    assert!(acc.rx_balanced && acc.tx_balanced, "{acc:?}");
+
+    // In use: not deletable; then out of the bridge and gone.
+    let e = n.host_interface_delete("host-up0").expect_err("in use");
+    assert!(e.to_string().contains("bridge bdu"), "{e}");
+    n.bridge_remove("bdu", "host-up0").expect("remove");
+    n.bridge_remove("bdu", &tap.name).expect("remove");
+    n.host_interface_delete("host-up0").expect("delete");
+    assert_eq!(lan.up0(), before, "up0 exactly as found");
+    n.registry.delete(&tap.name).await.expect("delete tap");
+}
+
+/// A cross-connect instead of a bridge, with jumbo frames (MTU 9000 on the
+/// whole path): an 8 000-byte ping crosses unfragmented both ways; a
+/// 1 500-byte LAN that the pod's 9 000 does not fit counts `drop_too_big`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cross_connect_carries_jumbo_frames_and_counts_what_does_not_fit() {
+    let lan = Lan::new("ux", 81, 9000);
+    let mut n = node();
+    let tap = n
+        .registry
+        .create(&lan.tap_options(9000))
+        .await
+        .unwrap_or_else(|e| panic!("{}", error_chain(&e)));
+    let up = n
+        .host_interface_create(&lan.uplink_options())
+        .expect("uplink");
+    assert_eq!(up.mtu, 9000);
+    n.xconnect(&tap.name, "host-up0").expect("xconnect");
+    for v6 in [false, true] {
+        assert!(lan.ping(true, v6, 8000), "pod -> lan 8000 v6={v6}");
+        assert!(lan.ping(false, v6, 8000), "lan -> pod 8000 v6={v6}");
+    }
+    // The LAN side shrinks to 1500 (both veth ends): the uplink shows the
+    // new MTU, and a 4 000-byte frame from the pod is refused by the kernel
+    // and counted, not lost.
+    lan.node_ns.ip(&["link", "set", "up0", "mtu", "1500"]);
+    lan.lan.ip(&["link", "set", "lan0", "mtu", "1500"]);
+    assert_eq!(n.uplinks.get("host-up0").expect("get").mtu, 1500);
+    assert!(!lan.ping(true, false, 4000), "does not fit");
+    let up = n.uplinks.get("host-up0").expect("get");
+    let dp = up.datapath.expect("dp");
+    let too_big: u64 = dp.tx.iter().map(|q| q.counters.drop_too_big).sum();
+    assert!(too_big >= 1, "counted as too big: {:?}", dp.tx);
+    assert!(dp.accounting.tx_balanced, "{:?}", dp.accounting);
+    n.xconnect_remove("host-up0").expect("remove");
+    n.host_interface_delete("host-up0").expect("delete");
+    n.registry.delete(&tap.name).await.expect("delete tap");
+}
+
+/// Without TSO on the uplink, super-frames from the pod are cut in software
+/// before the socket (and still arrive intact).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_uplink_without_tso_gets_segments_cut_in_software() {
+    let lan = Lan::new("ut", 82, 1500);
+    lan.node_ns.exec("ethtool", &["-K", "up0", "tso", "off"]);
+    let mut n = node();
+    let tap = n
+        .registry
+        .create(&lan.tap_options(1500))
+        .await
+        .unwrap_or_else(|e| panic!("{}", error_chain(&e)));
+    let up = n
+        .host_interface_create(&lan.uplink_options())
+        .expect("uplink");
+    assert!(!up.tso, "probed: {up:?}");
+    assert!(!up.datapath.expect("dp").offload_caps.tso4);
+    n.xconnect(&tap.name, "host-up0").expect("xconnect");
+    common::hashed_transfer(&lan.pod, &lan.lan, &lan.addr(false, false), 8 << 20);
+    let up = n.uplinks.get("host-up0").expect("get");
+    let dp = up.datapath.as_ref().expect("dp");
+    assert!(dp.offload.segmented > 0, "{:?}", dp.offload);
+    assert!(
+        tx_bytes_per_frame(&up) <= 1514,
+        "{}",
+        tx_bytes_per_frame(&up)
+    );
+    n.xconnect_remove("host-up0").expect("remove");
+    n.host_interface_delete("host-up0").expect("delete");
+    n.registry.delete(&tap.name).await.expect("delete tap");
+}
+
+/// Bad input: one line naming the field and the reason, and nothing left
+/// (no socket, the interface's promiscuity unchanged).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_cannot_be_an_uplink_is_refused_and_leaves_nothing() {
+    let lan = Lan::new("ur", 83, 1500);
+    lan.node_ns.ip(&["link", "set", "lo", "up"]);
+    let mut n = node();
+    let tap = n
+        .registry
+        .create(&lan.tap_options(1500))
+        .await
+        .unwrap_or_else(|e| panic!("{}", error_chain(&e)));
+    let fds = vtap_testkit::fd_count("self");
+    let opts = |name: &str, ns: &str| HostInterfaceOptions {
+        host_if_name: name.into(),
+        host_ns: Some(ns.into()),
+        ..Default::default()
+    };
+    let cases = [
+        (
+            opts("nope0", &lan.node_ns.name),
+            "host-if-name 'nope0': no such interface in namespace",
+        ),
+        (
+            opts("lo", &lan.node_ns.name),
+            "host-if-name 'lo': is a loopback interface",
+        ),
+        (
+            opts(&tap.host_if_name, &lan.pod.name),
+            "is the host side of vtap's own tap0",
+        ),
+        (opts("up0", "vt-no-such-ns"), "host-ns 'vt-no-such-ns'"),
+        (
+            HostInterfaceOptions {
+                num_queues: Some(0),
+                ..lan.uplink_options()
+            },
+            "num-queues '0'",
+        ),
+    ];
+    for (o, want) in &cases {
+        let e = n.host_interface_create(o).expect_err(want).to_string();
+        assert!(e.contains(want), "{o:?}: {e}");
+        assert!(!e.contains('\n'), "one line: {e}");
+    }
+    n.host_interface_create(&lan.uplink_options())
+        .expect("first");
+    let e = n
+        .host_interface_create(&lan.uplink_options())
+        .expect_err("taken")
+        .to_string();
+    assert!(e.contains("'host-up0' exists already"), "{e}");
+    n.host_interface_delete("host-up0").expect("delete");
+    assert_eq!(vtap_testkit::fd_count("self"), fds, "no fd left behind");
+    assert_eq!(promiscuity(&lan.up0()), 0);
+    n.registry.delete(&tap.name).await.expect("delete tap");
+}
+
+/// The uplink's link goes down and up under traffic, then the interface is
+/// deleted under it: no spin, shown `down` then `gone`, traffic resumes
+/// when the link returns.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn link_down_up_and_deletion_under_traffic() {
+    let lan = Lan::new("uf", 84, 1500);
+    let mut n = node();
+    let tap = n
+        .registry
+        .create(&lan.tap_options(1500))
+        .await
+        .unwrap_or_else(|e| panic!("{}", error_chain(&e)));
+    n.host_interface_create(&lan.uplink_options())
+        .expect("uplink");
+    n.xconnect(&tap.name, "host-up0").expect("xconnect");
+    assert!(lan.ping(true, false, 56));
+    lan.node_ns.ip(&["link", "set", "up0", "down"]);
+    let up = n.uplinks.get("host-up0").expect("get");
+    assert_eq!(up.link, Link::Down);
+    assert!(!lan.ping(true, false, 56), "nothing crosses a down link");
+    let ticks = vtap_testkit::thread_ticks_in_a_second("vtap-fwd");
+    assert!(
+        ticks < 20,
+        "the worker does not spin on a down uplink: {ticks} ticks"
+    );
+    lan.node_ns.ip(&["link", "set", "up0", "up"]);
+    assert!(
+        vtap_testkit::wait_until(Duration::from_secs(10), || lan.ping(true, false, 56)),
+        "traffic resumes"
+    );
+    let up = n.uplinks.get("host-up0").expect("get");
+    assert_eq!(up.link, Link::Up);
+    assert!(up.link_down_events >= 1, "{up:?}");
+    let dp = up.datapath.expect("dp");
+    assert!(dp.accounting.tx_balanced && dp.accounting.rx_balanced);
+
+    // Deleted under a flood of pings.
+    let flood = std::process::Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &lan.pod.name,
+            "ping",
+            "-f",
+            "-w",
+            "3",
+            &lan.addr(false, false),
+        ])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("flood");
+    std::thread::sleep(Duration::from_millis(500));
+    lan.node_ns.ip(&["link", "del", "up0"]);
+    assert_eq!(n.uplinks.get("host-up0").expect("get").link, Link::Gone);
+    let ticks = vtap_testkit::thread_ticks_in_a_second("vtap-fwd");
+    assert!(ticks < 20, "no spin once gone: {ticks} ticks");
+    let mut flood = flood;
+    let _ = flood.wait();
+    let up = n.uplinks.get("host-up0").expect("get");
+    let dp = up.datapath.expect("dp");
+    assert!(
+        dp.accounting.tx_balanced,
+        "every frame toward it counted: {:?}",
+        dp.accounting
+    );
+    let lost: u64 = dp.tx.iter().map(|q| q.counters.drop_io_error).sum();
+    assert!(
+        lost > 0,
+        "writes to the gone interface counted: {:?}",
+        dp.tx
+    );
+    n.xconnect_remove("host-up0").expect("remove");
+    n.host_interface_delete("host-up0").expect("delete");
+    n.registry.delete(&tap.name).await.expect("delete tap");
+}
+
+/// Several queues: one socket each in one fanout group; flows spread, and
+/// a transfer still arrives intact and in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn several_queues_share_one_fanout_group() {
+    let lan = Lan::new("uq", 85, 1500);
+    let mut n = node();
+    let tap = n
+        .registry
+        .create(&lan.tap_options(1500))
+        .await
+        .unwrap_or_else(|e| panic!("{}", error_chain(&e)));
+    let fds = vtap_testkit::fd_count("self");
+    let up = n
+        .host_interface_create(&HostInterfaceOptions {
+            num_queues: Some(4),
+            ..lan.uplink_options()
+        })
+        .expect("uplink");
+    assert_eq!(up.num_queues, 4);
+    assert!(up.fanout_id.is_some());
+    assert_eq!(
+        vtap_testkit::fd_count("self"),
+        fds + 4 + 1,
+        "one socket per queue, and the namespace handle"
+    );
+    let dp = up.datapath.expect("dp");
+    assert_eq!((dp.rx.len(), dp.tx.len()), (4, 4));
+    n.xconnect(&tap.name, "host-up0").expect("xconnect");
+    common::hashed_transfer(&lan.lan, &lan.pod, &lan.addr(true, false), 8 << 20);
+    n.xconnect_remove("host-up0").expect("remove");
+    n.host_interface_delete("host-up0").expect("delete");
+    n.registry.delete(&tap.name).await.expect("delete tap");
+}
