@@ -41,6 +41,12 @@ enum Command {
     },
     /// Create a tap (or attach to a persistent one).
     Create(Box<CreateArgs>),
+    /// Host uplinks: an existing host interface as a port of vtap
+    /// (VPP's `create host-interface`).
+    HostInterface {
+        #[command(subcommand)]
+        what: HostInterfaceCommand,
+    },
     /// Delete interfaces: tap<id>, tun<id> or the id. Several are deleted
     /// at once (the kernel's waits overlap); each one that cannot be is
     /// named on stderr and left intact.
@@ -150,6 +156,29 @@ enum BridgeCommand {
     Show {
         /// One bridge.
         bd: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum HostInterfaceCommand {
+    /// Open an uplink on an existing interface; prints its name
+    /// (`host-IF`), which show, delete, xconnect, bridge add, capture and
+    /// set rx-mode take.
+    Create {
+        /// The host interface (`eth0`).
+        host_if_name: String,
+        /// Its namespace: NAME, /path, or pid:N (the daemon's if absent).
+        #[arg(long)]
+        host_ns: Option<String>,
+        /// af-packet (the default).
+        #[arg(long)]
+        mode: Option<String>,
+        /// Queues (1..=64): one socket each, flows spread by hash.
+        #[arg(long)]
+        num_queues: Option<u16>,
+        /// polling | interrupt | adaptive.
+        #[arg(long)]
+        rx_mode: Option<String>,
     },
 }
 
@@ -282,14 +311,38 @@ fn fail(msg: impl std::fmt::Display) -> ExitCode {
     ExitCode::FAILURE
 }
 
-/// Path segment for an interface key (refuses what cannot be one).
-fn iface_path(iface: &str) -> Result<String, String> {
-    if iface.is_empty() || !iface.bytes().all(|b| b.is_ascii_alphanumeric()) {
-        return Err(format!(
-            "interface '{iface}': not an interface name (give tap<id>, tun<id> or the id)"
-        ));
+/// Whether `iface` names a host uplink (`host-<ifname>`).
+fn is_uplink(iface: &str) -> bool {
+    iface.starts_with("host-")
+}
+
+/// An interface key, checked (refuses what cannot be one).
+fn iface_key(iface: &str) -> Result<&str, String> {
+    let ok = if let Some(ifname) = iface.strip_prefix("host-") {
+        vtap::options::check_ifname("interface", ifname).is_ok()
+            && ifname
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+    } else {
+        !iface.is_empty() && iface.bytes().all(|b| b.is_ascii_alphanumeric())
+    };
+    if ok {
+        Ok(iface)
+    } else {
+        Err(format!(
+            "interface '{iface}': not an interface name (give tap<id>, tun<id>, host-<ifname> or the id)"
+        ))
     }
-    Ok(format!("/v1/taps/{iface}"))
+}
+
+/// Path of an interface resource: a tap's or an uplink's.
+fn iface_path(iface: &str) -> Result<String, String> {
+    let key = iface_key(iface)?;
+    if is_uplink(key) {
+        Ok(format!("/v1/host-interfaces/{key}"))
+    } else {
+        Ok(format!("/v1/taps/{key}"))
+    }
 }
 
 /// Path of a bridge resource (refuses what cannot be a bridge name).
@@ -365,6 +418,39 @@ fn print_table(taps: &[Value]) {
 }
 
 /// Ring state and counters, one line per queue.
+/// The human form of `show` for host uplinks.
+fn print_uplinks(uplinks: &[Value]) {
+    for u in uplinks {
+        println!(
+            "{}  host-if-name {}  host-ns {}  ifindex {}  mode {}  link {}  mtu {}  queues {}",
+            opt(u, "name"),
+            opt(u, "host_if_name"),
+            opt(u, "host_ns"),
+            opt(u, "host_ifindex"),
+            opt(u, "mode"),
+            opt(u, "link"),
+            opt(u, "mtu"),
+            opt(u, "num_queues"),
+        );
+        if let Some(reason) = u.get("detached").and_then(Value::as_str) {
+            println!("  detached: {reason}");
+            continue;
+        }
+        println!(
+            "  driver {}  mac {}  tx-checksum {}  tso {}  qdisc-bypass {}  kernel-drops {}",
+            opt(u, "driver"),
+            opt(u, "host_mac_addr"),
+            opt(u, "tx_checksum"),
+            opt(u, "tso"),
+            opt(u, "qdisc_bypass"),
+            opt(u, "kernel_drops"),
+        );
+        if let Some(dp) = u.get("datapath").filter(|d| !d.is_null()) {
+            print_datapath(dp);
+        }
+    }
+}
+
 fn print_datapath(dp: &Value) {
     if dp.is_null() {
         return;
@@ -453,6 +539,43 @@ async fn run(cli: Cli) -> Result<(), String> {
             println!("{}", opt(&t, "name"));
             Ok(())
         }
+        Command::HostInterface {
+            what:
+                HostInterfaceCommand::Create {
+                    host_if_name,
+                    host_ns,
+                    mode,
+                    num_queues,
+                    rx_mode,
+                },
+        } => {
+            let body = json!({
+                "host_if_name": host_if_name,
+                "host_ns": host_ns,
+                "mode": mode,
+                "num_queues": num_queues,
+                "rx_mode": rx_mode,
+            });
+            let v = call(Method::POST, "/v1/host-interfaces".into(), Some(body)).await?;
+            println!("{}", opt(&v, "name"));
+            Ok(())
+        }
+        Command::Delete { ifaces } if ifaces.iter().any(|i| is_uplink(i)) => {
+            // Uplinks one by one (closing sockets has no kernel wait to
+            // overlap); taps as usual.
+            let mut failed = 0;
+            for i in &ifaces {
+                if let Err(e) = call(Method::DELETE, iface_path(i)?, None).await {
+                    eprintln!("vtap: {e}");
+                    failed += 1;
+                }
+            }
+            if failed == 0 {
+                Ok(())
+            } else {
+                Err(format!("{failed} of {} not deleted", ifaces.len()))
+            }
+        }
         Command::Delete { ifaces } => match ifaces.as_slice() {
             [iface] => {
                 call(Method::DELETE, iface_path(iface)?, None).await?;
@@ -488,20 +611,35 @@ async fn run(cli: Cli) -> Result<(), String> {
             bridge: Some(b), ..
         } => Err(format!("show: unexpected argument '{b}'")),
         Command::Show { iface, json, .. } => {
-            let taps = match iface {
-                Some(i) => vec![call(Method::GET, iface_path(&i)?, None).await?],
-                None => match call(Method::GET, "/v1/taps".into(), None).await? {
-                    Value::Array(a) => a,
-                    other => vec![other],
-                },
+            let list = |v: Value| match v {
+                Value::Array(a) => a,
+                other => vec![other],
+            };
+            let (taps, uplinks) = match iface {
+                Some(i) if is_uplink(&i) => (
+                    vec![],
+                    vec![call(Method::GET, iface_path(&i)?, None).await?],
+                ),
+                Some(i) => (
+                    vec![call(Method::GET, iface_path(&i)?, None).await?],
+                    vec![],
+                ),
+                None => (
+                    list(call(Method::GET, "/v1/taps".into(), None).await?),
+                    list(call(Method::GET, "/v1/host-interfaces".into(), None).await?),
+                ),
             };
             if json {
+                let all: Vec<&Value> = taps.iter().chain(&uplinks).collect();
                 println!(
                     "{}",
-                    serde_json::to_string_pretty(&taps).map_err(|e| e.to_string())?
+                    serde_json::to_string_pretty(&all).map_err(|e| e.to_string())?
                 );
             } else {
-                print_table(&taps);
+                if !taps.is_empty() || uplinks.is_empty() {
+                    print_table(&taps);
+                }
+                print_uplinks(&uplinks);
             }
             Ok(())
         }
@@ -520,10 +658,7 @@ async fn run(cli: Cli) -> Result<(), String> {
                 Ok(())
             }
             (Some(i), None, true, false) => {
-                let path = format!(
-                    "/v1/xconnects/{}",
-                    iface_path(&i)?.trim_start_matches("/v1/taps/")
-                );
+                let path = format!("/v1/xconnects/{}", iface_key(&i)?);
                 call(Method::DELETE, path, None).await?;
                 Ok(())
             }
@@ -599,6 +734,13 @@ async fn run(cli: Cli) -> Result<(), String> {
             capture(sock, &path, &direction, &file, count).await
         }
         Command::Demo { duration, builtin } => demo::demo(duration, builtin).await,
+        Command::Set {
+            iface,
+            what: SetCommand::Offload { .. } | SetCommand::Mtu { .. },
+        } if is_uplink(&iface) => Err(format!(
+            "interface '{iface}': a host uplink keeps the host's own offloads and MTU \
+             (change them with ethtool and ip link; vtap follows)"
+        )),
         Command::Set {
             iface,
             what: SetCommand::Offload { action },

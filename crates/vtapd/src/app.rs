@@ -14,7 +14,7 @@ use vtap::forward::Forwarder;
 use vtap::node::Node;
 use vtap::registry::Registry;
 
-use crate::saved::{Memberships, SavedTap};
+use crate::saved::{Memberships, SavedHostInterface, SavedTap};
 
 /// A persisted interface a restarted daemon could not re-attach: kept in the
 /// state file, shown with its reason, retried on a timer and on request.
@@ -28,6 +28,18 @@ pub struct Detached {
     pub memberships: Memberships,
 }
 
+/// A saved uplink a restarted daemon could not open again: kept in the
+/// state file, shown with its reason, retried with the detached taps.
+#[derive(Clone, Debug)]
+pub struct DetachedUplink {
+    /// The uplink as saved.
+    pub saved: SavedHostInterface,
+    /// Why the last attempt failed.
+    pub reason: String,
+    /// Cross-connects and bridges it rejoins once open.
+    pub memberships: Memberships,
+}
+
 /// Shared daemon state.
 #[derive(Debug)]
 pub struct AppState {
@@ -36,6 +48,9 @@ pub struct AppState {
     pub node: Mutex<Node>,
     /// Persisted interfaces not re-attached, by id (locked last).
     pub detached: std::sync::Mutex<BTreeMap<u32, Detached>>,
+    /// Saved uplinks not open again, by id (locked last, never with
+    /// `detached`).
+    pub detached_uplinks: std::sync::Mutex<BTreeMap<u32, DetachedUplink>>,
     /// Whether `/v1/debug/fault` is enabled.
     pub fault_injection: bool,
     /// The socket path, for `/v1/info`.
@@ -53,6 +68,7 @@ impl AppState {
         Self {
             node: Mutex::new(Node::new(registry, forwarder)),
             detached: std::sync::Mutex::new(BTreeMap::new()),
+            detached_uplinks: std::sync::Mutex::new(BTreeMap::new()),
             fault_injection: false,
             socket: String::new(),
             api_requests: crate::metrics::ApiRequests::default(),
@@ -64,6 +80,22 @@ impl AppState {
 /// The detached interfaces, locked.
 pub fn detached(s: &AppState) -> std::sync::MutexGuard<'_, BTreeMap<u32, Detached>> {
     s.detached.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The detached uplinks, locked.
+pub fn detached_uplinks(s: &AppState) -> std::sync::MutexGuard<'_, BTreeMap<u32, DetachedUplink>> {
+    s.detached_uplinks.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The id `key` (a name or an id) names among the detached uplinks.
+pub fn detached_uplink_id(s: &AppState, key: &str) -> Option<u32> {
+    detached_uplinks(s)
+        .values()
+        .find(|d| {
+            d.saved.options.name() == key
+                || d.saved.options.id.is_some_and(|i| i.to_string() == key)
+        })
+        .and_then(|d| d.saved.options.id)
 }
 
 /// The id `key` (`tap<id>`, `tun<id>` or the id) names among the detached

@@ -150,6 +150,10 @@ pub struct Config {
     /// `[[interface]]`: interfaces the daemon brings up at start (create
     /// options, with the same keys as the API's body; `id` required).
     pub interface: Vec<toml::Spanned<vtap::CreateOptions>>,
+    /// `[[host_interface]]`: host uplinks opened at start (the keys of
+    /// `POST /v1/host-interfaces`: `host_if_name`, `host_ns`, `num_queues`,
+    /// `rx_mode`...).
+    pub host_interface: Vec<toml::Spanned<vtap::uplink::HostInterfaceOptions>>,
     /// `[[xconnect]]`: cross-connects made at start.
     pub xconnect: Vec<toml::Spanned<XconnectDecl>>,
     /// `[[bridge]]`: bridge domains made at start, with their interfaces.

@@ -32,15 +32,18 @@ pub async fn apply(s: &AppState, cfg: &Config, path: &Path) -> Result<(), config
     if result.is_err() {
         let mut node = s.node.lock().await;
         let node = &mut *node;
-        let (reg, fwd) = (&mut node.registry, &mut node.forwarder);
         for name in created.iter().rev() {
-            if let Ok(id) = reg.resolve(name) {
-                let _ = fwd.remove(id, name);
-                if let Some(bd) = fwd.bridge_of(id) {
-                    let _ = fwd.bridge_remove(&bd, id, name);
+            if let Ok(id) = node.resolve(name) {
+                let _ = node.forwarder.remove(id, name);
+                if let Some(bd) = node.forwarder.bridge_of(id) {
+                    let _ = node.forwarder.bridge_remove(&bd, id, name);
                 }
             }
-            let _ = reg.delete(name).await;
+            if node.uplinks.find(name).is_some() {
+                let _ = node.uplinks.delete(name);
+            } else {
+                let _ = node.registry.delete(name).await;
+            }
         }
     }
     result
@@ -54,26 +57,39 @@ async fn apply_inner(
 ) -> Result<(), config::Error> {
     let mut node = s.node.lock().await;
     let node = &mut *node;
-    let (reg, fwd) = (&mut node.registry, &mut node.forwarder);
     for d in &cfg.interface {
         let opts = d.get_ref();
         let key = opts.id.map(|i| i.to_string()).unwrap_or_default();
-        if reg.get(&key).is_ok() {
+        if node.registry.get(&key).is_ok() {
             continue;
         }
-        let info = reg
+        let info = node
+            .registry
             .create(opts)
             .await
             .map_err(|e| refused(path, cfg, d.span().start, "interface", error_chain(&e)))?;
         tracing::info!(iface = %info.name, "declared interface created");
         created.push(info.name);
     }
+    for d in &cfg.host_interface {
+        let opts = d.get_ref();
+        if node.uplinks.find(&opts.name()).is_some() {
+            continue;
+        }
+        let info = node
+            .host_interface_create(opts)
+            .map_err(|e| refused(path, cfg, d.span().start, "host_interface", error_chain(&e)))?;
+        tracing::info!(iface = %info.name, "declared host interface opened");
+        created.push(info.name);
+    }
+    let fwd_end = |node: &vtap::node::Node, key: &str| node.end(key);
     for d in &cfg.xconnect {
         let x = d.get_ref();
         let at = d.span().start;
         let err = |m: String| refused(path, cfg, at, "xconnect", m);
-        let a = reg.end(&x.a).map_err(|e| err(error_chain(&e)))?;
-        let b = reg.end(&x.b).map_err(|e| err(error_chain(&e)))?;
+        let a = fwd_end(node, &x.a).map_err(|e| err(error_chain(&e)))?;
+        let b = fwd_end(node, &x.b).map_err(|e| err(error_chain(&e)))?;
+        let fwd = &mut node.forwarder;
         let present = fwd
             .involving(a.id)
             .is_some_and(|c| [&c.a, &c.b].contains(&&b.name));
@@ -84,12 +100,14 @@ async fn apply_inner(
     for d in &cfg.bridge {
         let bd = d.get_ref();
         let err = |m: String| refused(path, cfg, d.span().start, "bridge", m);
-        if fwd.bridge(&bd.name).is_err() {
-            fwd.bridge_create_with(&bd.name, bd.mac_limit)
+        if node.forwarder.bridge(&bd.name).is_err() {
+            node.forwarder
+                .bridge_create_with(&bd.name, bd.mac_limit)
                 .map_err(|e| err(error_chain(&e)))?;
         }
         for iface in &bd.interfaces {
-            let end = reg.end(iface).map_err(|e| err(error_chain(&e)))?;
+            let end = fwd_end(node, iface).map_err(|e| err(error_chain(&e)))?;
+            let fwd = &mut node.forwarder;
             if fwd.bridge_of(end.id).as_deref() != Some(bd.name.as_str()) {
                 fwd.bridge_add(&bd.name, end)
                     .map_err(|e| err(error_chain(&e)))?;

@@ -100,13 +100,37 @@ impl Families {
                 iface: t.name.clone(),
             })
             .set(gauge_value(u64::from(t.host_mtu_size)));
-        let Some(dp) = &t.datapath else {
+        if let Some(dp) = &t.datapath {
+            self.add_datapath(&t.name, dp);
+        }
+    }
+
+    /// A host uplink: its MTU, its data path, and the frames the kernel
+    /// dropped before vtap read them (reason `kernel_socket_full`).
+    fn add_uplink(&self, u: &vtap::uplink::HostInterfaceInfo) {
+        self.host_mtu
+            .get_or_create(&IfLabels {
+                iface: u.name.clone(),
+            })
+            .set(gauge_value(u64::from(u.mtu)));
+        let Some(dp) = &u.datapath else {
             return;
         };
+        self.add_datapath(&u.name, dp);
+        let d = DropLabels {
+            iface: u.name.clone(),
+            direction: "rx",
+            queue: 0,
+            reason: "kernel_socket_full",
+        };
+        self.drops.get_or_create(&d).inc_by(u.kernel_drops);
+    }
+
+    fn add_datapath(&self, name: &str, dp: &vtap::datapath::State) {
         for (direction, queues) in [("rx", &dp.rx), ("tx", &dp.tx)] {
             for (q, st) in queues.iter().enumerate() {
                 let l = QueueLabels {
-                    iface: t.name.clone(),
+                    iface: name.to_string(),
                     direction,
                     queue: u32::try_from(q).unwrap_or(u32::MAX),
                 };
@@ -128,7 +152,7 @@ impl Families {
                     ("io_error", c.drop_io_error),
                 ] {
                     let d = DropLabels {
-                        iface: t.name.clone(),
+                        iface: name.to_string(),
                         direction,
                         queue: l.queue,
                         reason,
@@ -137,7 +161,7 @@ impl Families {
                 }
             }
         }
-        self.add_accounting(&t.name, &dp.accounting);
+        self.add_accounting(name, &dp.accounting);
         let o = &dp.offload;
         for (what, n) in [
             ("segmented", o.segmented),
@@ -150,7 +174,7 @@ impl Families {
             ("drop_bad_header", o.drop_bad_header),
         ] {
             let l = OffloadLabels {
-                iface: t.name.clone(),
+                iface: name.to_string(),
                 what,
             };
             self.offload.get_or_create(&l).inc_by(n);
@@ -263,14 +287,19 @@ impl Families {
 /// The text exposition for these interfaces, bridges and API counters.
 pub fn render(
     taps: &[TapInfo],
+    uplinks: &[vtap::uplink::HostInterfaceInfo],
     bridges: &[vtap::forward::BridgeInfo],
     api: &ApiRequests,
 ) -> String {
     let f = Families::default();
-    f.interfaces
-        .set(gauge_value(u64::try_from(taps.len()).unwrap_or(u64::MAX)));
+    f.interfaces.set(gauge_value(
+        u64::try_from(taps.len() + uplinks.len()).unwrap_or(u64::MAX),
+    ));
     for t in taps {
         f.add_tap(t);
+    }
+    for u in uplinks {
+        f.add_uplink(u);
     }
     for b in bridges {
         f.add_bridge(b);

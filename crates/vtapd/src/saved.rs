@@ -5,6 +5,7 @@
 use serde::{Deserialize, Serialize};
 use vtap::datapath::RxMode;
 use vtap::forward::Xconnect;
+use vtap::uplink::HostInterfaceOptions;
 use vtap::TapInfo;
 
 /// The state file's format version (fields added since are optional).
@@ -17,6 +18,14 @@ pub struct SavedTap {
     pub info: TapInfo,
     /// Rx mode of its queues.
     pub rx_mode: Option<RxMode>,
+}
+
+/// A host uplink as saved: the options that open it again as it was (id,
+/// queues and rx mode included).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SavedHostInterface {
+    /// Its options.
+    pub options: HostInterfaceOptions,
 }
 
 /// A bridge domain as saved.
@@ -63,6 +72,9 @@ pub struct Saved {
     pub version: u32,
     /// Interfaces (detached ones included).
     pub taps: Vec<SavedTap>,
+    /// Host uplinks (those not open again included).
+    #[serde(default)]
+    pub host_interfaces: Vec<SavedHostInterface>,
     /// Cross-connects.
     pub xconnects: Vec<Xconnect>,
     /// Bridge domains.

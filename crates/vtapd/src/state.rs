@@ -48,8 +48,10 @@ use vtap::node::Node;
 use vtap::registry::{error_chain, AttachState, Registry};
 use vtap::{CreateOptions, TapInfo};
 
-use crate::app::{detached, AppState, Detached};
-pub use crate::saved::{Memberships, Pending, PendingOp, Saved, SavedBridge, SavedTap, VERSION};
+use crate::app::{detached, detached_uplinks, AppState, Detached, DetachedUplink};
+pub use crate::saved::{
+    Memberships, Pending, PendingOp, Saved, SavedBridge, SavedHostInterface, SavedTap, VERSION,
+};
 
 /// Why the state could not be read or written.
 #[derive(Debug, thiserror::Error)]
@@ -234,24 +236,42 @@ pub fn snapshot(s: &AppState, node: &Node, pending: &[Pending]) -> Saved {
             mac_limit: Some(b.mac_limit),
         })
         .collect();
-    for d in detached(s).values() {
-        taps.push(d.saved.clone());
-        let name = &d.saved.info.name;
-        for x in &d.memberships.xconnects {
+    let mut keep = |name: &str, m: &Memberships| {
+        for x in &m.xconnects {
             if !xconnects.iter().any(|y| y.a == x.a && y.b == x.b) {
                 xconnects.push(x.clone());
             }
         }
-        for bd in &d.memberships.bridges {
+        for bd in &m.bridges {
             if let Some(b) = bridges.iter_mut().find(|b| &b.name == bd) {
-                b.interfaces.push(name.clone());
+                if !b.interfaces.iter().any(|i| i == name) {
+                    b.interfaces.push(name.to_string());
+                }
             }
         }
+    };
+    for d in detached(s).values() {
+        taps.push(d.saved.clone());
+        keep(&d.saved.info.name, &d.memberships);
+    }
+    let mut host_interfaces: Vec<SavedHostInterface> = node
+        .uplinks
+        .list()
+        .iter()
+        .map(|u| SavedHostInterface {
+            options: u.options(),
+        })
+        .collect();
+    for d in detached_uplinks(s).values() {
+        host_interfaces.push(d.saved.clone());
+        keep(&d.saved.options.name(), &d.memberships);
     }
     taps.sort_by_key(|t| t.info.id);
+    host_interfaces.sort_by_key(|h| h.options.id);
     Saved {
         version: VERSION,
         taps,
+        host_interfaces,
         xconnects,
         bridges,
         pending: pending.to_vec(),
@@ -340,32 +360,61 @@ pub async fn reattach(
             tracing::warn!(iface = %name, error = %error_chain(&e), "rx mode not restored");
         }
     }
-    let fwd = &mut node.forwarder;
-    // A cross-connect is made once both ends are back: by the second.
-    let peer_back = |x: &vtap::forward::Xconnect| {
-        let peer = if &x.a == name { &x.b } else { &x.a };
-        reg.resolve(peer).is_ok()
-    };
-    for x in member.xconnects.iter().filter(|x| peer_back(x)) {
-        let ends = reg.end(&x.a).and_then(|a| Ok((a, reg.end(&x.b)?)));
-        let done = match ends {
-            Ok((a, b)) => fwd.xconnect(a, b).map(drop).map_err(|e| e.to_string()),
-            Err(e) => Err(error_chain(&e)),
-        };
-        if let Err(e) = done {
-            tracing::error!(a = %x.a, b = %x.b, error = %e, "xconnect not restored");
+    rejoin(node, name, member);
+    tracing::info!(iface = %info.name, host_if_name = %info.host_if_name, "re-attached");
+    Ok(info)
+}
+
+/// Puts interface `name` (a tap or an uplink, back again) into its saved
+/// bridges, and into its cross-connects whose other end is back already (a
+/// cross-connect is made by the second of its ends to return).
+fn rejoin(node: &mut Node, name: &str, member: &Memberships) {
+    for x in &member.xconnects {
+        let peer = if x.a == name { &x.b } else { &x.a };
+        if node.resolve(peer).is_err() {
+            continue;
+        }
+        if let Err(e) = node.xconnect(&x.a, &x.b) {
+            tracing::error!(a = %x.a, b = %x.b, error = %error_chain(&e), "xconnect not restored");
         }
     }
     for bd in &member.bridges {
-        let added = reg
-            .end(name)
-            .map_err(|e| error_chain(&e))
-            .and_then(|end| fwd.bridge_add(bd, end).map_err(|e| e.to_string()));
-        if let Err(e) = added {
-            tracing::error!(bridge = %bd, iface = %name, error = %e, "bridge port not restored");
+        if let Err(e) = node.bridge_add(bd, name) {
+            tracing::error!(bridge = %bd, iface = %name, error = %error_chain(&e), "bridge port not restored");
         }
     }
-    tracing::info!(iface = %info.name, host_if_name = %info.host_if_name, "re-attached");
+}
+
+/// What interface `name` belonged to, as saved.
+fn memberships(saved: &Saved, name: &str) -> Memberships {
+    Memberships {
+        xconnects: saved
+            .xconnects
+            .iter()
+            .filter(|x| x.a == name || x.b == name)
+            .cloned()
+            .collect(),
+        bridges: saved
+            .bridges
+            .iter()
+            .filter(|b| b.interfaces.iter().any(|i| i == name))
+            .map(|b| b.name.clone())
+            .collect(),
+    }
+}
+
+/// Opens a saved uplink again (the caller holds the node lock) and puts it
+/// back where it was.
+pub fn reopen_uplink(
+    node: &mut Node,
+    h: &SavedHostInterface,
+    member: &Memberships,
+) -> Result<vtap::uplink::HostInterfaceInfo, String> {
+    let info = node
+        .host_interface_create(&h.options)
+        .map_err(|e| error_chain(&e))?;
+    rejoin(node, &info.name, member);
+    tracing::info!(iface = %info.name, host_if_name = %info.host_if_name, "uplink open again");
     Ok(info)
 }
 
@@ -382,6 +431,30 @@ pub async fn restore(s: &AppState, saved: Saved) -> usize {
         }
     }
     let mut back = 0;
+    // Uplinks first: nothing of the kernel's survives them (their sockets
+    // died with the old daemon, and the promiscuity with them), so each is
+    // opened afresh; taps re-attaching after find them for their
+    // cross-connects.
+    for h in &saved.host_interfaces {
+        let name = h.options.name();
+        let member = memberships(&saved, &name);
+        match reopen_uplink(&mut node, h, &member) {
+            Ok(_) => back += 1,
+            Err(reason) => {
+                tracing::error!(iface = %name, error = %reason, "uplink not opened again: kept, will retry");
+                if let Some(id) = h.options.id {
+                    detached_uplinks(s).insert(
+                        id,
+                        DetachedUplink {
+                            saved: h.clone(),
+                            reason,
+                            memberships: member,
+                        },
+                    );
+                }
+            }
+        }
+    }
     for t in &saved.taps {
         let name = &t.info.name;
         if !t.info.persist {
@@ -391,20 +464,7 @@ pub async fn restore(s: &AppState, saved: Saved) -> usize {
             );
             continue;
         }
-        let member = Memberships {
-            xconnects: saved
-                .xconnects
-                .iter()
-                .filter(|x| &x.a == name || &x.b == name)
-                .cloned()
-                .collect(),
-            bridges: saved
-                .bridges
-                .iter()
-                .filter(|b| b.interfaces.contains(name))
-                .map(|b| b.name.clone())
-                .collect(),
-        };
+        let member = memberships(&saved, name);
         match reattach(&mut node, t, &member).await {
             Ok(_) => back += 1,
             Err(reason) => {
@@ -438,7 +498,37 @@ pub async fn retry_detached(s: &AppState) -> Vec<String> {
             back.push(info.name);
         }
     }
+    let ids: Vec<u32> = detached_uplinks(s).keys().copied().collect();
+    for id in ids {
+        if let Ok(info) = reopen_one(s, &mut node, id) {
+            back.push(info.name);
+        }
+    }
     back
+}
+
+/// Opens detached uplink `id` again (the caller holds the node lock); on
+/// failure it stays, with the new reason.
+pub fn reopen_one(
+    s: &AppState,
+    node: &mut Node,
+    id: u32,
+) -> Result<vtap::uplink::HostInterfaceInfo, String> {
+    let Some(d) = detached_uplinks(s).get(&id).cloned() else {
+        return Err(format!("host interface {id}: not detached"));
+    };
+    match reopen_uplink(node, &d.saved, &d.memberships) {
+        Ok(info) => {
+            detached_uplinks(s).remove(&id);
+            Ok(info)
+        }
+        Err(reason) => {
+            if let Some(e) = detached_uplinks(s).get_mut(&id) {
+                e.reason.clone_from(&reason);
+            }
+            Err(reason)
+        }
+    }
 }
 
 /// Re-attaches detached interface `id` (the caller holds the node lock);

@@ -170,6 +170,58 @@ pub struct HostInterfaceInfo {
     pub link_down_events: u64,
     /// The data path: queues, counters, offloads, ledger.
     pub datapath: Option<datapath::State>,
+    /// Why a saved uplink is not open (a restarted daemon could not open
+    /// it again; it is retried); absent when it is open.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detached: Option<String>,
+}
+
+impl HostInterfaceInfo {
+    /// A saved uplink that is not open, for `show`: what it was asked to
+    /// be, `link: gone`, and why.
+    pub fn detached(opts: &HostInterfaceOptions, reason: String) -> Self {
+        Self {
+            id: opts.id.unwrap_or(ID_BASE),
+            name: opts.name(),
+            kind: KIND.into(),
+            mode: opts.mode.unwrap_or_default(),
+            host_if_name: opts.host_if_name.clone(),
+            host_ns: opts.host_ns.clone(),
+            host_ns_inode: 0,
+            host_ifindex: 0,
+            host_mac_addr: MacAddr([0; 6]),
+            driver: String::new(),
+            link: Link::Gone,
+            mtu: 0,
+            num_queues: opts.num_queues.unwrap_or(1),
+            fanout_id: None,
+            qdisc_bypass: false,
+            vnet_hdr_len: 0,
+            promisc: false,
+            tx_checksum: false,
+            tso: false,
+            kernel_drops: 0,
+            link_down_events: 0,
+            datapath: None,
+            detached: Some(reason),
+        }
+    }
+
+    /// The options that open this uplink again, as it is (its id, queues
+    /// and rx mode included).
+    pub fn options(&self) -> HostInterfaceOptions {
+        HostInterfaceOptions {
+            host_if_name: self.host_if_name.clone(),
+            host_ns: self.host_ns.clone(),
+            mode: Some(self.mode),
+            num_queues: Some(self.num_queues),
+            rx_mode: self
+                .datapath
+                .as_ref()
+                .and_then(|d| d.rx.first().and_then(|q| q.mode)),
+            id: Some(self.id),
+        }
+    }
 }
 
 /// Why an uplink operation failed.
@@ -473,6 +525,7 @@ impl Uplinks {
             kernel_drops: 0,
             link_down_events: 0,
             datapath: None,
+            detached: None,
         };
         tracing::info!(id, name = %info.name, queues, "host interface created");
         let up = Uplink {

@@ -51,9 +51,7 @@ async fn add_xconnect(State(s): State<Arc<AppState>>, body: Bytes) -> Result<Res
     let req: XconnectRequest = parse_body(&body)?;
     let mut node = s.node.lock().await;
     for key in [&req.a, &req.b] {
-        node.registry
-            .resolve(key)
-            .map_err(|e| live_only(&s, key, e))?;
+        live(&s, &node, key)?;
     }
     let x = node.xconnect(&req.a, &req.b)?;
     commit(&s, &mut node, |n| {
@@ -69,9 +67,7 @@ async fn remove_xconnect(
     Path(iface): Path<String>,
 ) -> Result<Json<Xconnect>, ApiError> {
     let mut node = s.node.lock().await;
-    node.registry
-        .resolve(&iface)
-        .map_err(|e| live_only(&s, &iface, e))?;
+    live(&s, &node, &iface)?;
     let x = node.xconnect_remove(&iface)?;
     commit(&s, &mut node, |n| {
         n.xconnect(&x.a, &x.b).map(drop).map_err(|e| e.to_string())
@@ -151,10 +147,13 @@ async fn delete_bridge(
         .bridge(&bd)
         .map_err(forwarding_error)?
         .mac_limit;
-    if detached(&s)
+    let rejoins = detached(&s)
         .values()
         .any(|d| d.memberships.bridges.contains(&bd))
-    {
+        || crate::app::detached_uplinks(&s)
+            .values()
+            .any(|d| d.memberships.bridges.contains(&bd));
+    if rejoins {
         return Err(ApiError {
             status: StatusCode::CONFLICT,
             message: format!(
@@ -184,9 +183,7 @@ async fn add_bridge_port(
 ) -> Result<Json<BridgeInfo>, ApiError> {
     let req: PortRequest = parse_body(&body)?;
     let mut node = s.node.lock().await;
-    node.registry
-        .resolve(&req.iface)
-        .map_err(|e| live_only(&s, &req.iface, e))?;
+    live(&s, &node, &req.iface)?;
     let b = node.bridge_add(&bd, &req.iface)?;
     commit(&s, &mut node, |n| {
         n.bridge_remove(&bd, &req.iface)
@@ -203,9 +200,7 @@ async fn remove_bridge_port(
     Path((bd, iface)): Path<(String, String)>,
 ) -> Result<Json<BridgeInfo>, ApiError> {
     let mut node = s.node.lock().await;
-    node.registry
-        .resolve(&iface)
-        .map_err(|e| live_only(&s, &iface, e))?;
+    live(&s, &node, &iface)?;
     let b = node.bridge_remove(&bd, &iface)?;
     commit(&s, &mut node, |n| {
         n.bridge_add(&bd, &iface)

@@ -8,6 +8,10 @@
 //! | GET | `/v1/taps/{if}` | | the interface |
 //! | DELETE | `/v1/taps/{if}` | | the deleted interface |
 //! | POST | `/v1/taps/{if}/offload` | `{"action": "gso-enable"}` | the interface |
+//! | GET/POST | `/v1/host-interfaces` | `{"host_if_name": "eth0", "host_ns": "lan", "num_queues": 2}` | list / 201 + the uplink (`host-eth0`) |
+//! | GET/DELETE | `/v1/host-interfaces/{if}` | | the uplink / the closed uplink |
+//! | POST | `/v1/host-interfaces/{if}/rx-mode` | `{"mode": "polling"}` | the uplink |
+//! | POST/DELETE | `/v1/host-interfaces/{if}/capture` | as for taps | the pcap stream / the stopped capture |
 //! | GET | `/v1/xconnects` | | list of cross-connects |
 //! | POST | `/v1/xconnects` | `{"a": "tap0", "b": "tap1"}` | 201 + the cross-connect |
 //! | DELETE | `/v1/xconnects/{if}` | | the removed cross-connect (either end names it) |
@@ -52,6 +56,7 @@ use vtap::CreateOptions;
 use crate::app::{detached, detached_id};
 mod debug;
 mod forwarding;
+mod host_interfaces;
 mod taps;
 
 pub use forwarding::{BridgeRequest, PortRequest, XconnectRequest};
@@ -192,6 +197,27 @@ fn commit(
     Err(e.into())
 }
 
+/// Refuses an operation on interface `key` unless it is live: a tap the
+/// registry serves or an open uplink (409 for a detached one, 404 for an
+/// unknown one).
+fn live(s: &AppState, node: &Node, key: &str) -> Result<(), ApiError> {
+    if node.uplinks.find(key).is_some() {
+        return Ok(());
+    }
+    if crate::app::detached_uplink_id(s, key).is_some() {
+        return Err(ApiError {
+            status: StatusCode::CONFLICT,
+            message: format!(
+                "interface '{key}': a saved uplink not open again (see GET /v1/host-interfaces/{key}); delete it or wait for the retry"
+            ),
+        });
+    }
+    node.registry
+        .resolve(key)
+        .map(drop)
+        .map_err(|e| live_only(s, key, e))
+}
+
 /// 409 for an operation on a detached interface, else the registry's error.
 fn live_only(s: &AppState, key: &str, e: vtap::registry::Error) -> ApiError {
     match detached_id(s, key) {
@@ -231,6 +257,7 @@ fn routes() -> OpenApiRouter<Arc<AppState>> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(info))
         .merge(taps::routes())
+        .merge(host_interfaces::routes())
         .merge(forwarding::routes())
         .merge(debug::routes())
         .routes(routes!(metrics))
@@ -250,6 +277,7 @@ fn routes() -> OpenApiRouter<Arc<AppState>> {
     tags(
         (name = "daemon", description = "Facts and metrics"),
         (name = "taps", description = "Interfaces"),
+        (name = "host-interfaces", description = "Host uplinks (AF_PACKET)"),
         (name = "forwarding", description = "Cross-connects and bridge domains"),
         (name = "debug", description = "Fault injection ([debug] fault_injection = true)")
     )
@@ -314,9 +342,13 @@ async fn count_request(
     responses((status = 200, description = "Prometheus/OpenMetrics text", content_type = "application/openmetrics-text", body = String)))]
 async fn metrics(State(s): State<Arc<AppState>>) -> Response {
     let node = s.node.lock().await;
-    let (taps, bridges) = (node.registry.list(), node.forwarder.bridges());
+    let (taps, uplinks, bridges) = (
+        node.registry.list(),
+        node.uplinks.list(),
+        node.forwarder.bridges(),
+    );
     drop(node);
-    let body = crate::metrics::render(&taps, &bridges, &s.api_requests);
+    let body = crate::metrics::render(&taps, &uplinks, &bridges, &s.api_requests);
     (
         [(
             axum::http::header::CONTENT_TYPE,

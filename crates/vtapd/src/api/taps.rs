@@ -352,7 +352,7 @@ pub struct CaptureRequest {
 #[derive(utoipa::ToSchema)]
 #[schema(value_type = String, format = Binary)]
 #[allow(dead_code)] // only its OpenAPI description is used
-struct Pcap(Vec<u8>);
+pub(super) struct Pcap(Vec<u8>);
 
 /// The pcap media type (IANA).
 pub const PCAP_MEDIA_TYPE: &str = "application/vnd.tcpdump.pcap";
@@ -382,30 +382,44 @@ async fn start_capture(
     Path(iface): Path<String>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    refuse_capture_file(&body)?;
-    let req: CaptureRequest = parse_body(&body)?;
+    let (dir, count) = capture_request(&body)?;
+    let stream = s
+        .node
+        .lock()
+        .await
+        .registry
+        .start_capture(&iface, dir, count)?;
+    Ok(pcap_response(stream))
+}
+
+/// A capture request's direction and count (a body naming a file is
+/// refused: see [`refuse_capture_file`]).
+pub(super) fn capture_request(
+    body: &Bytes,
+) -> Result<(vtap::datapath::capture::Direction, Option<u64>), ApiError> {
+    refuse_capture_file(body)?;
+    let req: CaptureRequest = parse_body(body)?;
     if req.count == Some(0) {
         return Err(ApiError::bad_request("count '0': must be at least 1"));
     }
     let dir = req
         .direction
         .unwrap_or(vtap::datapath::capture::Direction::Both);
-    let stream = s
-        .node
-        .lock()
-        .await
-        .registry
-        .start_capture(&iface, dir, req.count)?;
+    Ok((dir, req.count))
+}
+
+/// A capture's stream as a chunked pcap response.
+pub(super) fn pcap_response(stream: vtap::datapath::capture::Stream) -> Response {
     let chunks = futures::stream::unfold(stream, |mut st| async move {
         st.next_chunk()
             .await
             .map(|c| (Ok::<_, std::convert::Infallible>(Bytes::from(c)), st))
     });
-    Ok((
+    (
         [(axum::http::header::CONTENT_TYPE, PCAP_MEDIA_TYPE)],
         axum::body::Body::from_stream(chunks),
     )
-        .into_response())
+        .into_response()
 }
 
 #[utoipa::path(delete, path = "/v1/taps/{iface}/capture", tag = "taps", params(("iface" = String, Path, description = "tap<id>, tun<id> or the id")),
