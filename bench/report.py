@@ -77,7 +77,7 @@ def render(doc, **_):
             cell(values(res, p, "sockperf", "rtt_p99_us"), "{:.0f}"),
             ratio(g(p, "sockperf", "rtt_p50_us"), vs)))
 
-    out += ["", *targets(res, peers)]
+    out += ["", *targets(res, peers), *uplink_targets(res, peers)]
     errors = [r for r in res if "error" in r]
     if errors:
         out += ["", "Failed measurements:", ""] + [f"- {r['peer']} {r['test']}: {r['error'][:200]}" for r in errors]
@@ -152,6 +152,28 @@ def targets(res, peers):
              "a target is met only when the declared configuration's whole range clears the "
              "peer's whole range scaled by the target, missed when even its best misses, and "
              "\"level\" otherwise. Ratios are never compared across runs."]
+    return rows
+
+
+# The uplink path's declared configuration (issue #15): a tap with gso +
+# gro-coalesce cross-connected to an AF_PACKET uplink, default rx mode.
+DECLARED_UPLINK = "vtap-uplink"
+
+
+def uplink_targets(res, peers):
+    """Issue #15's targets on the uplink path (pod -> forwarder -> NIC)."""
+    v = lambda p, t, k: values(res, p, t, k)
+    ours = v(DECLARED_UPLINK, "tcp1", "gbps")
+    if not ours:
+        return []
+    rows = ["", f"#### Uplink targets (declared configuration: `{DECLARED_UPLINK}`; met only when the ranges clear)",
+            "", "| target | figures (median [min–max]) | met |", "|---|---|---|"]
+    for peer, factor, name in (("uplink-bridge", 0.8, "TCP 1 stream ≥ 0.8× the kernel bridge"),
+                               ("dpdk-uplink", 1.5, "TCP 1 stream ≥ 1.5× testpmd (net_tap + net_af_packet)")):
+        theirs = v(peer, "tcp1", "gbps")
+        if theirs:
+            rows.append(f"| {name} | vtap {span(ours)} / {peer} {span(theirs)} Gbit/s | "
+                        f"{verdict(ours, theirs, factor)} |")
     return rows
 
 

@@ -24,6 +24,15 @@ Topology (per peer): two namespaces of this run, A (198.18.0.1/24,
                   --no-huge -m 512, lcores 0-1 (main + one forwarding core,
                   i.e. both CPUs of this machine), 32768 mbufs
 
+Uplink path (issue #15): pod namespace A -> forwarder -> a veth pair
+standing in for the NIC (IF_U in this namespace, IF_B in B, the "LAN"):
+
+    uplink-bridge  the kernel: A's veth and IF_U in a Linux bridge
+    vtap-uplink    vtap: a tap in A (gso + gro-coalesce) cross-connected to
+                   `vtap host-interface create IF_U` (AF_PACKET)
+    dpdk-uplink    dpdk-testpmd, net_tap (A) + net_af_packet (IF_U), io
+                   forwarding, same EAL settings as `dpdk`
+
 For each: ping and sockperf latency, iperf3 TCP with 1 and 4 streams, and the
 small-packet rate (trafgen sends 64-byte UDP frames into A's interface; what
 arrives at B's interface is counted), with the forwarder's CPU time. The
@@ -65,13 +74,13 @@ VTAP = os.path.join(ROOT, "target", "release", "vtap")
 TUNRS = os.path.join(PEERS, "tunrs-fwd", "target", "release", "tunrs-fwd")
 
 ALL_PEERS = ["veth", "vtap", "vtap-poll", "vtap-gso", "vtap-none", "vtap-rings", "offload", "naive", "tunrs-tap",
-             "dpdk"]
+             "dpdk", "uplink-bridge", "vtap-uplink", "dpdk-uplink"]
 # A/B of vtap itself: `vtap-base` is the `vtap` configuration run by another
 # build (VTAP_BASE_BIN=path/to/vtap), e.g. the commit before a refactor, so
 # that before and after are measured interleaved in one run. Never in the
 # default peer list.
 OPTIONAL_PEERS = ["vtap-base"]
-QUICK_PEERS = ["veth", "vtap", "offload", "naive"]
+QUICK_PEERS = ["veth", "vtap", "offload", "naive", "uplink-bridge", "vtap-uplink"]
 USERSPACE_PEERS = ["offload", "naive", "tunrs-tap", "dpdk"]
 
 A4, B4 = "198.18.0.1", "198.18.0.2"
@@ -80,6 +89,9 @@ CLK = os.sysconf("SC_CLK_TCK")
 TAG = f"vtb{os.getpid()}"
 NS_A, NS_B = f"{TAG}-a", f"{TAG}-b"
 IF_A, IF_B = f"{TAG}a", f"{TAG}b"
+# The uplink path: IF_U (this namespace) is the "NIC", its veth peer IF_B in
+# B the LAN; IF_P and BR are the kernel bridge peer's.
+IF_U, IF_P, BR = f"{TAG}u", f"{TAG}p", f"{TAG}br"
 
 
 def log(msg):
@@ -100,7 +112,7 @@ def nsx(ns, *args, **kw):
 def ensure_packages(peers):
     want = {"iperf3": "iperf3", "trafgen": "netsniff-ng", "sockperf": "sockperf",
             "gcc": "gcc", "ethtool": "ethtool", "ping": "iputils-ping"}
-    if "dpdk" in peers:
+    if "dpdk" in peers or "dpdk-uplink" in peers:
         want["dpdk-testpmd"] = "dpdk-dev"
     missing = sorted({pkg for cmd, pkg in want.items() if shutil.which(cmd) is None})
     if missing:
@@ -158,7 +170,7 @@ class Run:
         self.stop_all()
         for ns in (NS_A, NS_B):
             sh("ip", "netns", "del", ns, check=False)
-        for ifn in (IF_A, IF_B):
+        for ifn in (IF_A, IF_B, IF_U, IF_P, BR):
             sh("ip", "link", "del", ifn, check=False)
         shutil.rmtree("/var/run/dpdk/vtbench", ignore_errors=True)
 
@@ -184,14 +196,26 @@ def wait_for(pred, secs, what):
     raise RuntimeError(f"timeout: {what}")
 
 
-def move_taps():
-    """A forwarder created IF_A and IF_B in this namespace: move and address them."""
-    wait_for(lambda: sh("ip", "link", "show", IF_A, check=False).returncode == 0
-             and sh("ip", "link", "show", IF_B, check=False).returncode == 0, 10, "forwarder taps")
-    mkns()
+def move_taps(only_a=False):
+    """A forwarder created IF_A and IF_B (only IF_A on the uplink path) in
+    this namespace: move and address them."""
+    mine = (IF_A,) if only_a else (IF_A, IF_B)
+    wait_for(lambda: all(sh("ip", "link", "show", i, check=False).returncode == 0 for i in mine),
+             10, "forwarder taps")
+    if not only_a:
+        mkns()
     sh("ip", "link", "set", IF_A, "netns", NS_A)
-    sh("ip", "link", "set", IF_B, "netns", NS_B)
     cfg_if(NS_A, IF_A, A4, A6)
+    if not only_a:
+        sh("ip", "link", "set", IF_B, "netns", NS_B)
+        cfg_if(NS_B, IF_B, B4, B6)
+
+
+def lan():
+    """The uplink path's NIC and LAN: IF_U here, its peer IF_B in B."""
+    mkns()
+    sh("ip", "link", "add", IF_U, "type", "veth", "peer", "name", IF_B, "netns", NS_B)
+    sh("ip", "link", "set", IF_U, "up")
     cfg_if(NS_B, IF_B, B4, B6)
 
 
@@ -207,6 +231,29 @@ def start_peer(run, peer):
         sh("ip", "link", "add", IF_A, "netns", NS_A, "type", "veth", "peer", "name", IF_B, "netns", NS_B)
         cfg_if(NS_A, IF_A, A4, A6)
         cfg_if(NS_B, IF_B, B4, B6)
+    elif peer == "uplink-bridge":
+        lan()
+        sh("ip", "link", "add", IF_A, "netns", NS_A, "type", "veth", "peer", "name", IF_P)
+        sh("ip", "link", "add", BR, "type", "bridge")
+        for i in (IF_P, IF_U):
+            sh("ip", "link", "set", i, "master", BR)
+            sh("ip", "link", "set", i, "up")
+        sh("ip", "link", "set", BR, "up")
+        cfg_if(NS_A, IF_A, A4, A6)
+    elif peer == "dpdk-uplink":
+        lan()
+        fifo = os.path.join(run.out, "testpmd.in")
+        if not os.path.exists(fifo):
+            os.mkfifo(fifo)
+        stdin = os.open(fifo, os.O_RDWR)
+        p = run.spawn(["stdbuf", "-oL", "dpdk-testpmd", "--no-huge", "-m", "512", "--no-pci",
+                       "--no-shconf", "--file-prefix=vtbench", f"--vdev=net_tap0,iface={IF_A}",
+                       f"--vdev=net_af_packet0,iface={IF_U}", "-l", "0-1", "--", "--forward-mode=io",
+                       "--auto-start", "--nb-cores=1", "--total-num-mbufs=32768"], peer, stdin=stdin)
+        os.close(stdin)
+        run.fwd_pid = p.pid
+        wait_ready(run, peer, "Press enter to exit", 60)
+        move_taps(only_a=True)
     elif peer.startswith("vtap"):
         start_vtap(run, peer)
     elif peer in ("naive", "offload"):
@@ -243,6 +290,8 @@ def start_peer(run, peer):
 
 def start_vtap(run, peer):
     vtap = VTAP
+    if peer == "vtap-uplink":
+        return start_vtap_uplink(run)
     if peer == "vtap-base":
         vtap = os.environ.get("VTAP_BASE_BIN", "")
         if not os.access(vtap, os.X_OK):
@@ -267,6 +316,24 @@ def start_vtap(run, peer):
     if peer == "vtap-poll":
         for n in names:
             subprocess.run([VTAP, "set", n, "rx-mode", "polling"], env=env, check=True, capture_output=True)
+
+
+def start_vtap_uplink(run):
+    """The declared uplink configuration: a tap in A with gso +
+    gro-coalesce, cross-connected to an AF_PACKET uplink on IF_U (default
+    rx mode, one queue)."""
+    sock = os.path.join(run.out, "vtap.sock")
+    p = run.spawn([VTAP, "--socket", sock, "daemon"], "vtap-uplink")
+    run.fwd_pid = p.pid
+    wait_for(lambda: os.path.exists(sock), 10, "vtap daemon socket")
+    lan()
+    env = dict(os.environ, VTAP_SOCKET=sock)
+    tap = subprocess.run([VTAP, "create", "--host-ns", NS_A, "--host-if-name", IF_A, "--host-ip4-addr",
+                          f"{A4}/24", "--host-ip6-addr", f"{A6}/64", "--gso", "--gro-coalesce"],
+                         env=env, check=True, text=True, capture_output=True).stdout.strip()
+    up = subprocess.run([VTAP, "host-interface", "create", IF_U], env=env, check=True, text=True,
+                        capture_output=True).stdout.strip()
+    subprocess.run([VTAP, "xconnect", tap, up], env=env, check=True, capture_output=True)
 
 
 # ---------------------------------------------------------- measurements

@@ -6,8 +6,13 @@
 //! Every error ends the process with a non-zero status and one line on
 //! stderr that names the field and the reason.
 
+mod capture;
 mod client;
 mod demo;
+mod show;
+
+use capture::capture;
+use show::{opt, print_table, print_uplinks};
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -351,173 +356,6 @@ fn bridge_path(bd: &str) -> Result<String, String> {
     Ok(format!("/v1/bridges/{bd}"))
 }
 
-fn opt(v: &Value, key: &str) -> String {
-    match v.get(key) {
-        None | Some(Value::Null) => "-".into(),
-        Some(Value::String(s)) => s.clone(),
-        Some(other) => other.to_string(),
-    }
-}
-
-/// The human form of `show`, one block per interface.
-fn print_table(taps: &[Value]) {
-    if taps.is_empty() {
-        println!("no interfaces");
-        return;
-    }
-    for t in taps {
-        println!(
-            "{}  host-if-name {}  host-ns {}  ifindex {}  backend {}",
-            opt(t, "name"),
-            opt(t, "host_if_name"),
-            opt(t, "host_ns"),
-            opt(t, "host_ifindex"),
-            opt(t, "backend"),
-        );
-        println!(
-            "  host-mac-addr {}  hw-addr {}  host-bridge {}  host-mtu-size {}",
-            opt(t, "host_mac_addr"),
-            opt(t, "hw_addr"),
-            opt(t, "host_bridge"),
-            opt(t, "host_mtu_size"),
-        );
-        println!(
-            "  host-ip4-addr {}  host-ip4-gw {}  host-ip6-addr {}  host-ip6-gw {}",
-            opt(t, "host_ip4_addr"),
-            opt(t, "host_ip4_gw"),
-            opt(t, "host_ip6_addr"),
-            opt(t, "host_ip6_gw"),
-        );
-        let flags: Vec<&str> = [
-            "gso",
-            "csum_offload",
-            "gro_coalesce",
-            "tun",
-            "persist",
-            "attached",
-            "multi_queue",
-        ]
-        .into_iter()
-        .filter(|k| t.get(*k).and_then(Value::as_bool) == Some(true))
-        .collect();
-        println!(
-            "  rx-ring-size {}  tx-ring-size {}  num-rx-queues {}  num-tx-queues {}  tun-offload {:#x} [{}]  flags [{}]",
-            opt(t, "rx_ring_size"),
-            opt(t, "tx_ring_size"),
-            opt(t, "num_rx_queues"),
-            opt(t, "num_tx_queues"),
-            t.get("tun_offload").and_then(Value::as_u64).unwrap_or(0),
-            t.get("tun_offload_flags")
-                .and_then(Value::as_array)
-                .map(|a| a.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(" "))
-                .unwrap_or_default(),
-            flags.join(" "),
-        );
-        print_datapath(&t["datapath"]);
-    }
-}
-
-/// Ring state and counters, one line per queue.
-/// The human form of `show` for host uplinks.
-fn print_uplinks(uplinks: &[Value]) {
-    for u in uplinks {
-        println!(
-            "{}  host-if-name {}  host-ns {}  ifindex {}  mode {}  link {}  mtu {}  queues {}",
-            opt(u, "name"),
-            opt(u, "host_if_name"),
-            opt(u, "host_ns"),
-            opt(u, "host_ifindex"),
-            opt(u, "mode"),
-            opt(u, "link"),
-            opt(u, "mtu"),
-            opt(u, "num_queues"),
-        );
-        if let Some(reason) = u.get("detached").and_then(Value::as_str) {
-            println!("  detached: {reason}");
-            continue;
-        }
-        println!(
-            "  driver {}  mac {}  tx-checksum {}  tso {}  qdisc-bypass {}  kernel-drops {}",
-            opt(u, "driver"),
-            opt(u, "host_mac_addr"),
-            opt(u, "tx_checksum"),
-            opt(u, "tso"),
-            opt(u, "qdisc_bypass"),
-            opt(u, "kernel_drops"),
-        );
-        if let Some(dp) = u.get("datapath").filter(|d| !d.is_null()) {
-            print_datapath(dp);
-        }
-    }
-}
-
-fn print_datapath(dp: &Value) {
-    if dp.is_null() {
-        return;
-    }
-    let hex = |k: &str| dp.get(k).and_then(Value::as_u64).unwrap_or(0);
-    println!(
-        "  backend {}  features offered {:#x} negotiated {:#x}",
-        opt(dp, "backend"),
-        hex("features_offered"),
-        hex("features_negotiated")
-    );
-    let caps = &dp["offload_caps"];
-    let takes: Vec<&str> = ["csum", "tso4", "tso6", "uso4", "uso6", "gro"]
-        .into_iter()
-        .filter(|k| caps[*k].as_bool() == Some(true))
-        .collect();
-    let o = &dp["offload"];
-    println!(
-        "  egress offloads [{}]  sw: segmented {} -> {} segments, csum completed {}, coalesced {} into {}, csum verified {} bad {}, bad-header drops {}",
-        takes.join(" "),
-        opt(o, "segmented"),
-        opt(o, "segments"),
-        opt(o, "csum_completed"),
-        opt(o, "coalesced"),
-        opt(o, "coalesced_frames"),
-        opt(o, "csum_verified"),
-        opt(o, "csum_bad"),
-        opt(o, "drop_bad_header"),
-    );
-    for dir in ["rx", "tx"] {
-        for (i, q) in dp[dir].as_array().into_iter().flatten().enumerate() {
-            let (r, c) = (&q["ring"], &q["counters"]);
-            let drops: u64 = [
-                "drop_bad_header",
-                "drop_truncated",
-                "drop_no_free_slots",
-                "drop_too_big",
-                "drop_io_error",
-            ]
-            .iter()
-            .filter_map(|k| c[*k].as_u64())
-            .sum();
-            // The direct backend has no ring.
-            let ring = if r.is_null() {
-                String::new()
-            } else {
-                format!(
-                    "ring {} avail {} used {} last-used {} in-flight {} free {}  ",
-                    opt(r, "size"),
-                    opt(r, "avail_idx"),
-                    opt(r, "used_idx"),
-                    opt(r, "last_used"),
-                    opt(r, "in_flight"),
-                    opt(r, "free"),
-                )
-            };
-            println!(
-                "  {dir}{i}: {ring}packets {} bytes {} kicks {} drops {}",
-                opt(c, "packets"),
-                opt(c, "bytes"),
-                opt(c, "kicks"),
-                drops,
-            );
-        }
-    }
-}
-
 async fn run(cli: Cli) -> Result<(), String> {
     let sock = &cli.socket;
     let call = |method: Method, path: String, body: Option<Value>| async move {
@@ -769,84 +607,6 @@ async fn run(cli: Cli) -> Result<(), String> {
             let path = format!("{}/mtu", iface_path(&iface)?);
             call(Method::POST, path, Some(json!({ "mtu": mtu }))).await?;
             Ok(())
-        }
-    }
-}
-
-/// Streams a capture from the daemon into `file` (`-`: standard output),
-/// until the daemon ends it or Ctrl-C; says on stderr how many frames.
-async fn capture(
-    sock: &std::path::Path,
-    path: &str,
-    direction: &str,
-    file: &str,
-    count: Option<u64>,
-) -> Result<(), String> {
-    use std::io::Write;
-    let mut out: Box<dyn Write> = if file == "-" {
-        Box::new(std::io::stdout().lock())
-    } else {
-        Box::new(std::io::BufWriter::new(
-            std::fs::File::create(file).map_err(|e| format!("file '{file}': {e}"))?,
-        ))
-    };
-    let mut records = PcapCounter::default();
-    let body = json!({ "direction": direction, "count": count });
-    let streamed = client::stream(sock, Method::POST, path, Some(body), |chunk| {
-        records.feed(chunk);
-        out.write_all(chunk)?;
-        // A pipe reader (tcpdump -r -) sees each burst as it comes.
-        out.flush()
-    });
-    let done = tokio::select! {
-        r = streamed => r.map(|_| ()).map_err(|e| one_line(&e)),
-        _ = tokio::signal::ctrl_c() => Ok(()),
-    };
-    out.flush().map_err(|e| format!("file '{file}': {e}"))?;
-    done?;
-    eprintln!("vtap: {} frames captured to {file}", records.frames);
-    Ok(())
-}
-
-/// Counts the records of a pcap stream as it passes.
-#[derive(Default)]
-struct PcapCounter {
-    /// Bytes still to skip (the header, then each record's data).
-    skip: usize,
-    /// A record header split across chunks.
-    partial: Vec<u8>,
-    started: bool,
-    frames: u64,
-}
-
-impl PcapCounter {
-    fn feed(&mut self, mut chunk: &[u8]) {
-        if !self.started {
-            self.started = true;
-            self.skip = 24;
-        }
-        while !chunk.is_empty() {
-            if self.skip > 0 {
-                let n = self.skip.min(chunk.len());
-                self.skip -= n;
-                chunk = &chunk[n..];
-                continue;
-            }
-            let want = 16 - self.partial.len();
-            let n = want.min(chunk.len());
-            self.partial.extend_from_slice(&chunk[..n]);
-            chunk = &chunk[n..];
-            if self.partial.len() == 16 {
-                let incl = u32::from_le_bytes([
-                    self.partial[8],
-                    self.partial[9],
-                    self.partial[10],
-                    self.partial[11],
-                ]);
-                self.skip = usize::try_from(incl).unwrap_or(usize::MAX);
-                self.partial.clear();
-                self.frames += 1;
-            }
         }
     }
 }

@@ -7,10 +7,10 @@
 //! `docs/architecture.md` for the picture and "where do I put X"):
 //!
 //! ```text
-//!   node       rules that span registry and forwarder (no delete while in use)
-//!    |    \
-//!   registry   forward     create/change/delete with rollback | workers, xconnect, bridge
-//!    |    \    /
+//!   node       rules that span registry, uplinks and forwarder (no delete while in use)
+//!    |    \         \
+//!   registry uplink   forward   taps with rollback | host uplinks (AF_PACKET) | workers, xconnect, bridge
+//!    |    \    |      /
 //!    |    port             the Port trait: what the forwarding plane moves frames between
 //!    |     |
 //!   datapath               queues, backends (vhost-net, rings, direct), ledger, capture

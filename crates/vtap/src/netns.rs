@@ -213,13 +213,38 @@ impl Netns {
     }
 
     /// Opens the namespace `spec` names and checks that it is one.
+    ///
+    /// The path is checked to be a namespace file (`nsfs`) *before* it is
+    /// opened, so that a caller's path to a FIFO, a device or anything else
+    /// is refused without being opened (opening some devices has effects:
+    /// a watchdog starts, a tape rewinds; a FIFO would block), and the open
+    /// is non-blocking; the opened file is checked again.
     pub fn open(spec: &NetnsSpec) -> Result<Self, Error> {
+        use std::os::unix::fs::OpenOptionsExt;
         let path = spec.path();
-        let file = File::open(&path).map_err(|source| Error::Open {
+        let open_err = |source| Error::Open {
             spec: spec.to_string(),
             path: path.clone(),
             source,
-        })?;
+        };
+        let not_ns = || Error::NotNetns {
+            spec: spec.to_string(),
+            path: path.clone(),
+            source: io::Error::from_raw_os_error(libc::EINVAL),
+        };
+        let c_path = std::ffi::CString::new(path.as_os_str().as_encoded_bytes())
+            .map_err(|_| invalid(&spec.to_string(), "contains a NUL byte"))?;
+        if crate::sys::statfs_type(&c_path).map_err(open_err)? != crate::sys::NSFS_MAGIC {
+            return Err(not_ns());
+        }
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+            .open(&path)
+            .map_err(open_err)?;
+        if crate::sys::fstatfs_type(file.as_fd()).map_err(open_err)? != crate::sys::NSFS_MAGIC {
+            return Err(not_ns());
+        }
         let inode = file
             .metadata()
             .map_err(|source| Error::Open {
@@ -360,6 +385,45 @@ impl Drop for OwnedNetns {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use std::os::unix::fs::OpenOptionsExt;
+
+    /// A caller's path that is not a namespace file is refused before it is
+    /// opened: a FIFO (whose open would block the daemon), a plain file, a
+    /// device. Nothing is opened (the FIFO's reader side would unblock a
+    /// writer if it were).
+    #[test]
+    fn a_path_that_is_no_namespace_is_refused_unopened() {
+        let dir = std::env::temp_dir().join(format!("vtap-ns-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let fifo = dir.join("fifo");
+        let _ = std::fs::remove_file(&fifo);
+        let status = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .expect("mkfifo");
+        assert!(status.success());
+        let plain = dir.join("plain");
+        std::fs::write(&plain, b"x").expect("file");
+        for p in [fifo.clone(), plain, PathBuf::from("/dev/null")] {
+            let started = std::time::Instant::now();
+            let e = Netns::open(&NetnsSpec::Path(p.clone())).expect_err("refused");
+            assert!(matches!(e, Error::NotNetns { .. }), "{}: {e}", p.display());
+            assert!(e.to_string().contains("is not a network namespace"), "{e}");
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(1),
+                "did not block"
+            );
+        }
+        // A writer opening the FIFO non-blockingly finds no reader: vtap never
+        // opened it.
+        let w = std::fs::OpenOptions::new()
+            .write(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(&fifo);
+        assert_eq!(w.err().and_then(|e| e.raw_os_error()), Some(libc::ENXIO));
+        std::fs::remove_dir_all(&dir).expect("cleanup");
+    }
 
     #[test]
     fn spec_parse_table() {

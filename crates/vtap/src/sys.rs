@@ -342,6 +342,28 @@ pub fn blocking_netlink_socket(fd: OwnedFd) -> netlink_sys::Socket {
     unsafe { netlink_sys::Socket::from_raw_fd(raw) }
 }
 
+/// `NSFS_MAGIC`: the filesystem of namespace files (`/proc/N/ns/*` and
+/// their bind mounts under `/var/run/netns`).
+pub const NSFS_MAGIC: i64 = 0x6e73_6673;
+
+/// `statfs(2)`: the filesystem type of `path`, without opening it.
+pub fn statfs_type(path: &CStr) -> io::Result<i64> {
+    // SAFETY: `statfs` is a plain C struct; all-zero bytes is valid.
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `path` is NUL-terminated and `st` a live statfs the call fills.
+    cvt(unsafe { libc::statfs(path.as_ptr(), &mut st) })?;
+    Ok(st.f_type)
+}
+
+/// `fstatfs(2)`: the filesystem type of an open file.
+pub fn fstatfs_type(fd: BorrowedFd<'_>) -> io::Result<i64> {
+    // SAFETY: `statfs` is a plain C struct; all-zero bytes is valid.
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `st` is a live statfs the call fills; the fd is open.
+    cvt(unsafe { libc::fstatfs(fd.as_raw_fd(), &mut st) })?;
+    Ok(st.f_type)
+}
+
 // ---- AF_PACKET and interface queries (host uplinks) -------------------------
 
 /// `sizeof(T)` as a `socklen_t` (every type passed is a few bytes).

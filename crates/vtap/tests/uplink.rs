@@ -126,9 +126,27 @@ impl Lan {
     }
 }
 
+/// The tests of this file one at a time: two of them count the process's
+/// fds, which any test running beside them changes.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 fn node() -> Node {
     let reg = Registry::new(Settings::default()).expect("registry");
     Node::new(reg, Forwarder::new(1).expect("forwarder"))
+}
+
+/// This process's fd count once it stops moving (the tap's rtnetlink
+/// connections close shortly after a create returns).
+fn settled_fds() -> usize {
+    let mut last = vtap_testkit::fd_count("self");
+    loop {
+        std::thread::sleep(Duration::from_millis(100));
+        let now = vtap_testkit::fd_count("self");
+        if now == last {
+            return now;
+        }
+        last = now;
+    }
 }
 
 fn promiscuity(v: &serde_json::Value) -> u64 {
@@ -157,6 +175,7 @@ fn tx_bytes_per_frame(info: &HostInterfaceInfo) -> u64 {
 /// (promiscuous only while vtap holds it).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pod_reaches_the_lan_through_an_af_packet_uplink_on_a_bridge() {
+    let _serial = SERIAL.lock().await;
     let lan = Lan::new("ub", 80, 1500);
     let before = lan.up0();
     assert_eq!(promiscuity(&before), 0);
@@ -236,6 +255,7 @@ async fn a_pod_reaches_the_lan_through_an_af_packet_uplink_on_a_bridge() {
 /// 1 500-byte LAN that the pod's 9 000 does not fit counts `drop_too_big`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cross_connect_carries_jumbo_frames_and_counts_what_does_not_fit() {
+    let _serial = SERIAL.lock().await;
     let lan = Lan::new("ux", 81, 9000);
     let mut n = node();
     let tap = n
@@ -273,6 +293,7 @@ async fn a_cross_connect_carries_jumbo_frames_and_counts_what_does_not_fit() {
 /// before the socket (and still arrive intact).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_uplink_without_tso_gets_segments_cut_in_software() {
+    let _serial = SERIAL.lock().await;
     let lan = Lan::new("ut", 82, 1500);
     lan.node_ns.exec("ethtool", &["-K", "up0", "tso", "off"]);
     let mut n = node();
@@ -305,6 +326,7 @@ async fn an_uplink_without_tso_gets_segments_cut_in_software() {
 /// (no socket, the interface's promiscuity unchanged).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn what_cannot_be_an_uplink_is_refused_and_leaves_nothing() {
+    let _serial = SERIAL.lock().await;
     let lan = Lan::new("ur", 83, 1500);
     lan.node_ns.ip(&["link", "set", "lo", "up"]);
     let mut n = node();
@@ -313,7 +335,7 @@ async fn what_cannot_be_an_uplink_is_refused_and_leaves_nothing() {
         .create(&lan.tap_options(1500))
         .await
         .unwrap_or_else(|e| panic!("{}", error_chain(&e)));
-    let fds = vtap_testkit::fd_count("self");
+    let fds = settled_fds();
     let opts = |name: &str, ns: &str| HostInterfaceOptions {
         host_if_name: name.into(),
         host_ns: Some(ns.into()),
@@ -354,7 +376,12 @@ async fn what_cannot_be_an_uplink_is_refused_and_leaves_nothing() {
         .to_string();
     assert!(e.contains("'host-up0' exists already"), "{e}");
     n.host_interface_delete("host-up0").expect("delete");
-    assert_eq!(vtap_testkit::fd_count("self"), fds, "no fd left behind");
+    assert!(
+        vtap_testkit::wait_until(Duration::from_secs(3), || settled_fds() == fds),
+        "no fd left behind: {} before, {} now",
+        fds,
+        settled_fds()
+    );
     assert_eq!(promiscuity(&lan.up0()), 0);
     n.registry.delete(&tap.name).await.expect("delete tap");
 }
@@ -364,6 +391,7 @@ async fn what_cannot_be_an_uplink_is_refused_and_leaves_nothing() {
 /// when the link returns.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn link_down_up_and_deletion_under_traffic() {
+    let _serial = SERIAL.lock().await;
     let lan = Lan::new("uf", 84, 1500);
     let mut n = node();
     let tap = n
@@ -439,6 +467,7 @@ async fn link_down_up_and_deletion_under_traffic() {
 /// a transfer still arrives intact and in order.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn several_queues_share_one_fanout_group() {
+    let _serial = SERIAL.lock().await;
     let lan = Lan::new("uq", 85, 1500);
     let mut n = node();
     let tap = n
@@ -446,7 +475,7 @@ async fn several_queues_share_one_fanout_group() {
         .create(&lan.tap_options(1500))
         .await
         .unwrap_or_else(|e| panic!("{}", error_chain(&e)));
-    let fds = vtap_testkit::fd_count("self");
+    let fds = settled_fds();
     let up = n
         .host_interface_create(&HostInterfaceOptions {
             num_queues: Some(4),
@@ -456,7 +485,7 @@ async fn several_queues_share_one_fanout_group() {
     assert_eq!(up.num_queues, 4);
     assert!(up.fanout_id.is_some());
     assert_eq!(
-        vtap_testkit::fd_count("self"),
+        settled_fds(),
         fds + 4 + 1,
         "one socket per queue, and the namespace handle"
     );
