@@ -79,7 +79,7 @@ ALL_PEERS = ["veth", "vtap", "vtap-poll", "vtap-gso", "vtap-none", "vtap-rings",
 # build (VTAP_BASE_BIN=path/to/vtap), e.g. the commit before a refactor, so
 # that before and after are measured interleaved in one run. Never in the
 # default peer list.
-OPTIONAL_PEERS = ["vtap-base"]
+OPTIONAL_PEERS = ["vtap-base", "vtap-uplink-base"]
 QUICK_PEERS = ["veth", "vtap", "offload", "naive", "uplink-bridge", "vtap-uplink"]
 USERSPACE_PEERS = ["offload", "naive", "tunrs-tap", "dpdk"]
 
@@ -290,8 +290,8 @@ def start_peer(run, peer):
 
 def start_vtap(run, peer):
     vtap = VTAP
-    if peer == "vtap-uplink":
-        return start_vtap_uplink(run)
+    if peer in ("vtap-uplink", "vtap-uplink-base"):
+        return start_vtap_uplink(run, peer)
     if peer == "vtap-base":
         vtap = os.environ.get("VTAP_BASE_BIN", "")
         if not os.access(vtap, os.X_OK):
@@ -318,22 +318,27 @@ def start_vtap(run, peer):
             subprocess.run([VTAP, "set", n, "rx-mode", "polling"], env=env, check=True, capture_output=True)
 
 
-def start_vtap_uplink(run):
+def start_vtap_uplink(run, peer):
     """The declared uplink configuration: a tap in A with gso +
     gro-coalesce, cross-connected to an AF_PACKET uplink on IF_U (default
-    rx mode, one queue)."""
+    rx mode, one queue). `vtap-uplink-base` runs it on VTAP_BASE_BIN."""
+    vtap = VTAP
+    if peer == "vtap-uplink-base":
+        vtap = os.environ.get("VTAP_BASE_BIN", "")
+        if not os.access(vtap, os.X_OK):
+            raise RuntimeError("vtap-uplink-base: set VTAP_BASE_BIN to another build's vtap binary")
     sock = os.path.join(run.out, "vtap.sock")
-    p = run.spawn([VTAP, "--socket", sock, "daemon"], "vtap-uplink")
+    p = run.spawn([vtap, "--socket", sock, "daemon"], peer)
     run.fwd_pid = p.pid
     wait_for(lambda: os.path.exists(sock), 10, "vtap daemon socket")
     lan()
     env = dict(os.environ, VTAP_SOCKET=sock)
-    tap = subprocess.run([VTAP, "create", "--host-ns", NS_A, "--host-if-name", IF_A, "--host-ip4-addr",
+    tap = subprocess.run([vtap, "create", "--host-ns", NS_A, "--host-if-name", IF_A, "--host-ip4-addr",
                           f"{A4}/24", "--host-ip6-addr", f"{A6}/64", "--gso", "--gro-coalesce"],
                          env=env, check=True, text=True, capture_output=True).stdout.strip()
-    up = subprocess.run([VTAP, "host-interface", "create", IF_U], env=env, check=True, text=True,
+    up = subprocess.run([vtap, "host-interface", "create", IF_U], env=env, check=True, text=True,
                         capture_output=True).stdout.strip()
-    subprocess.run([VTAP, "xconnect", tap, up], env=env, check=True, capture_output=True)
+    subprocess.run([vtap, "xconnect", tap, up], env=env, check=True, capture_output=True)
 
 
 # ---------------------------------------------------------- measurements

@@ -279,11 +279,11 @@ impl DataPath {
         };
         let rx = shared
             .iter()
-            .map(|s| engine::Rx::from(direct::DirectRx::with_hdr_len(s.clone(), hdr_len)))
+            .map(|s| engine::Rx::from(direct::DirectRx::batched(s.clone(), hdr_len)))
             .collect();
         let tx = shared
             .iter()
-            .map(|s| engine::Tx::Direct(direct::DirectTx::with_hdr_len(s.clone(), hdr_len)))
+            .map(|s| engine::Tx::Direct(direct::DirectTx::batched(s.clone(), hdr_len)))
             .collect();
         Self::assemble(&cfg, Running::Direct, rx, tx, 0, None)
     }
