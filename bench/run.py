@@ -31,7 +31,10 @@ standing in for the NIC (IF_U in this namespace, IF_B in B, the "LAN"):
     vtap-uplink    vtap: a tap in A (gso + gro-coalesce) cross-connected to
                    `vtap host-interface create IF_U` (AF_PACKET)
     dpdk-uplink    dpdk-testpmd, net_tap (A) + net_af_packet (IF_U), io
-                   forwarding, same EAL settings as `dpdk`
+                   forwarding, same EAL settings as `dpdk`; B's side has tx
+                   checksum (and so TSO) off: net_af_packet has no
+                   virtio-net header, so it needs finished frames, as a
+                   real LAN delivers them
 
 For each: ping and sockperf latency, iperf3 TCP with 1 and 4 streams, and the
 small-packet rate (trafgen sends 64-byte UDP frames into A's interface; what
@@ -173,6 +176,14 @@ class Run:
         for ifn in (IF_A, IF_B, IF_U, IF_P, BR):
             sh("ip", "link", "del", ifn, check=False)
         shutil.rmtree("/var/run/dpdk/vtbench", ignore_errors=True)
+        # Each peer starts from nothing: a vtap daemon restores what the
+        # state file beside its socket says (uplinks always), so the next
+        # one must not find the last one's.
+        for f in ("vtap.state.json", "vtap.state.json.lock"):
+            try:
+                os.unlink(os.path.join(self.out, f))
+            except FileNotFoundError:
+                pass
 
 
 def mkns():
@@ -242,6 +253,10 @@ def start_peer(run, peer):
         cfg_if(NS_A, IF_A, A4, A6)
     elif peer == "dpdk-uplink":
         lan()
+        # net_af_packet reads without a virtio-net header: a checksum-partial
+        # or GSO frame from the LAN's veth would reach it unfinished. A real
+        # LAN delivers finished frames, so the LAN side finishes them here.
+        nsx(NS_B, "ethtool", "-K", IF_B, "tx", "off")
         fifo = os.path.join(run.out, "testpmd.in")
         if not os.path.exists(fifo):
             os.mkfifo(fifo)
