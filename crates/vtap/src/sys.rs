@@ -397,7 +397,9 @@ pub fn send_frames(fd: BorrowedFd<'_>, frames: &[(&[u8], &[u8])]) -> io::Result<
     // describe the caller's header and frame bytes, which the kernel only
     // reads (the `*mut` is the C API's; nothing is written through it);
     // `msgs` and `iov` outlive the call.
-    let sent = cvt(unsafe { libc::sendmmsg(fd.as_raw_fd(), msgs.as_mut_ptr(), count, libc::MSG_DONTWAIT) })?;
+    let sent = cvt(unsafe {
+        libc::sendmmsg(fd.as_raw_fd(), msgs.as_mut_ptr(), count, libc::MSG_DONTWAIT)
+    })?;
     Ok(usize::try_from(sent).unwrap_or(0))
 }
 
@@ -414,7 +416,11 @@ pub fn recv_frames(
     truncated: &mut [bool],
     max: usize,
 ) -> io::Result<usize> {
-    let n = bufs.len().min(hdrs.len()).min(truncated.len()).min(MMSG_BATCH);
+    let n = bufs
+        .len()
+        .min(hdrs.len())
+        .min(truncated.len())
+        .min(MMSG_BATCH);
     let hdr_len = hdr_len.min(12);
     let mut iov = [libc::iovec {
         iov_base: std::ptr::null_mut(),
@@ -446,7 +452,13 @@ pub fn recv_frames(
     // most that, only there, and stores each datagram's length in
     // `msg_len`. No timeout pointer.
     let got = cvt(unsafe {
-        libc::recvmmsg(fd.as_raw_fd(), msgs.as_mut_ptr(), count, libc::MSG_DONTWAIT, std::ptr::null_mut())
+        libc::recvmmsg(
+            fd.as_raw_fd(),
+            msgs.as_mut_ptr(),
+            count,
+            libc::MSG_DONTWAIT,
+            std::ptr::null_mut(),
+        )
     })?;
     let got = usize::try_from(got).unwrap_or(0).min(n);
     for (i, m) in msgs[..got].iter().enumerate() {

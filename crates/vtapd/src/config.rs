@@ -97,6 +97,9 @@ impl Default for TapSection {
 pub struct ForwardingSection {
     /// Worker threads; one per CPU beyond the first if absent.
     pub workers: Option<usize>,
+    /// Microseconds a worker keeps polling after it last moved a frame
+    /// before it sleeps (default 50; 0: sleep at once; at most 10000).
+    pub poll_window_us: Option<u64>,
     /// Most MAC addresses a bridge domain learns unless it says otherwise
     /// (default 16384). It lives here because `bridge` is the key of the
     /// `[[bridge]]` declarations.
@@ -226,6 +229,17 @@ impl Config {
                     key: "forwarding.workers",
                     value: w.to_string(),
                     reason: "must be in 1..=256".into(),
+                });
+            }
+        }
+        if let Some(us) = cfg.forwarding.poll_window_us {
+            let max = vtap::forward::MAX_POLL_WINDOW.as_micros();
+            if u128::from(us) > max {
+                return Err(Error::Value {
+                    path: path.to_path_buf(),
+                    key: "forwarding.poll_window_us",
+                    value: us.to_string(),
+                    reason: format!("must be in 0..={max}"),
                 });
             }
         }

@@ -172,6 +172,11 @@ pub async fn run(opts: DaemonOptions) -> Result<(), Error> {
         .workers
         .unwrap_or_else(vtap::forward::default_workers);
     let mut forwarder = vtap::forward::Forwarder::new(workers).map_err(Error::Forwarding)?;
+    if let Some(us) = cfg.forwarding.poll_window_us {
+        forwarder
+            .set_poll_window(std::time::Duration::from_micros(us))
+            .map_err(Error::Forwarding)?;
+    }
     if let Some(limit) = cfg.forwarding.mac_limit {
         forwarder
             .set_default_mac_limit(limit)

@@ -220,7 +220,11 @@ impl DirectRx {
 
     /// [`Self::rx_burst`] with `recvmmsg(2)`: a batch per call until a call
     /// returns fewer than it asked for (drained).
-    fn rx_burst_batched(&mut self, max: usize, mut f: impl FnMut(RxFrame<'_>)) -> Result<usize, Error> {
+    fn rx_burst_batched(
+        &mut self,
+        max: usize,
+        mut f: impl FnMut(RxFrame<'_>),
+    ) -> Result<usize, Error> {
         let Some(b) = self.batch.as_mut() else {
             return Ok(0);
         };
@@ -535,10 +539,12 @@ mod tests {
         assert_eq!(n, 40);
         for ((h, v), want) in seen.iter().zip(&frames) {
             assert_eq!(v, want);
-            assert_eq!((h.flags, h.csum_start, h.csum_offset), (vnet::F_NEEDS_CSUM, 34, 6));
+            assert_eq!(
+                (h.flags, h.csum_start, h.csum_offset),
+                (vnet::F_NEEDS_CSUM, 34, 6)
+            );
         }
         assert_eq!(rx.counters().packets, 40);
         assert_eq!(rx.rx_burst(64, |_| {}).expect("drained"), 0);
     }
-
 }

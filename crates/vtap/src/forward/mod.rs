@@ -65,6 +65,15 @@ use crate::wire::VnetHdr;
 /// Empty rounds a worker polls before it sleeps when a queue it serves is
 /// in adaptive rx mode.
 pub const IDLE_POLLS: u32 = 32;
+/// How long a worker keeps polling after it last moved a frame before it
+/// may sleep (unless configured: `[forwarding] poll_window_us`). The reply
+/// to a request usually comes back within tens of microseconds; polling
+/// that long saves the wake-up it would cost, so a request/response pays
+/// one wake-up instead of two. With no traffic the window never opens: an
+/// idle daemon still sleeps.
+pub const DEFAULT_POLL_WINDOW: Duration = Duration::from_micros(50);
+/// The longest poll window that may be configured.
+pub const MAX_POLL_WINDOW: Duration = Duration::from_millis(10);
 /// Longest sleep (ms): a safety net, not a timer anything depends on.
 const SLEEP_MS: i32 = 1000;
 /// How long a worker waits for room on a full egress ring before it drops
@@ -114,6 +123,9 @@ pub enum Error {
     /// A learn limit out of range.
     #[error("mac-limit '{0}': must be in 1..={MAX_MAC_LIMIT}")]
     MacLimit(usize),
+    /// A poll window beyond [`MAX_POLL_WINDOW`].
+    #[error("poll-window-us '{}': must be at most {} (10 ms)", .0.as_micros(), MAX_POLL_WINDOW.as_micros())]
+    PollWindow(Duration),
     /// The bridge domain exists already.
     #[error("bridge '{0}': already exists")]
     BridgeExists(String),
@@ -160,6 +172,7 @@ impl Error {
             | Error::NoDataPath(_)
             | Error::BridgeName(_)
             | Error::MacLimit(_)
+            | Error::PollWindow(_)
             | Error::BridgeTun { .. } => K::Invalid,
         }
     }
@@ -263,6 +276,8 @@ pub struct Forwarder {
     /// The learn limit of bridges created without one.
     default_mac_limit: usize,
     clock: Arc<dyn Clock>,
+    /// The workers' poll window in µs (shared: changed at run time).
+    poll_window_us: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl std::fmt::Debug for Forwarder {
@@ -292,20 +307,23 @@ impl Forwarder {
     /// Starts `workers` worker threads whose bridges tell time by `clock`
     /// (tests of aging move it by hand).
     pub fn with_clock(workers: usize, clock: Arc<dyn Clock>) -> Result<Self, Error> {
+        let window = u64::try_from(DEFAULT_POLL_WINDOW.as_micros()).unwrap_or(u64::MAX);
         let mut me = Self {
             workers: Vec::new(),
             xconnects: BTreeMap::new(),
             bridges: BTreeMap::new(),
             default_mac_limit: DEFAULT_MAC_LIMIT,
             clock,
+            poll_window_us: Arc::new(std::sync::atomic::AtomicU64::new(window)),
         };
         for i in 0..workers.max(1) {
             let (tx, rx) = mpsc::channel();
             let wake = EventFd::new(EFD_NONBLOCK).map_err(Error::Worker)?;
             let theirs = wake.try_clone().map_err(Error::Worker)?;
+            let window = me.poll_window_us.clone();
             let join = std::thread::Builder::new()
                 .name(format!("vtap-fwd{i}"))
-                .spawn(move || worker::Worker::new(rx, theirs).run())
+                .spawn(move || worker::Worker::new(rx, theirs, window).run())
                 .map_err(Error::Worker)?;
             me.workers.push(WorkerHandle {
                 tx,
@@ -322,6 +340,26 @@ impl Forwarder {
         check_mac_limit(limit)?;
         self.default_mac_limit = limit;
         Ok(())
+    }
+
+    /// Sets how long workers keep polling after they last moved a frame
+    /// (`[forwarding] poll_window_us`; zero: sleep at once, as before).
+    pub fn set_poll_window(&mut self, window: Duration) -> Result<(), Error> {
+        if window > MAX_POLL_WINDOW {
+            return Err(Error::PollWindow(window));
+        }
+        let us = u64::try_from(window.as_micros()).unwrap_or(u64::MAX);
+        self.poll_window_us
+            .store(us, std::sync::atomic::Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// The workers' poll window.
+    pub fn poll_window(&self) -> Duration {
+        Duration::from_micros(
+            self.poll_window_us
+                .load(std::sync::atomic::Ordering::Relaxed),
+        )
     }
 
     /// The learn limit of bridges created without one.

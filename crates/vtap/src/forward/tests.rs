@@ -191,6 +191,17 @@ fn refusals_and_their_classes() {
     let in_xc = fwd.bridge_add("bd", a).expect_err("cross-connected");
     let l3 = fwd.bridge_add("bd", tun).expect_err("tun");
     let missing = fwd.bridge_add("nobd", c).expect_err("no bridge");
+    let window = fwd
+        .set_poll_window(Duration::from_micros(10_001))
+        .expect_err("window too long");
+    assert_eq!(
+        fwd.poll_window(),
+        DEFAULT_POLL_WINDOW,
+        "unchanged when refused"
+    );
+    fwd.set_poll_window(Duration::ZERO)
+        .expect("zero: sleep at once");
+    assert_eq!(fwd.poll_window(), Duration::ZERO);
     // (error, class, words)
     let table: Vec<(Error, K, &str)> = vec![
         (same, K::Invalid, "with itself"),
@@ -203,9 +214,40 @@ fn refusals_and_their_classes() {
         (in_xc, K::Conflict, "remove the xconnect first"),
         (l3, K::Invalid, "TUN"),
         (missing, K::NotFound, "no such bridge"),
+        (window, K::Invalid, "poll-window-us '10001'"),
     ];
     for (e, kind, words) in table {
         assert_eq!(e.kind(), kind, "{e}");
         assert!(e.to_string().contains(words), "{e}");
     }
+}
+
+/// Frames 2 ms apart, as a request/response would come: with no poll
+/// window the worker goes to sleep (arms its ports) after every one; with a
+/// 10 ms window it keeps polling and sleeps only once they stop.
+#[test]
+fn the_poll_window_saves_the_sleep_between_frames() {
+    let sleeps = |window: Duration| {
+        let mut fwd = Forwarder::new(1).expect("forwarder");
+        fwd.set_poll_window(window).expect("window");
+        let ((fa, a), (fb, b)) = (port(1), port(2));
+        fwd.xconnect(a, b).expect("xconnect");
+        until(|| f(&fa).arms > 0);
+        let before = f(&fa).arms;
+        for i in 0..20u8 {
+            f(&fa).push_rx(frame(B, A, i));
+            until(|| f(&fb).sent.len() == usize::from(i) + 1);
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        let during = f(&fa).arms - before;
+        // Once the frames stop, the worker sleeps again (no spinning when idle).
+        let settled = f(&fa).arms;
+        until(|| f(&fa).arms > settled);
+        balanced(&fa);
+        during
+    };
+    let without = sleeps(Duration::ZERO);
+    let with = sleeps(Duration::from_millis(10));
+    assert!(without >= 15, "a sleep after nearly every frame: {without}");
+    assert!(with <= 2, "no sleep between frames: {with}");
 }

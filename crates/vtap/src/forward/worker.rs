@@ -14,10 +14,16 @@ pub(super) struct Worker {
     frames: Vec<Frame>,
     /// Segments, completed and merged frames of one burst, reused.
     egress: Egress,
+    /// How long to keep polling after the last frame moved (µs).
+    poll_window_us: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Worker {
-    pub(super) fn new(rx: mpsc::Receiver<Cmd>, wake: EventFd) -> Self {
+    pub(super) fn new(
+        rx: mpsc::Receiver<Cmd>,
+        wake: EventFd,
+        poll_window_us: Arc<std::sync::atomic::AtomicU64>,
+    ) -> Self {
         Self {
             rx,
             wake,
@@ -25,6 +31,7 @@ impl Worker {
             bds: Vec::new(),
             frames: Vec::with_capacity(MAX_BURST),
             egress: Egress::default(),
+            poll_window_us,
         }
     }
 
@@ -51,6 +58,7 @@ impl Worker {
 
     pub(super) fn run(mut self) {
         let mut idle = 0u32;
+        let mut last_moved = std::time::Instant::now();
         loop {
             if !self.commands() {
                 return;
@@ -66,6 +74,17 @@ impl Worker {
             }
             if moved > 0 {
                 idle = 0;
+                last_moved = std::time::Instant::now();
+                continue;
+            }
+            // The poll window: a reply is likely on its way; keep polling
+            // rather than pay a wake-up for it. Relaxed: a changed window
+            // needs no ordering with anything else, only to be seen soon.
+            let window = self
+                .poll_window_us
+                .load(std::sync::atomic::Ordering::Relaxed);
+            if last_moved.elapsed() < Duration::from_micros(window) {
+                std::hint::spin_loop();
                 continue;
             }
             idle += 1;

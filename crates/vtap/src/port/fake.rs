@@ -28,6 +28,8 @@ pub struct FakePort {
     pub sent: Vec<(VnetHdr, Vec<u8>)>,
     /// Its tx counters (sent, dropped for want of room).
     pub tx: Counters,
+    /// Times a worker armed it before going to sleep.
+    pub arms: u64,
     room: Option<usize>,
     caps: Caps,
     offload: Stats,
@@ -43,6 +45,7 @@ impl FakePort {
             rx: VecDeque::new(),
             sent: Vec::new(),
             tx: Counters::default(),
+            arms: 0,
             room: None,
             caps: Caps::from_mask(0, false, false),
             offload: Stats::default(),
@@ -147,6 +150,7 @@ impl Port for FakePort {
         Ok(self.mode)
     }
     fn arm_rx(&mut self, _q: usize) -> Result<bool, datapath::Error> {
+        self.arms += 1;
         Ok(!self.rx.is_empty())
     }
     fn rx_wait_fd(&self, _q: usize) -> Result<RawFd, datapath::Error> {
