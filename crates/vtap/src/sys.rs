@@ -474,6 +474,22 @@ pub fn recv_frames(
     Ok(got)
 }
 
+/// `sched_setaffinity(2)` of the calling thread to one CPU.
+pub fn pin_thread_to_cpu(cpu: usize) -> io::Result<()> {
+    // SAFETY: `cpu_set_t` is a plain bit array; all-zero bytes is valid.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    if cpu >= 8 * std::mem::size_of::<libc::cpu_set_t>() {
+        return Err(io::Error::from_raw_os_error(libc::EINVAL));
+    }
+    // SAFETY: CPU_SET writes one bit of the live local `set`, `cpu` checked
+    // to be within it.
+    unsafe { libc::CPU_SET(cpu, &mut set) };
+    // SAFETY: `set` is a live cpu_set_t of the size passed; pid 0 is the
+    // calling thread; the kernel only reads the set.
+    cvt(unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) })?;
+    Ok(())
+}
+
 // ---- AF_PACKET and interface queries (host uplinks) -------------------------
 
 /// `sizeof(T)` as a `socklen_t` (every type passed is a few bytes).

@@ -97,6 +97,9 @@ impl Default for TapSection {
 pub struct ForwardingSection {
     /// Worker threads; one per CPU beyond the first if absent.
     pub workers: Option<usize>,
+    /// Pin worker `i` to CPU `cpus[i]` (VPP's `corelist-workers`); the
+    /// worker count is then the list's length. Unpinned if absent.
+    pub cpus: Option<Vec<usize>>,
     /// Microseconds a worker keeps polling after it last moved a frame
     /// before it sleeps (default 50; 0: sleep at once; at most 10000).
     pub poll_window_us: Option<u64>,
@@ -232,6 +235,29 @@ impl Config {
                 });
             }
         }
+        if let Some(cpus) = &cfg.forwarding.cpus {
+            let refuse = |reason: String| Error::Value {
+                path: path.to_path_buf(),
+                key: "forwarding.cpus",
+                value: format!("{cpus:?}"),
+                reason,
+            };
+            if cpus.is_empty() || cpus.len() > 256 {
+                return Err(refuse("give 1..=256 CPUs, one per worker".into()));
+            }
+            let mut seen = std::collections::BTreeSet::new();
+            if let Some(dup) = cpus.iter().find(|c| !seen.insert(**c)) {
+                return Err(refuse(format!(
+                    "CPU {dup} is given twice (one worker per CPU)"
+                )));
+            }
+            if let Some(w) = cfg.forwarding.workers.filter(|w| *w != cpus.len()) {
+                return Err(refuse(format!(
+                    "{} CPUs for forwarding.workers = {w}: give one CPU per worker, or leave workers out",
+                    cpus.len()
+                )));
+            }
+        }
         if let Some(us) = cfg.forwarding.poll_window_us {
             let max = vtap::forward::MAX_POLL_WINDOW.as_micros();
             if u128::from(us) > max {
@@ -346,6 +372,20 @@ mod tests {
             ("[tap]\nhost_mtu = 67\n", "tap.host_mtu = 67"),
             ("[log]\nformat = \"xml\"\n", "xml"),
             ("socket = ", "line 1"),
+            ("[forwarding]\ncpus = []\n", "forwarding.cpus"),
+            ("[forwarding]\ncpus = [1, 1]\n", "CPU 1 is given twice"),
+            (
+                "[forwarding]\ncpus = [0, 1]\nworkers = 3\n",
+                "2 CPUs for forwarding.workers = 3",
+            ),
+            (
+                "[forwarding]\npoll_window_us = 10001\n",
+                "forwarding.poll_window_us = 10001",
+            ),
+            (
+                "[[host_interface]]\nhost_if_name = \"eth0\"\nmtu = 9000\n",
+                "mtu",
+            ),
         ];
         for (text, frag) in cases {
             let e = parse(text).expect_err(text).to_string();

@@ -171,7 +171,11 @@ pub async fn run(opts: DaemonOptions) -> Result<(), Error> {
         .forwarding
         .workers
         .unwrap_or_else(vtap::forward::default_workers);
-    let mut forwarder = vtap::forward::Forwarder::new(workers).map_err(Error::Forwarding)?;
+    let mut forwarder = match &cfg.forwarding.cpus {
+        Some(cpus) => vtap::forward::Forwarder::pinned(cpus),
+        None => vtap::forward::Forwarder::new(workers),
+    }
+    .map_err(Error::Forwarding)?;
     if let Some(us) = cfg.forwarding.poll_window_us {
         forwarder
             .set_poll_window(std::time::Duration::from_micros(us))

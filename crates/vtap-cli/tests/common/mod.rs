@@ -66,6 +66,11 @@ impl Daemon {
         d
     }
 
+    /// Its pid.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// `vtap ARGS` against it.
     pub fn vtap(&self, args: &[&str]) -> Output {
         vtap(&self.socket, args)

@@ -123,6 +123,17 @@ pub enum Error {
     /// A learn limit out of range.
     #[error("mac-limit '{0}': must be in 1..={MAX_MAC_LIMIT}")]
     MacLimit(usize),
+    /// A worker could not be pinned to its CPU.
+    #[error("cpus: worker {worker} cannot run on CPU {cpu}")]
+    Pin {
+        /// The worker.
+        worker: usize,
+        /// The CPU.
+        cpu: usize,
+        /// What `sched_setaffinity` said.
+        #[source]
+        source: std::io::Error,
+    },
     /// A poll window beyond [`MAX_POLL_WINDOW`].
     #[error("poll-window-us '{}': must be at most {} (10 ms)", .0.as_micros(), MAX_POLL_WINDOW.as_micros())]
     PollWindow(Duration),
@@ -173,6 +184,7 @@ impl Error {
             | Error::BridgeName(_)
             | Error::MacLimit(_)
             | Error::PollWindow(_)
+            | Error::Pin { .. }
             | Error::BridgeTun { .. } => K::Invalid,
         }
     }
@@ -278,6 +290,8 @@ pub struct Forwarder {
     clock: Arc<dyn Clock>,
     /// The workers' poll window in µs (shared: changed at run time).
     poll_window_us: Arc<std::sync::atomic::AtomicU64>,
+    /// The CPU each worker is pinned to (empty: unpinned).
+    cpus: Vec<usize>,
 }
 
 impl std::fmt::Debug for Forwarder {
@@ -307,6 +321,17 @@ impl Forwarder {
     /// Starts `workers` worker threads whose bridges tell time by `clock`
     /// (tests of aging move it by hand).
     pub fn with_clock(workers: usize, clock: Arc<dyn Clock>) -> Result<Self, Error> {
+        Self::start(workers, clock, &[])
+    }
+
+    /// One worker per CPU of `cpus`, worker `i` pinned to `cpus[i]` (VPP's
+    /// `corelist-workers`; `[forwarding] cpus`). A CPU this process may not
+    /// run on is refused, and nothing is left running.
+    pub fn pinned(cpus: &[usize]) -> Result<Self, Error> {
+        Self::start(cpus.len(), Arc::new(SystemClock), cpus)
+    }
+
+    fn start(workers: usize, clock: Arc<dyn Clock>, cpus: &[usize]) -> Result<Self, Error> {
         let window = u64::try_from(DEFAULT_POLL_WINDOW.as_micros()).unwrap_or(u64::MAX);
         let mut me = Self {
             workers: Vec::new(),
@@ -315,22 +340,46 @@ impl Forwarder {
             default_mac_limit: DEFAULT_MAC_LIMIT,
             clock,
             poll_window_us: Arc::new(std::sync::atomic::AtomicU64::new(window)),
+            cpus: Vec::new(),
         };
         for i in 0..workers.max(1) {
             let (tx, rx) = mpsc::channel();
             let wake = EventFd::new(EFD_NONBLOCK).map_err(Error::Worker)?;
             let theirs = wake.try_clone().map_err(Error::Worker)?;
             let window = me.poll_window_us.clone();
+            let cpu = cpus.get(i).copied();
+            let (pinned_tx, pinned_rx) = mpsc::channel();
             let join = std::thread::Builder::new()
                 .name(format!("vtap-fwd{i}"))
-                .spawn(move || worker::Worker::new(rx, theirs, window).run())
+                .spawn(move || {
+                    // Pinned before the first frame, and said so; a worker
+                    // that cannot be pinned does not run.
+                    let pinned = cpu.map_or(Ok(()), crate::sys::pin_thread_to_cpu);
+                    let ok = pinned.is_ok();
+                    let _ = pinned_tx.send(pinned);
+                    if ok {
+                        worker::Worker::new(rx, theirs, window).run();
+                    }
+                })
                 .map_err(Error::Worker)?;
             me.workers.push(WorkerHandle {
                 tx,
                 wake,
                 join: Some(join),
             });
+            let pinned = pinned_rx
+                .recv()
+                .unwrap_or_else(|_| Err(std::io::Error::other("worker died")));
+            if let (Some(cpu), Err(source)) = (cpu, pinned) {
+                // Dropping `me` stops and joins the workers started so far.
+                return Err(Error::Pin {
+                    worker: i,
+                    cpu,
+                    source,
+                });
+            }
         }
+        me.cpus = cpus.to_vec();
         Ok(me)
     }
 
@@ -352,6 +401,11 @@ impl Forwarder {
         self.poll_window_us
             .store(us, std::sync::atomic::Ordering::Relaxed);
         Ok(())
+    }
+
+    /// The CPU each worker is pinned to (empty: unpinned).
+    pub fn cpus(&self) -> &[usize] {
+        &self.cpus
     }
 
     /// The workers' poll window.

@@ -251,3 +251,36 @@ fn the_poll_window_saves_the_sleep_between_frames() {
     assert!(without >= 15, "a sleep after nearly every frame: {without}");
     assert!(with <= 2, "no sleep between frames: {with}");
 }
+
+/// `[forwarding] cpus`: each worker runs on its CPU only, as the kernel
+/// says (`Cpus_allowed_list` of the thread); a CPU the process may not use
+/// is refused, naming the worker and the CPU.
+#[test]
+fn pinned_workers_run_where_they_are_told() {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let last = cpus - 1;
+    let fwd = Forwarder::pinned(&[last]).expect("pinned");
+    assert_eq!(fwd.cpus(), [last]);
+    let allowed: Vec<String> = std::fs::read_dir("/proc/self/task")
+        .expect("tasks")
+        .flatten()
+        .filter(|t| {
+            std::fs::read_to_string(t.path().join("comm")).is_ok_and(|c| c.trim() == "vtap-fwd0")
+        })
+        .filter_map(|t| std::fs::read_to_string(t.path().join("status")).ok())
+        .filter_map(|st| {
+            st.lines().find_map(|l| {
+                l.strip_prefix("Cpus_allowed_list:")
+                    .map(|v| v.trim().to_string())
+            })
+        })
+        .collect();
+    assert!(allowed.contains(&last.to_string()), "{allowed:?}");
+    drop(fwd);
+    let e = Forwarder::pinned(&[last, 4000]).expect_err("no such CPU");
+    assert!(
+        e.to_string().contains("worker 1 cannot run on CPU 4000"),
+        "{e}"
+    );
+    assert_eq!(e.kind(), crate::kind::ErrorKind::Invalid);
+}

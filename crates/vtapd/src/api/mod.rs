@@ -374,6 +374,15 @@ pub struct Info {
     pub default_host_mtu: Option<u32>,
     /// USO allowed.
     pub uso: bool,
+    /// Host uplinks open.
+    #[serde(default)]
+    pub host_interfaces: usize,
+    /// The CPU each forwarding worker is pinned to (empty: unpinned).
+    #[serde(default)]
+    pub worker_cpus: Vec<usize>,
+    /// µs a worker keeps polling after the last frame before it sleeps.
+    #[serde(default)]
+    pub poll_window_us: u64,
 }
 
 #[utoipa::path(get, path = "/v1/info", tag = "daemon",
@@ -388,6 +397,9 @@ async fn info(State(s): State<Arc<AppState>>) -> Json<Info> {
         interfaces: reg.len(),
         default_host_mtu: reg.settings().default_host_mtu,
         uso: reg.settings().allow_uso,
+        host_interfaces: node.uplinks.len(),
+        worker_cpus: node.forwarder.cpus().to_vec(),
+        poll_window_us: u64::try_from(node.forwarder.poll_window().as_micros()).unwrap_or(u64::MAX),
     })
 }
 
