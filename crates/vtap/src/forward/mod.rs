@@ -198,8 +198,12 @@ pub struct Xconnect {
     pub a: String,
     /// The other.
     pub b: String,
-    /// The worker thread that serves it.
+    /// The worker thread that moves frames from `a` to `b`.
     pub worker: usize,
+    /// The worker that moves frames from `b` to `a`: another one when the
+    /// pool has two or more (the directions run in parallel), else the same.
+    #[serde(default)]
+    pub reverse_worker: usize,
 }
 
 /// A bridge port: an interface's id, name and port.
@@ -282,7 +286,7 @@ impl WorkerHandle {
 pub struct Forwarder {
     workers: Vec<WorkerHandle>,
     /// Keyed by the lower id of the two ends.
-    xconnects: BTreeMap<u32, (End, End, usize)>,
+    xconnects: BTreeMap<u32, (End, End, [usize; 2])>,
     /// Bridge domains by name, with their worker.
     bridges: BTreeMap<String, (SharedBridge, usize)>,
     /// The learn limit of bridges created without one.
@@ -434,7 +438,8 @@ impl Forwarder {
             .map(|(a, b, w)| Xconnect {
                 a: a.name.clone(),
                 b: b.name.clone(),
-                worker: *w,
+                worker: w[0],
+                reverse_worker: w[1],
             })
     }
 
@@ -445,7 +450,8 @@ impl Forwarder {
             .map(|(a, b, w)| Xconnect {
                 a: a.name.clone(),
                 b: b.name.clone(),
-                worker: *w,
+                worker: w[0],
+                reverse_worker: w[1],
             })
             .collect()
     }
@@ -484,16 +490,18 @@ impl Forwarder {
             .datapath
             .clone()
             .ok_or_else(|| Error::NoDataPath(b.name.clone()))?;
-        let worker = self.least_loaded();
+        let [ab, ba] = self.place_directions();
         let key = a.id.min(b.id);
-        self.workers[worker].send(Cmd::Add(key, dpa, dpb));
-        tracing::info!(a = %a.name, b = %b.name, worker, "xconnect added");
+        self.workers[ab].send(Cmd::Add(key, dpa.clone(), dpb.clone()));
+        self.workers[ba].send(Cmd::Add(key, dpb, dpa));
+        tracing::info!(a = %a.name, b = %b.name, worker = ab, reverse_worker = ba, "xconnect added");
         let x = Xconnect {
             a: a.name.clone(),
             b: b.name.clone(),
-            worker,
+            worker: ab,
+            reverse_worker: ba,
         };
-        self.xconnects.insert(key, (a, b, worker));
+        self.xconnects.insert(key, (a, b, [ab, ba]));
         Ok(x)
     }
 
@@ -506,31 +514,56 @@ impl Forwarder {
             .find(|(_, (a, b, _))| a.id == id || b.id == id)
             .map(|(k, _)| *k)
             .ok_or_else(|| Error::NotFound(name.to_string()))?;
-        let (a, b, worker) = self
+        let (a, b, [ab, ba]) = self
             .xconnects
             .remove(&key)
             .ok_or_else(|| Error::NotFound(name.to_string()))?;
-        let (done_tx, done_rx) = mpsc::channel();
-        self.workers[worker].send(Cmd::Remove(key, done_tx));
-        let _ = done_rx.recv();
+        let workers: &[usize] = if ab == ba { &[ab] } else { &[ab, ba] };
+        for &w in workers {
+            let (done_tx, done_rx) = mpsc::channel();
+            self.workers[w].send(Cmd::Remove(key, done_tx));
+            let _ = done_rx.recv();
+        }
         tracing::info!(a = %a.name, b = %b.name, "xconnect removed");
         Ok(Xconnect {
             a: a.name,
             b: b.name,
-            worker,
+            worker: ab,
+            reverse_worker: ba,
         })
     }
 }
 
 impl Forwarder {
+    /// Each worker's load: the cross-connect directions it pumps, and two
+    /// for each bridge domain (a bridge moves frames every way).
+    fn loads(&self) -> Vec<usize> {
+        let mut load = vec![0; self.workers.len()];
+        for (_, _, dirs) in self.xconnects.values() {
+            for &w in dirs {
+                load[w] += 1;
+            }
+        }
+        for (_, w) in self.bridges.values() {
+            load[*w] += 2;
+        }
+        load
+    }
+
     fn least_loaded(&self) -> usize {
-        let load = |w: usize| {
-            self.xconnects.values().filter(|x| x.2 == w).count()
-                + self.bridges.values().filter(|b| b.1 == w).count()
-        };
-        (0..self.workers.len())
-            .min_by_key(|&w| load(w))
-            .unwrap_or(0)
+        let load = self.loads();
+        (0..load.len()).min_by_key(|&w| load[w]).unwrap_or(0)
+    }
+
+    /// Workers for a new cross-connect's two directions: the two least
+    /// loaded (lowest index first on a tie), so that with workers to spare
+    /// each direction has its own thread; the same one when there is one.
+    fn place_directions(&self) -> [usize; 2] {
+        let load = self.loads();
+        let mut order: Vec<usize> = (0..load.len()).collect();
+        order.sort_by_key(|&w| (load[w], w));
+        let first = order.first().copied().unwrap_or(0);
+        [first, order.get(1).copied().unwrap_or(first)]
     }
 
     /// The bridge interface `id` is in, if any.

@@ -52,11 +52,20 @@ fn balanced(p: &Fake) {
     assert!(acc.rx_balanced && acc.tx_balanced, "{acc:?}");
 }
 
+/// On one worker, and with its two directions on two workers (each
+/// locking the ports per burst only).
 #[test]
 fn a_cross_connect_moves_frames_both_ways_and_accounts_for_each() {
-    let mut fwd = Forwarder::new(1).expect("forwarder");
+    for workers in [1, 2] {
+        a_cross_connect_on(workers);
+    }
+}
+
+fn a_cross_connect_on(workers: usize) {
+    let mut fwd = Forwarder::new(workers).expect("forwarder");
     let ((fa, a), (fb, b)) = (port(1), port(2));
-    fwd.xconnect(a, b).expect("xconnect");
+    let x = fwd.xconnect(a, b).expect("xconnect");
+    assert_eq!((x.worker, x.reverse_worker), (0, workers - 1));
     for i in 0..10 {
         f(&fa).push_rx(frame(B, A, i));
     }
@@ -154,18 +163,45 @@ fn a_bridge_of_one_port_drops_floods_as_no_port() {
     balanced(&fa);
 }
 
+/// A cross-connect's directions go to the two least-loaded workers
+/// (one worker: both there); a bridge counts as two directions.
 #[test]
 fn work_is_placed_on_the_least_loaded_worker() {
-    let mut fwd = Forwarder::new(2).expect("forwarder");
-    let mut placed = Vec::new();
-    for i in 0..3 {
-        let (_, a) = port(10 * i + 1);
-        let (_, b) = port(10 * i + 2);
-        placed.push(fwd.xconnect(a, b).expect("xconnect").worker);
+    let place = |workers: usize, xcs: u32| {
+        let mut fwd = Forwarder::new(workers).expect("forwarder");
+        (0..xcs)
+            .map(|i| {
+                let ((_, a), (_, b)) = (port(10 * i + 1), port(10 * i + 2));
+                let x = fwd.xconnect(a, b).expect("xconnect");
+                (x.worker, x.reverse_worker)
+            })
+            .collect::<Vec<_>>()
+    };
+    // (workers, cross-connects, (worker, reverse worker) of each)
+    type Row = (usize, u32, &'static [(usize, usize)]);
+    let table: [Row; 3] = [
+        (1, 2, &[(0, 0), (0, 0)]),
+        (2, 2, &[(0, 1), (0, 1)]),
+        (3, 3, &[(0, 1), (2, 0), (1, 2)]),
+    ];
+    for (workers, xcs, want) in table {
+        assert_eq!(place(workers, xcs), want, "{workers} workers");
     }
-    assert_eq!(placed, [0, 1, 0]);
-    placed.push(fwd.bridge_create("bd").expect("bridge").worker);
-    assert_eq!(placed[3], 1, "a bridge counts as load too");
+    let mut fwd = Forwarder::new(2).expect("forwarder");
+    let ((_, a), (_, b)) = (port(1), port(2));
+    fwd.xconnect(a, b).expect("xconnect");
+    assert_eq!(
+        fwd.bridge_create("bd").expect("bridge").worker,
+        0,
+        "tie: lowest"
+    );
+    let ((_, c), (_, d)) = (port(3), port(4));
+    let x = fwd.xconnect(c, d).expect("xconnect");
+    assert_eq!(
+        (x.worker, x.reverse_worker),
+        (1, 0),
+        "a bridge counts as load too"
+    );
 }
 
 #[test]

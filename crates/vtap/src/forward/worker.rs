@@ -8,6 +8,8 @@ use super::*;
 pub(super) struct Worker {
     rx: mpsc::Receiver<Cmd>,
     wake: EventFd,
+    /// Cross-connect directions: (key, from, to). A cross-connect's two
+    /// directions are on one worker or on two.
     xcs: Vec<(u32, SharedPort, SharedPort)>,
     bds: Vec<SharedBridge>,
     /// Frames of one burst, reused.
@@ -65,8 +67,8 @@ impl Worker {
             }
             let mut moved = 0;
             for i in 0..self.xcs.len() {
-                let (a, b) = (self.xcs[i].1.clone(), self.xcs[i].2.clone());
-                moved += self.pump(&a, &b) + self.pump(&b, &a);
+                let (from, to) = (self.xcs[i].1.clone(), self.xcs[i].2.clone());
+                moved += self.pump(&from, &to);
             }
             for i in 0..self.bds.len() {
                 let bd = self.bds[i].clone();
@@ -250,13 +252,9 @@ impl Worker {
         Some(rounds)
     }
 
-    /// Every data path this worker serves.
+    /// Every port this worker receives from.
     fn served(&self) -> Vec<SharedPort> {
-        let mut all: Vec<SharedPort> = self
-            .xcs
-            .iter()
-            .flat_map(|(_, a, b)| [a.clone(), b.clone()])
-            .collect();
+        let mut all: Vec<SharedPort> = self.xcs.iter().map(|(_, from, _)| from.clone()).collect();
         for bd in &self.bds {
             all.extend(lock_bd(bd).ports.iter().map(|p| p.datapath.clone()));
         }
