@@ -9,7 +9,7 @@ import json
 import statistics
 import sys
 
-USERSPACE = ["offload", "naive", "tunrs-tap", "dpdk"]
+USERSPACE = ["offload", "offload-t", "naive", "tunrs-tap", "dpdk"]
 
 
 def values(results, peer, test, key):

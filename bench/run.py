@@ -17,6 +17,10 @@ Topology (per peer): two namespaces of this run, A (198.18.0.1/24,
                   userspace backend (what vhost-net would do, in a thread)
     offload       C forwarder: IFF_VNET_HDR + TSO pass-through, poll loop
                   (the practical limit of a TAP forwarder without vhost-net)
+    offload-t     the same C forwarder with a thread per direction
+                  (`offload -t`: blocking read -> write)
+    vtap-w2       `vtap` with two forwarding workers ([forwarding]
+                  workers = 2): a cross-connect's directions on one each
     naive         C forwarder: one read()/write() per frame, no vnet header
     tunrs-tap     the tun-rs crate with offload(true), raw pass-through
     dpdk          dpdk-testpmd, two net_tap vdevs, io forwarding; no TSO/GSO
@@ -76,7 +80,8 @@ PEERS = os.path.join(BENCH, "peers")
 VTAP = os.path.join(ROOT, "target", "release", "vtap")
 TUNRS = os.path.join(PEERS, "tunrs-fwd", "target", "release", "tunrs-fwd")
 
-ALL_PEERS = ["veth", "vtap", "vtap-poll", "vtap-gso", "vtap-none", "vtap-rings", "offload", "naive", "tunrs-tap",
+ALL_PEERS = ["veth", "vtap", "vtap-poll", "vtap-gso", "vtap-none", "vtap-rings", "vtap-w2", "offload", "offload-t",
+             "naive", "tunrs-tap",
              "dpdk", "uplink-bridge", "vtap-uplink", "dpdk-uplink"]
 # A/B of vtap itself: `vtap-base` is the `vtap` configuration run by another
 # build (VTAP_BASE_BIN=path/to/vtap), e.g. the commit before a refactor, so
@@ -84,7 +89,7 @@ ALL_PEERS = ["veth", "vtap", "vtap-poll", "vtap-gso", "vtap-none", "vtap-rings",
 # default peer list.
 OPTIONAL_PEERS = ["vtap-base", "vtap-uplink-base"]
 QUICK_PEERS = ["veth", "vtap", "offload", "naive", "uplink-bridge", "vtap-uplink"]
-USERSPACE_PEERS = ["offload", "naive", "tunrs-tap", "dpdk"]
+USERSPACE_PEERS = ["offload", "offload-t", "naive", "tunrs-tap", "dpdk"]
 
 A4, B4 = "198.18.0.1", "198.18.0.2"
 A6, B6 = "2001:db8::1", "2001:db8::2"
@@ -131,7 +136,8 @@ def build(peers):
         subprocess.run(["cargo", "build", "--release", "-q", "-p", "vtap-cli"], check=True, cwd=ROOT)
     for name, extra in (("naive", []), ("offload", ["-pthread"])):
         src, out = os.path.join(PEERS, f"{name}.c"), os.path.join(PEERS, name)
-        if name in peers and (not os.path.exists(out) or os.path.getmtime(out) < os.path.getmtime(src)):
+        wanted = name in peers or (name == "offload" and "offload-t" in peers)
+        if wanted and (not os.path.exists(out) or os.path.getmtime(out) < os.path.getmtime(src)):
             subprocess.run(["gcc", "-O2", "-Wall", *extra, "-o", out, src], check=True)
     if "tunrs-tap" in peers:
         subprocess.run(["cargo", "build", "--release", "-q"], check=True,
@@ -271,8 +277,9 @@ def start_peer(run, peer):
         move_taps(only_a=True)
     elif peer.startswith("vtap"):
         start_vtap(run, peer)
-    elif peer in ("naive", "offload"):
-        p = run.spawn([os.path.join(PEERS, peer), IF_A, IF_B], peer)
+    elif peer in ("naive", "offload", "offload-t"):
+        binary, flags = {"offload-t": ("offload", ["-t"])}.get(peer, (peer, []))
+        p = run.spawn([os.path.join(PEERS, binary), *flags, IF_A, IF_B], peer)
         run.fwd_pid = p.pid
         wait_ready(run, peer, "READY")
         move_taps()
@@ -314,9 +321,16 @@ def start_vtap(run, peer):
     flags = {"vtap": ["--gso", "--gro-coalesce"], "vtap-base": ["--gso", "--gro-coalesce"],
              "vtap-poll": ["--gso", "--gro-coalesce"],
              "vtap-gso": ["--gso"], "vtap-none": [],
-             "vtap-rings": ["--gso", "--gro-coalesce", "--backend", "userspace"]}[peer]
+             "vtap-rings": ["--gso", "--gro-coalesce", "--backend", "userspace"],
+             "vtap-w2": ["--gso", "--gro-coalesce"]}[peer]
     sock = os.path.join(run.out, "vtap.sock")
-    p = run.spawn([vtap, "--socket", sock, "daemon"], peer)
+    daemon = [vtap, "--socket", sock, "daemon"]
+    if peer == "vtap-w2":
+        conf = os.path.join(run.out, "vtap-w2.toml")
+        with open(conf, "w") as f:
+            f.write("[forwarding]\nworkers = 2\n")
+        daemon += ["--config", conf]
+    p = run.spawn(daemon, peer)
     run.fwd_pid = p.pid
     wait_for(lambda: os.path.exists(sock), 10, "vtap daemon socket")
     mkns()
