@@ -20,7 +20,8 @@ Topology (per peer): two namespaces of this run, A (198.18.0.1/24,
     offload-t     the same C forwarder with a thread per direction
                   (`offload -t`: blocking read -> write)
     vtap-w2       `vtap` with two forwarding workers ([forwarding]
-                  workers = 2): a cross-connect's directions on one each
+                  workers = 2, split_directions = true): a cross-connect's
+                  directions on one each
     naive         C forwarder: one read()/write() per frame, no vnet header
     tunrs-tap     the tun-rs crate with offload(true), raw pass-through
     dpdk          dpdk-testpmd, two net_tap vdevs, io forwarding; no TSO/GSO
@@ -328,7 +329,7 @@ def start_vtap(run, peer):
     if peer == "vtap-w2":
         conf = os.path.join(run.out, "vtap-w2.toml")
         with open(conf, "w") as f:
-            f.write("[forwarding]\nworkers = 2\n")
+            f.write("[forwarding]\nworkers = 2\nsplit_directions = true\n")
         daemon += ["--config", conf]
     p = run.spawn(daemon, peer)
     run.fwd_pid = p.pid

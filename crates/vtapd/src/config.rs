@@ -97,6 +97,9 @@ impl Default for TapSection {
 pub struct ForwardingSection {
     /// Worker threads; one per CPU beyond the first if absent.
     pub workers: Option<usize>,
+    /// Give each direction of a cross-connect its own worker when there are
+    /// two or more (default false: on 2 vCPUs it measured slower).
+    pub split_directions: bool,
     /// Pin worker `i` to CPU `cpus[i]` (VPP's `corelist-workers`); the
     /// worker count is then the list's length. Unpinned if absent.
     pub cpus: Option<Vec<usize>>,

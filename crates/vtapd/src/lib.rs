@@ -176,6 +176,7 @@ pub async fn run(opts: DaemonOptions) -> Result<(), Error> {
         None => vtap::forward::Forwarder::new(workers),
     }
     .map_err(Error::Forwarding)?;
+    forwarder.set_split_directions(cfg.forwarding.split_directions);
     if let Some(us) = cfg.forwarding.poll_window_us {
         forwarder
             .set_poll_window(std::time::Duration::from_micros(us))

@@ -296,6 +296,8 @@ pub struct Forwarder {
     poll_window_us: Arc<std::sync::atomic::AtomicU64>,
     /// The CPU each worker is pinned to (empty: unpinned).
     cpus: Vec<usize>,
+    /// Put a cross-connect's directions on two workers (when there are).
+    split_directions: bool,
 }
 
 impl std::fmt::Debug for Forwarder {
@@ -345,6 +347,7 @@ impl Forwarder {
             clock,
             poll_window_us: Arc::new(std::sync::atomic::AtomicU64::new(window)),
             cpus: Vec::new(),
+            split_directions: false,
         };
         for i in 0..workers.max(1) {
             let (tx, rx) = mpsc::channel();
@@ -405,6 +408,14 @@ impl Forwarder {
         self.poll_window_us
             .store(us, std::sync::atomic::Ordering::Relaxed);
         Ok(())
+    }
+
+    /// Whether new cross-connects get a worker per direction (when the
+    /// pool has two or more; `[forwarding] split_directions`). Off by
+    /// default: measured on 2 vCPUs it loses (the second worker takes the
+    /// CPU the kernel side of the traffic needs; docs/benchmarks.md).
+    pub fn set_split_directions(&mut self, on: bool) {
+        self.split_directions = on;
     }
 
     /// The CPU each worker is pinned to (empty: unpinned).
@@ -555,15 +566,16 @@ impl Forwarder {
         (0..load.len()).min_by_key(|&w| load[w]).unwrap_or(0)
     }
 
-    /// Workers for a new cross-connect's two directions: the two least
-    /// loaded (lowest index first on a tie), so that with workers to spare
-    /// each direction has its own thread; the same one when there is one.
+    /// Workers for a new cross-connect's two directions: the least loaded
+    /// (lowest index first on a tie) for both, or, when directions are
+    /// split and there are two or more workers, the two least loaded.
     fn place_directions(&self) -> [usize; 2] {
         let load = self.loads();
         let mut order: Vec<usize> = (0..load.len()).collect();
         order.sort_by_key(|&w| (load[w], w));
         let first = order.first().copied().unwrap_or(0);
-        [first, order.get(1).copied().unwrap_or(first)]
+        let second = order.get(1).copied().filter(|_| self.split_directions);
+        [first, second.unwrap_or(first)]
     }
 
     /// The bridge interface `id` is in, if any.

@@ -63,6 +63,7 @@ fn a_cross_connect_moves_frames_both_ways_and_accounts_for_each() {
 
 fn a_cross_connect_on(workers: usize) {
     let mut fwd = Forwarder::new(workers).expect("forwarder");
+    fwd.set_split_directions(true);
     let ((fa, a), (fb, b)) = (port(1), port(2));
     let x = fwd.xconnect(a, b).expect("xconnect");
     assert_eq!((x.worker, x.reverse_worker), (0, workers - 1));
@@ -163,12 +164,14 @@ fn a_bridge_of_one_port_drops_floods_as_no_port() {
     balanced(&fa);
 }
 
-/// A cross-connect's directions go to the two least-loaded workers
-/// (one worker: both there); a bridge counts as two directions.
+/// A cross-connect goes to the least-loaded worker; with split directions
+/// its two directions go to the two least-loaded (one worker: both there);
+/// a bridge counts as two directions.
 #[test]
 fn work_is_placed_on_the_least_loaded_worker() {
-    let place = |workers: usize, xcs: u32| {
+    let place = |workers: usize, split: bool, xcs: u32| {
         let mut fwd = Forwarder::new(workers).expect("forwarder");
+        fwd.set_split_directions(split);
         (0..xcs)
             .map(|i| {
                 let ((_, a), (_, b)) = (port(10 * i + 1), port(10 * i + 2));
@@ -177,17 +180,24 @@ fn work_is_placed_on_the_least_loaded_worker() {
             })
             .collect::<Vec<_>>()
     };
-    // (workers, cross-connects, (worker, reverse worker) of each)
-    type Row = (usize, u32, &'static [(usize, usize)]);
-    let table: [Row; 3] = [
-        (1, 2, &[(0, 0), (0, 0)]),
-        (2, 2, &[(0, 1), (0, 1)]),
-        (3, 3, &[(0, 1), (2, 0), (1, 2)]),
+    // (workers, split, cross-connects, (worker, reverse worker) of each)
+    type Row = (usize, bool, u32, &'static [(usize, usize)]);
+    let table: [Row; 5] = [
+        (1, true, 2, &[(0, 0), (0, 0)]),
+        (2, true, 2, &[(0, 1), (0, 1)]),
+        (3, true, 3, &[(0, 1), (2, 0), (1, 2)]),
+        (2, false, 3, &[(0, 0), (1, 1), (0, 0)]),
+        (3, false, 2, &[(0, 0), (1, 1)]),
     ];
-    for (workers, xcs, want) in table {
-        assert_eq!(place(workers, xcs), want, "{workers} workers");
+    for (workers, split, xcs, want) in table {
+        assert_eq!(
+            place(workers, split, xcs),
+            want,
+            "{workers} workers, split {split}"
+        );
     }
     let mut fwd = Forwarder::new(2).expect("forwarder");
+    fwd.set_split_directions(true);
     let ((_, a), (_, b)) = (port(1), port(2));
     fwd.xconnect(a, b).expect("xconnect");
     assert_eq!(
