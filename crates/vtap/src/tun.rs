@@ -267,7 +267,7 @@ fn set_iff_error(name: &str, source: io::Error) -> Error {
 }
 
 /// Sets the vnet header size and send buffer on one queue.
-pub fn configure_queue(fd: &OwnedFd, name: &str, mode: Mode) -> Result<(), Error> {
+pub fn configure_queue(fd: &impl AsFd, name: &str, mode: Mode) -> Result<(), Error> {
     let ioctl = |op| {
         move |source| Error::Ioctl {
             op,
@@ -284,7 +284,7 @@ pub fn configure_queue(fd: &OwnedFd, name: &str, mode: Mode) -> Result<(), Error
 /// the kernel accepts. `allow_uso = false` is the kill switch for USO.
 /// Returns the mask that is now in force.
 pub fn set_offload(
-    fds: &[OwnedFd],
+    fds: &[impl AsFd],
     name: &str,
     mode: OffloadMode,
     allow_uso: bool,
@@ -328,7 +328,7 @@ pub fn set_offload(
 }
 
 /// Marks the interface persistent (or not) through one of its queues.
-pub fn set_persist(fd: &OwnedFd, name: &str, persist: bool) -> Result<(), Error> {
+pub fn set_persist(fd: &impl AsFd, name: &str, persist: bool) -> Result<(), Error> {
     sys::tun_set_persist(fd.as_fd(), persist).map_err(|source| Error::Ioctl {
         op: "TUNSETPERSIST",
         name: name.to_string(),

@@ -78,10 +78,13 @@ async fn a_direct_tap_costs_fewer_fds_than_a_ring_backend() {
     }
     reg.delete(&warm.name).await.expect("delete");
     eprintln!("fds per tap (userspace, direct, twice): {cost:?}");
-    // The rings' four eventfds (kick and call, rx and tx) and the backend
-    // thread's copy of the tap fd are gone.
+    // The rings' four eventfds (kick and call, rx and tx), the backend
+    // thread's copy of the tap fd and the data path's duplicate are gone.
     let (user, direct) = (cost[0].min(cost[2]), cost[1].max(cost[3]));
     assert!(direct + 5 <= user, "{cost:?}");
+    // A direct tap is its queue fd, shared by the registry and the data
+    // path, and its namespace handle: two (8 192 fit in 20 000 fds).
+    assert!(direct <= 2, "{cost:?}");
 }
 
 /// Clock ticks the forwarding workers use in one second.

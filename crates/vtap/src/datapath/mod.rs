@@ -244,7 +244,12 @@ impl DataPath {
     /// The direct engine: queue `i` reads or writes tap fd `i` (modulo the
     /// fds there are: tx queues beyond them share, as with the backends).
     fn start_direct(cfg: &Config, taps: &[File]) -> Result<Self, Error> {
-        let shared = direct::share_taps(taps)?;
+        Self::start_direct_shared(cfg, &direct::share_taps(taps)?)
+    }
+
+    /// The direct engine on fds the caller shares with it (the registry's
+    /// own queue fds: no duplicate, one fd per queue in all).
+    pub fn start_direct_shared(cfg: &Config, shared: &[Arc<File>]) -> Result<Self, Error> {
         let tap = |i: u16| {
             let i = usize::from(i);
             shared

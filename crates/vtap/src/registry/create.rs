@@ -33,7 +33,8 @@ enum Undo {
 struct Rollback {
     host: Option<Host>,
     datapath: Option<DataPath>,
-    queues: Vec<OwnedFd>,
+    /// The queue fds, shared (not duplicated) with a direct data path.
+    queues: Vec<Arc<std::fs::File>>,
     name: String,
     undo: Vec<Undo>,
 }
@@ -50,7 +51,7 @@ trait Inverse {
 /// its queue fds.
 struct Kernel<'a> {
     host: Option<&'a Host>,
-    queues: &'a [OwnedFd],
+    queues: &'a [Arc<std::fs::File>],
     name: &'a str,
 }
 
@@ -382,7 +383,10 @@ impl Registry {
                 want_mq,
             )
             .map_err(Into::into)
-        })?;
+        })?
+        .into_iter()
+        .map(|fd| Arc::new(std::fs::File::from(fd)))
+        .collect();
         if !cfg.attach {
             // From here on the interface exists: deleting it is the
             // innermost inverse (it also removes addresses and routes).
@@ -601,31 +605,35 @@ impl Registry {
         })
     }
 
+    /// Starts the data path on the interface's queues. The direct engine
+    /// shares the registry's fds (one fd per queue in all); the ring
+    /// backends get duplicates they own.
     fn start_datapath(
         &self,
         cfg: &TapConfig,
         backend: Backend,
-        queues: &[OwnedFd],
+        queues: &[Arc<std::fs::File>],
     ) -> Result<DataPath, datapath::Error> {
-        let taps = queues
-            .iter()
-            .map(|q| q.try_clone().map(std::fs::File::from))
-            .collect::<io::Result<Vec<_>>>()
-            .map_err(|e| datapath::Error::Queue(datapath::queue::Error::EventFd(e)))?;
         // Validated to 1..=32768, which fits.
         let ring = |n: u32| u16::try_from(n).unwrap_or(crate::virtq::split::MAX_SIZE);
-        DataPath::start(
-            &datapath::Config {
-                rx_ring_size: ring(cfg.rx_ring_size),
-                tx_ring_size: ring(cfg.tx_ring_size),
-                num_rx_queues: cfg.num_rx_queues,
-                num_tx_queues: cfg.num_tx_queues,
-                event_idx: self.settings.event_idx,
-                indirect: true,
-                backend,
-            },
-            &taps,
-        )
+        let dcfg = datapath::Config {
+            rx_ring_size: ring(cfg.rx_ring_size),
+            tx_ring_size: ring(cfg.tx_ring_size),
+            num_rx_queues: cfg.num_rx_queues,
+            num_tx_queues: cfg.num_tx_queues,
+            event_idx: self.settings.event_idx,
+            indirect: true,
+            backend,
+        };
+        if backend == Backend::Direct {
+            return DataPath::start_direct_shared(&dcfg, queues);
+        }
+        let taps = queues
+            .iter()
+            .map(|q| q.try_clone())
+            .collect::<io::Result<Vec<_>>>()
+            .map_err(|e| datapath::Error::Queue(datapath::queue::Error::EventFd(e)))?;
+        DataPath::start(&dcfg, &taps)
     }
 
     fn select_backend(&self, req: BackendRequest) -> Result<Backend, Error> {

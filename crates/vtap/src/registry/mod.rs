@@ -27,7 +27,6 @@ use std::collections::BTreeMap;
 use std::ffi::CString;
 use std::io;
 use std::net::IpAddr;
-use std::os::fd::OwnedFd;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
@@ -224,7 +223,8 @@ struct Tap {
     /// removes a non-persistent link, which is then no news.
     watch: Option<Watched>,
     ns: Netns,
-    queues: Vec<OwnedFd>,
+    /// The queue fds (shared with a direct data path, not duplicated).
+    queues: Vec<Arc<std::fs::File>>,
 }
 
 impl Tap {
@@ -336,7 +336,7 @@ impl Registry {
         self.taps[&id]
             .queues
             .iter()
-            .map(|q| q.try_clone().map(std::fs::File::from))
+            .map(|q| q.try_clone())
             .collect::<io::Result<Vec<_>>>()
             .map_err(|e| Error::Step {
                 step: Step::OpenQueues,
