@@ -458,8 +458,10 @@ impl Uplinks {
         };
         let queues = opts.num_queues.unwrap_or(1);
         let ifname = opts.host_if_name.clone();
-        let opened = ns.run_in(|| open_checked(&ifname, queues))??;
-        let Probed { probe, opened } = match opened {
+        // Probe and judge before opening anything: a refused interface never
+        // sees a socket (nor a moment of promiscuity).
+        let probed = ns.run_in(|| probe_checked(&ifname))??;
+        let probe = match probed {
             Ok(p) => p,
             Err(Refusal::Missing) => {
                 return Err(Error::NoInterface {
@@ -489,6 +491,12 @@ impl Uplinks {
                 reason: format!("already the uplink {other}"),
             });
         }
+        let opened = ns
+            .run_in(|| packet::open(probe.ifindex, queues))?
+            .map_err(|source| Error::Socket {
+                name: ifname.clone(),
+                source,
+            })?;
         let sockets: Vec<Arc<File>> = opened.sockets.into_iter().map(Arc::new).collect();
         let mut dp = DataPath::start_sockets(&sockets, opened.hdr_len);
         dp.set_offload_caps(Caps {
@@ -599,14 +607,9 @@ enum Refusal {
     Not(String),
 }
 
-struct Probed {
-    probe: packet::Probe,
-    opened: packet::Opened,
-}
-
-/// In the interface's namespace: probes it, refuses what cannot be an
-/// uplink, opens the sockets.
-fn open_checked(ifname: &str, queues: u16) -> Result<Result<Probed, Refusal>, Error> {
+/// In the interface's namespace: probes it and refuses what cannot be an
+/// uplink (from what the kernel says of it alone).
+fn probe_checked(ifname: &str) -> Result<Result<packet::Probe, Refusal>, Error> {
     let socket_err = |source| Error::Socket {
         name: ifname.into(),
         source,
@@ -627,12 +630,10 @@ fn open_checked(ifname: &str, queues: u16) -> Result<Result<Probed, Refusal>, Er
             }))
         }
     };
-    if let Some(reason) = refusal(&probe) {
-        return Ok(Err(Refusal::Not(reason)));
+    match refusal(&probe) {
+        Some(reason) => Ok(Err(Refusal::Not(reason))),
+        None => Ok(Ok(probe)),
     }
-    drop(query);
-    let opened = packet::open(probe.ifindex, queues).map_err(socket_err)?;
-    Ok(Ok(Probed { probe, opened }))
 }
 
 /// Why an interface cannot be an uplink, from what the kernel says of it.
