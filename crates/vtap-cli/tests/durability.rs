@@ -184,6 +184,14 @@ fn a_change_that_cannot_be_saved_is_undone_and_refused() {
     let h0 = ifname("fu");
     d.ok(&["create", "--host-ns", &ns.name, "--host-if-name", &h0]);
     d.ok(&["bridge", "create", "bd0"]);
+    // Host uplinks, in a namespace of their own: one open, one to refuse.
+    let lan = TestNs::new("fulan");
+    for (up, peer) in [("upa", "pa"), ("upb", "pb")] {
+        lan.ip(&["link", "add", up, "type", "veth", "peer", "name", peer]);
+        lan.ip(&["link", "set", up, "up"]);
+    }
+    d.ok(&["host-interface", "create", "upa", "--host-ns", &lan.name]);
+    let promisc = |ifn: &str| lan.ip_json(&["-d", "link", "show", ifn])[0]["promiscuity"].clone();
     let saved_before = std::fs::read(&state).expect("state");
 
     // A persistent tap made by iproute2, for an attach that cannot be saved:
@@ -224,6 +232,9 @@ fn a_change_that_cannot_be_saved_is_undone_and_refused() {
         &["set", "tap0", "rx-mode", "polling"],
         &["set", "tap0", "mtu", "1400"],
         &["set", "tap0", "offload", "gso-enable"],
+        &["host-interface", "create", "upb", "--host-ns", &lan.name],
+        &["delete", "host-upa"],
+        &["set", "host-upa", "rx-mode", "polling"],
     ];
     for args in cases {
         let line = d.refused(args);
@@ -248,8 +259,24 @@ fn a_change_that_cannot_be_saved_is_undone_and_refused() {
     assert_eq!(bridges.as_array().map(Vec::len), Some(1), "{bridges}");
     assert_eq!(bridges[0]["interfaces"], serde_json::json!([]));
     assert_eq!(std::fs::read(&state).expect("state"), saved_before);
+    // The uplinks: the refused one never opened (its interface not
+    // promiscuous), the one whose delete was refused is open as before.
+    assert_eq!((promisc("upb"), promisc("upa")), (0.into(), 1.into()));
+    let ups: Vec<Value> = d
+        .show()
+        .into_iter()
+        .filter(|v| v["kind"] == "host-interface")
+        .collect();
+    assert_eq!(ups.len(), 1, "{ups:?}");
+    assert_eq!(ups[0]["name"], "host-upa");
+    assert_eq!(
+        ups[0]["datapath"]["rx"][0]["mode"], "interrupt",
+        "rx mode put back"
+    );
 
     fs.free();
+    d.ok(&["delete", "host-upa"]);
+    assert_eq!(promisc("upa"), 0);
     d.ok(&["delete", "tap0"]);
     assert!(kernel_taps(&ns).is_empty());
 }
