@@ -101,6 +101,52 @@ struct RxBatch {
     truncated: Vec<bool>,
 }
 
+/// What a failed read means for the burst.
+enum ReadFailed {
+    /// Interrupted: read again.
+    Retry,
+    /// Drained, the link went down (counted), or the interface is gone
+    /// (remembered): the burst ends here.
+    EndBurst,
+}
+
+/// Sorts a read error: `EAGAIN` (drained) and `EINTR` are no errors; a
+/// packet socket says `ENETDOWN` once when its interface goes down or away,
+/// then stays quiet until it is up again (counted in `link_down`); tun's
+/// "gone" errors mark the queue `gone`; anything else fails the burst.
+fn read_failed(
+    e: std::io::Error,
+    link_down: &mut u64,
+    gone: &mut bool,
+) -> Result<ReadFailed, Error> {
+    if e.kind() == ErrorKind::WouldBlock {
+        Ok(ReadFailed::EndBurst)
+    } else if e.kind() == ErrorKind::Interrupted {
+        Ok(ReadFailed::Retry)
+    } else if e.raw_os_error() == Some(libc::ENETDOWN) {
+        *link_down += 1;
+        Ok(ReadFailed::EndBurst)
+    } else if is_gone(&e) {
+        tracing::debug!("interface gone under the direct engine: {e}");
+        *gone = true;
+        Ok(ReadFailed::EndBurst)
+    } else {
+        Err(Error::Read(e))
+    }
+}
+
+/// Counts a frame the kernel refused to take: longer than the uplink's MTU
+/// (`EMSGSIZE`, a packet socket says so), the device's queue full
+/// (`ENOBUFS`: with `PACKET_QDISC_BYPASS` there is no qdisc to wait in), or
+/// anything else (the interface down or gone, a header it rejects).
+fn count_refused(counters: &mut Counters, e: &std::io::Error) {
+    match e.raw_os_error() {
+        Some(libc::EMSGSIZE) => counters.drop_too_big += 1,
+        Some(libc::ENOBUFS) => counters.drop_no_free_slots += 1,
+        _ => counters.drop_io_error += 1,
+    }
+}
+
 /// An rx queue read straight from a tap fd.
 #[derive(Debug)]
 pub struct DirectRx {
@@ -183,20 +229,10 @@ impl DirectRx {
                 READ_BUF,
             ) {
                 Ok(n) => n,
-                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-                Err(e) if e.raw_os_error() == Some(libc::ENETDOWN) => {
-                    // A packet socket's interface went down or away:
-                    // said once, then quiet until it is up again.
-                    self.link_down_events += 1;
-                    break;
-                }
-                Err(e) if is_gone(&e) => {
-                    tracing::debug!("tap gone under the direct engine: {e}");
-                    self.gone = true;
-                    break;
-                }
-                Err(e) => return Err(Error::Read(e)),
+                Err(e) => match read_failed(e, &mut self.link_down_events, &mut self.gone)? {
+                    ReadFailed::Retry => continue,
+                    ReadFailed::EndBurst => break,
+                },
             };
             if n < self.hdr_len {
                 self.counters.drop_truncated += 1;
@@ -241,17 +277,10 @@ impl DirectRx {
                 READ_BUF,
             ) {
                 Ok(n) => n,
-                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-                Err(e) if e.raw_os_error() == Some(libc::ENETDOWN) => {
-                    self.link_down_events += 1;
-                    break;
-                }
-                Err(e) if is_gone(&e) => {
-                    self.gone = true;
-                    break;
-                }
-                Err(e) => return Err(Error::Read(e)),
+                Err(e) => match read_failed(e, &mut self.link_down_events, &mut self.gone)? {
+                    ReadFailed::Retry => continue,
+                    ReadFailed::EndBurst => break,
+                },
             };
             for i in 0..got {
                 if b.truncated[i] {
@@ -372,16 +401,7 @@ impl DirectTx {
                 }
                 Err(e) if e.kind() == ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == ErrorKind::Interrupted => break,
-                // Longer than the uplink's MTU (a packet socket says so).
-                Err(e) if e.raw_os_error() == Some(libc::EMSGSIZE) => {
-                    self.counters.drop_too_big += 1;
-                }
-                // The device's queue is full (with `PACKET_QDISC_BYPASS`
-                // there is no qdisc to wait in): the frame is dropped.
-                Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => {
-                    self.counters.drop_no_free_slots += 1;
-                }
-                Err(_) => self.counters.drop_io_error += 1,
+                Err(e) => count_refused(&mut self.counters, &e),
             }
             consumed += 1;
         }
@@ -434,11 +454,7 @@ impl DirectTx {
                 Err(e) if e.kind() == ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == ErrorKind::Interrupted => break,
                 Err(e) => {
-                    match e.raw_os_error() {
-                        Some(libc::EMSGSIZE) => self.counters.drop_too_big += 1,
-                        Some(libc::ENOBUFS) => self.counters.drop_no_free_slots += 1,
-                        _ => self.counters.drop_io_error += 1,
-                    }
+                    count_refused(&mut self.counters, &e);
                     consumed += 1;
                 }
             }
