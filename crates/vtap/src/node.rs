@@ -95,17 +95,8 @@ impl Node {
         &mut self,
         opts: &HostInterfaceOptions,
     ) -> Result<HostInterfaceInfo, Error> {
-        let taps: Vec<(u64, u32, String)> = self
-            .registry
-            .list()
-            .into_iter()
-            .map(|t| (t.host_ns_inode, t.host_ifindex, t.name))
-            .collect();
-        let own = |ns: u64, index: u32| {
-            taps.iter()
-                .find(|(n, i, _)| *n == ns && *i == index)
-                .map(|(_, _, name)| name.clone())
-        };
+        let registry = &self.registry;
+        let own = |ns: u64, index: u32| registry.host_side(ns, index).map(String::from);
         Ok(self.uplinks.create(opts, own)?)
     }
 

@@ -309,6 +309,15 @@ impl Registry {
             .ok_or(Error::NoFreeId)
     }
 
+    /// The name of the interface whose host side is `ifindex` in the
+    /// namespace of inode `ns_inode`, if it is one of these.
+    pub fn host_side(&self, ns_inode: u64, ifindex: u32) -> Option<&str> {
+        self.taps
+            .values()
+            .find(|t| t.info.host_ns_inode == ns_inode && t.info.host_ifindex == ifindex)
+            .map(|t| t.info.name.as_str())
+    }
+
     /// The interface as one end of a cross-connect.
     pub fn end(&self, key: &str) -> Result<crate::port::End, Error> {
         let id = self.resolve(key)?;

@@ -404,6 +404,14 @@ impl Uplinks {
         Ok(self.map[&self.resolve(key)?].datapath.clone())
     }
 
+    /// The lowest uplink id neither in use nor in `reserved` (ids a caller
+    /// holds for uplinks this store does not serve).
+    pub fn free_id(&self, reserved: &std::collections::BTreeSet<u32>) -> u32 {
+        (ID_BASE..)
+            .find(|id| !self.map.contains_key(id) && !reserved.contains(id))
+            .unwrap_or(ID_BASE)
+    }
+
     /// Whether interface `ifindex` of namespace `ns_inode` is an uplink.
     pub fn holds(&self, ns_inode: u64, ifindex: u32) -> Option<&str> {
         self.map
@@ -439,9 +447,7 @@ impl Uplinks {
                 })
             }
             Some(id) => id,
-            None => (ID_BASE..)
-                .find(|id| !self.map.contains_key(id))
-                .unwrap_or(ID_BASE),
+            None => self.free_id(&std::collections::BTreeSet::new()),
         };
         let spec = opts
             .host_ns

@@ -64,9 +64,8 @@ async fn create(State(s): State<Arc<AppState>>, body: Bytes) -> Result<Response,
     }
     // Ids of detached uplinks stay theirs.
     if opts.id.is_none() {
-        let held: Vec<u32> = detached_uplinks(&s).keys().copied().collect();
-        let live: Vec<u32> = node.uplinks.list().iter().map(|u| u.id).collect();
-        opts.id = (vtap::uplink::ID_BASE..).find(|i| !held.contains(i) && !live.contains(i));
+        let held: std::collections::BTreeSet<u32> = detached_uplinks(&s).keys().copied().collect();
+        opts.id = Some(node.uplinks.free_id(&held));
     }
     let info = node.host_interface_create(&opts)?;
     let name = info.name.clone();
