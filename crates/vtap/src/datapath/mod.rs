@@ -435,6 +435,21 @@ impl DataPath {
         (st, stream)
     }
 
+    /// Starts a capture unless one is still recording; refused with the
+    /// frames that one has captured so far (a capture is stopped by its
+    /// owner, never replaced under it).
+    pub fn start_capture_exclusive(
+        &mut self,
+        direction: capture::Direction,
+        count: Option<u64>,
+        tun: bool,
+    ) -> Result<capture::Stream, u64> {
+        if let Some(running) = self.running_capture() {
+            return Err(running.captured);
+        }
+        Ok(self.start_capture(direction, count, tun).1)
+    }
+
     /// The capture still recording, if any (one that reached its count or
     /// whose reader went away is finished and does not count).
     pub fn running_capture(&self) -> Option<&capture::CaptureState> {

@@ -136,14 +136,12 @@ impl Registry {
         count: Option<u64>,
     ) -> Result<datapath::capture::Stream, Error> {
         let (id, t, dp) = self.with_datapath(key)?;
-        let mut dp = lock(dp);
-        if let Some(running) = dp.running_capture() {
-            return Err(Error::CaptureRunning {
+        let stream = lock(dp)
+            .start_capture_exclusive(direction, count, t.info.tun)
+            .map_err(|captured| Error::CaptureRunning {
                 iface: key.to_string(),
-                captured: running.captured,
-            });
-        }
-        let (_, stream) = dp.start_capture(direction, count, t.info.tun);
+                captured,
+            })?;
         tracing::info!(id, ?direction, count, "capture started");
         Ok(stream)
     }

@@ -588,14 +588,12 @@ impl Uplinks {
         count: Option<u64>,
     ) -> Result<capture::Stream, Error> {
         let u = &self.map[&self.resolve(key)?];
-        let mut dp = datapath::lock(&u.datapath);
-        if let Some(running) = dp.running_capture() {
-            return Err(Error::CaptureRunning {
+        datapath::lock(&u.datapath)
+            .start_capture_exclusive(direction, count, false)
+            .map_err(|captured| Error::CaptureRunning {
                 iface: key.into(),
-                captured: running.captured,
-            });
-        }
-        Ok(dp.start_capture(direction, count, false).1)
+                captured,
+            })
     }
 
     /// Stops the running capture.
