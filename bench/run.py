@@ -264,17 +264,7 @@ def start_peer(run, peer):
         # or GSO frame from the LAN's veth would reach it unfinished. A real
         # LAN delivers finished frames, so the LAN side finishes them here.
         nsx(NS_B, "ethtool", "-K", IF_B, "tx", "off")
-        fifo = os.path.join(run.out, "testpmd.in")
-        if not os.path.exists(fifo):
-            os.mkfifo(fifo)
-        stdin = os.open(fifo, os.O_RDWR)
-        p = run.spawn(["stdbuf", "-oL", "dpdk-testpmd", "--no-huge", "-m", "512", "--no-pci",
-                       "--no-shconf", "--file-prefix=vtbench", f"--vdev=net_tap0,iface={IF_A}",
-                       f"--vdev=net_af_packet0,iface={IF_U}", "-l", "0-1", "--", "--forward-mode=io",
-                       "--auto-start", "--nb-cores=1", "--total-num-mbufs=32768"], peer, stdin=stdin)
-        os.close(stdin)
-        run.fwd_pid = p.pid
-        wait_ready(run, peer, "Press enter to exit", 60)
+        start_testpmd(run, peer, f"net_af_packet0,iface={IF_U}")
         move_taps(only_a=True)
     elif peer.startswith("vtap"):
         start_vtap(run, peer)
@@ -290,19 +280,7 @@ def start_peer(run, peer):
         wait_ready(run, peer, "READY")
         move_taps()
     elif peer == "dpdk":
-        # testpmd ends with read(0) ("Press enter to exit"): stdin must never
-        # reach EOF. Its queues re-open the taps by name at port start, so they
-        # may only move once it is forwarding.
-        fifo = os.path.join(run.out, "testpmd.in")
-        os.mkfifo(fifo)
-        stdin = os.open(fifo, os.O_RDWR)
-        p = run.spawn(["stdbuf", "-oL", "dpdk-testpmd", "--no-huge", "-m", "512", "--no-pci",
-                       "--no-shconf", "--file-prefix=vtbench", f"--vdev=net_tap0,iface={IF_A}",
-                       f"--vdev=net_tap1,iface={IF_B}", "-l", "0-1", "--", "--forward-mode=io",
-                       "--auto-start", "--nb-cores=1", "--total-num-mbufs=32768"], peer, stdin=stdin)
-        os.close(stdin)
-        run.fwd_pid = p.pid
-        wait_ready(run, peer, "Press enter to exit", 60)
+        start_testpmd(run, peer, f"net_tap1,iface={IF_B}")
         move_taps()
     else:
         raise ValueError(f"unknown peer {peer}")
@@ -311,31 +289,57 @@ def start_peer(run, peer):
              f"{peer}: {B4} reachable from A")
 
 
-def start_vtap(run, peer):
+def start_testpmd(run, peer, second_vdev):
+    """dpdk-testpmd forwarding (io mode) between a net_tap on IF_A and
+    `second_vdev`. testpmd ends with read(0) ("Press enter to exit"): stdin
+    must never reach EOF. Its queues re-open the taps by name at port start,
+    so they may only move once it is forwarding (the caller moves them)."""
+    fifo = os.path.join(run.out, "testpmd.in")
+    if not os.path.exists(fifo):
+        os.mkfifo(fifo)
+    stdin = os.open(fifo, os.O_RDWR)
+    p = run.spawn(["stdbuf", "-oL", "dpdk-testpmd", "--no-huge", "-m", "512", "--no-pci",
+                   "--no-shconf", "--file-prefix=vtbench", f"--vdev=net_tap0,iface={IF_A}",
+                   f"--vdev={second_vdev}", "-l", "0-1", "--", "--forward-mode=io",
+                   "--auto-start", "--nb-cores=1", "--total-num-mbufs=32768"], peer, stdin=stdin)
+    os.close(stdin)
+    run.fwd_pid = p.pid
+    wait_ready(run, peer, "Press enter to exit", 60)
+
+
+def vtap_daemon(run, peer, config=None):
+    """Starts a vtap daemon for `peer` (the `*-base` peers run VTAP_BASE_BIN,
+    another build) with `config` as its TOML, if any; returns the binary and
+    the environment that reaches it."""
     vtap = VTAP
-    if peer in ("vtap-uplink", "vtap-uplink-base"):
-        return start_vtap_uplink(run, peer)
-    if peer == "vtap-base":
+    if peer.endswith("-base"):
         vtap = os.environ.get("VTAP_BASE_BIN", "")
         if not os.access(vtap, os.X_OK):
-            raise RuntimeError("vtap-base: set VTAP_BASE_BIN to another build's vtap binary")
+            raise RuntimeError(f"{peer}: set VTAP_BASE_BIN to another build's vtap binary")
+    sock = os.path.join(run.out, "vtap.sock")
+    daemon = [vtap, "--socket", sock, "daemon"]
+    if config:
+        conf = os.path.join(run.out, f"{peer}.toml")
+        with open(conf, "w") as f:
+            f.write(config)
+        daemon += ["--config", conf]
+    p = run.spawn(daemon, peer)
+    run.fwd_pid = p.pid
+    wait_for(lambda: os.path.exists(sock), 10, "vtap daemon socket")
+    return vtap, dict(os.environ, VTAP_SOCKET=sock)
+
+
+def start_vtap(run, peer):
+    if peer in ("vtap-uplink", "vtap-uplink-base"):
+        return start_vtap_uplink(run, peer)
     flags = {"vtap": ["--gso", "--gro-coalesce"], "vtap-base": ["--gso", "--gro-coalesce"],
              "vtap-poll": ["--gso", "--gro-coalesce"],
              "vtap-gso": ["--gso"], "vtap-none": [],
              "vtap-rings": ["--gso", "--gro-coalesce", "--backend", "userspace"],
              "vtap-w2": ["--gso", "--gro-coalesce"]}[peer]
-    sock = os.path.join(run.out, "vtap.sock")
-    daemon = [vtap, "--socket", sock, "daemon"]
-    if peer == "vtap-w2":
-        conf = os.path.join(run.out, "vtap-w2.toml")
-        with open(conf, "w") as f:
-            f.write("[forwarding]\nworkers = 2\nsplit_directions = true\n")
-        daemon += ["--config", conf]
-    p = run.spawn(daemon, peer)
-    run.fwd_pid = p.pid
-    wait_for(lambda: os.path.exists(sock), 10, "vtap daemon socket")
+    config = "[forwarding]\nworkers = 2\nsplit_directions = true\n" if peer == "vtap-w2" else None
+    vtap, env = vtap_daemon(run, peer, config)
     mkns()
-    env = dict(os.environ, VTAP_SOCKET=sock)
     names = []
     for ns, ifn, v4, v6 in ((NS_A, IF_A, A4, A6), (NS_B, IF_B, B4, B6)):
         r = subprocess.run([vtap, "create", "--host-ns", ns, "--host-if-name", ifn,
@@ -352,17 +356,8 @@ def start_vtap_uplink(run, peer):
     """The declared uplink configuration: a tap in A with gso +
     gro-coalesce, cross-connected to an AF_PACKET uplink on IF_U (default
     rx mode, one queue). `vtap-uplink-base` runs it on VTAP_BASE_BIN."""
-    vtap = VTAP
-    if peer == "vtap-uplink-base":
-        vtap = os.environ.get("VTAP_BASE_BIN", "")
-        if not os.access(vtap, os.X_OK):
-            raise RuntimeError("vtap-uplink-base: set VTAP_BASE_BIN to another build's vtap binary")
-    sock = os.path.join(run.out, "vtap.sock")
-    p = run.spawn([vtap, "--socket", sock, "daemon"], peer)
-    run.fwd_pid = p.pid
-    wait_for(lambda: os.path.exists(sock), 10, "vtap daemon socket")
+    vtap, env = vtap_daemon(run, peer)
     lan()
-    env = dict(os.environ, VTAP_SOCKET=sock)
     tap = subprocess.run([vtap, "create", "--host-ns", NS_A, "--host-if-name", IF_A, "--host-ip4-addr",
                           f"{A4}/24", "--host-ip6-addr", f"{A6}/64", "--gso", "--gro-coalesce"],
                          env=env, check=True, text=True, capture_output=True).stdout.strip()
