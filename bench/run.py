@@ -35,11 +35,24 @@ standing in for the NIC (IF_U in this namespace, IF_B in B, the "LAN"):
     uplink-bridge  the kernel: A's veth and IF_U in a Linux bridge
     vtap-uplink    vtap: a tap in A (gso + gro-coalesce) cross-connected to
                    `vtap host-interface create IF_U` (AF_PACKET)
+    vtap-uplink-xdp  the same with `--mode af-xdp` (vtap's XDP program and
+                   an XDP socket on IF_U, copy mode: veth has no zero-copy);
+                   B's side has tx checksum off, as for dpdk-uplink
     dpdk-uplink    dpdk-testpmd, net_tap (A) + net_af_packet (IF_U), io
                    forwarding, same EAL settings as `dpdk`; B's side has tx
                    checksum (and so TSO) off: net_af_packet has no
                    virtio-net header, so it needs finished frames, as a
                    real LAN delivers them
+
+Uplink-to-uplink path (issue #15, the two modes against each other): A's
+veth IF_A with its peer IF_V here, B's veth IF_B with its peer IF_U here:
+two "NICs", and a forwarder between IF_V and IF_U. Frames enter and leave
+the forwarder through uplinks only, so the uplink mode is all that differs:
+
+    uu-bridge      the kernel: IF_V and IF_U in a Linux bridge
+    vtap-uu        vtap: host-interface IF_V and IF_U (af-packet), cross-connected
+    vtap-uu-xdp    the same, both `--mode af-xdp`; A's and B's veths have tx
+                   checksum off (an XDP socket takes finished frames only)
 
 For each: ping and sockperf latency, iperf3 TCP with 1 and 4 streams, and the
 small-packet rate (trafgen sends 64-byte UDP frames into A's interface; what
@@ -83,13 +96,14 @@ TUNRS = os.path.join(PEERS, "tunrs-fwd", "target", "release", "tunrs-fwd")
 
 ALL_PEERS = ["veth", "vtap", "vtap-poll", "vtap-gso", "vtap-none", "vtap-rings", "vtap-w2", "offload", "offload-t",
              "naive", "tunrs-tap",
-             "dpdk", "uplink-bridge", "vtap-uplink", "dpdk-uplink"]
+             "dpdk", "uplink-bridge", "vtap-uplink", "vtap-uplink-xdp", "dpdk-uplink",
+             "uu-bridge", "vtap-uu", "vtap-uu-xdp"]
 # A/B of vtap itself: `vtap-base` is the `vtap` configuration run by another
 # build (VTAP_BASE_BIN=path/to/vtap), e.g. the commit before a refactor, so
 # that before and after are measured interleaved in one run. Never in the
 # default peer list.
 OPTIONAL_PEERS = ["vtap-base", "vtap-uplink-base"]
-QUICK_PEERS = ["veth", "vtap", "offload", "naive", "uplink-bridge", "vtap-uplink"]
+QUICK_PEERS = ["veth", "vtap", "offload", "naive", "uplink-bridge", "vtap-uplink", "vtap-uplink-xdp"]
 USERSPACE_PEERS = ["offload", "offload-t", "naive", "tunrs-tap", "dpdk"]
 
 A4, B4 = "198.18.0.1", "198.18.0.2"
@@ -101,6 +115,8 @@ IF_A, IF_B = f"{TAG}a", f"{TAG}b"
 # The uplink path: IF_U (this namespace) is the "NIC", its veth peer IF_B in
 # B the LAN; IF_P and BR are the kernel bridge peer's.
 IF_U, IF_P, BR = f"{TAG}u", f"{TAG}p", f"{TAG}br"
+# The uplink-to-uplink path: IF_V here is IF_A's peer (a second "NIC").
+IF_V = f"{TAG}v"
 
 
 def log(msg):
@@ -180,7 +196,7 @@ class Run:
         self.stop_all()
         for ns in (NS_A, NS_B):
             sh("ip", "netns", "del", ns, check=False)
-        for ifn in (IF_A, IF_B, IF_U, IF_P, BR):
+        for ifn in (IF_A, IF_B, IF_U, IF_V, IF_P, BR):
             sh("ip", "link", "del", ifn, check=False)
         shutil.rmtree("/var/run/dpdk/vtbench", ignore_errors=True)
         # Each peer starts from nothing: a vtap daemon restores what the
@@ -237,6 +253,22 @@ def lan():
     cfg_if(NS_B, IF_B, B4, B6)
 
 
+def two_nics(finished_frames=False):
+    """The uplink-to-uplink path: IF_A (in A) <-> IF_V here, IF_B (in B)
+    <-> IF_U here. `finished_frames`: A's and B's veths checksum in software
+    (tx off), as a wire delivers frames."""
+    mkns()
+    sh("ip", "link", "add", IF_U, "type", "veth", "peer", "name", IF_B, "netns", NS_B)
+    sh("ip", "link", "add", IF_V, "type", "veth", "peer", "name", IF_A, "netns", NS_A)
+    for i in (IF_U, IF_V):
+        sh("ip", "link", "set", i, "up")
+    cfg_if(NS_A, IF_A, A4, A6)
+    cfg_if(NS_B, IF_B, B4, B6)
+    if finished_frames:
+        nsx(NS_A, "ethtool", "-K", IF_A, "tx", "off")
+        nsx(NS_B, "ethtool", "-K", IF_B, "tx", "off")
+
+
 def wait_ready(run, name, pattern, secs=30):
     path = os.path.join(run.out, f"{name}.out")
     wait_for(lambda: os.path.exists(path) and re.search(pattern, open(path).read()), secs,
@@ -258,6 +290,12 @@ def start_peer(run, peer):
             sh("ip", "link", "set", i, "up")
         sh("ip", "link", "set", BR, "up")
         cfg_if(NS_A, IF_A, A4, A6)
+    elif peer == "uu-bridge":
+        two_nics()
+        sh("ip", "link", "add", BR, "type", "bridge")
+        for i in (IF_V, IF_U):
+            sh("ip", "link", "set", i, "master", BR)
+        sh("ip", "link", "set", BR, "up")
     elif peer == "dpdk-uplink":
         lan()
         # net_af_packet reads without a virtio-net header: a checksum-partial
@@ -330,8 +368,10 @@ def vtap_daemon(run, peer, config=None):
 
 
 def start_vtap(run, peer):
-    if peer in ("vtap-uplink", "vtap-uplink-base"):
+    if peer in ("vtap-uplink", "vtap-uplink-base", "vtap-uplink-xdp"):
         return start_vtap_uplink(run, peer)
+    if peer in ("vtap-uu", "vtap-uu-xdp"):
+        return start_vtap_uu(run, peer)
     flags = {"vtap": ["--gso", "--gro-coalesce"], "vtap-base": ["--gso", "--gro-coalesce"],
              "vtap-poll": ["--gso", "--gro-coalesce"],
              "vtap-gso": ["--gso"], "vtap-none": [],
@@ -355,15 +395,34 @@ def start_vtap(run, peer):
 def start_vtap_uplink(run, peer):
     """The declared uplink configuration: a tap in A with gso +
     gro-coalesce, cross-connected to an AF_PACKET uplink on IF_U (default
-    rx mode, one queue). `vtap-uplink-base` runs it on VTAP_BASE_BIN."""
+    rx mode, one queue). `vtap-uplink-base` runs it on VTAP_BASE_BIN;
+    `vtap-uplink-xdp` with `--mode af-xdp`."""
     vtap, env = vtap_daemon(run, peer)
     lan()
+    mode = []
+    if peer == "vtap-uplink-xdp":
+        # An XDP socket gets frames without checksum metadata: the LAN side
+        # finishes them, as a wire would (see dpdk-uplink).
+        nsx(NS_B, "ethtool", "-K", IF_B, "tx", "off")
+        mode = ["--mode", "af-xdp"]
     tap = subprocess.run([vtap, "create", "--host-ns", NS_A, "--host-if-name", IF_A, "--host-ip4-addr",
                           f"{A4}/24", "--host-ip6-addr", f"{A6}/64", "--gso", "--gro-coalesce"],
                          env=env, check=True, text=True, capture_output=True).stdout.strip()
-    up = subprocess.run([vtap, "host-interface", "create", IF_U], env=env, check=True, text=True,
+    up = subprocess.run([vtap, "host-interface", "create", IF_U, *mode], env=env, check=True, text=True,
                         capture_output=True).stdout.strip()
     subprocess.run([vtap, "xconnect", tap, up], env=env, check=True, capture_output=True)
+
+
+def start_vtap_uu(run, peer):
+    """Two uplinks cross-connected (default rx mode, one queue each):
+    af-packet for `vtap-uu`, af-xdp for `vtap-uu-xdp`."""
+    vtap, env = vtap_daemon(run, peer)
+    xdp = peer == "vtap-uu-xdp"
+    two_nics(finished_frames=xdp)
+    mode = ["--mode", "af-xdp"] if xdp else []
+    names = [subprocess.run([vtap, "host-interface", "create", i, *mode], env=env, check=True, text=True,
+                            capture_output=True).stdout.strip() for i in (IF_V, IF_U)]
+    subprocess.run([vtap, "xconnect", *names], env=env, check=True, capture_output=True)
 
 
 # ---------------------------------------------------------- measurements

@@ -13,6 +13,8 @@ PKGS=(
 	util-linux  # setpriv, unshare, mount: tests of missing privileges, /dev/net/tun, a full state file
 	procps      # sysctl: the accounting test turns IPv6 off in its namespaces
 	gcc         # some crates build C
+	clang       # compiles the XDP program of af-xdp uplinks (crates/vtap/bpf) at build time
+	linux-libc-dev # <linux/bpf.h>, which that program includes
 	curl        # the tests read /metrics the way an operator would (curl --unix-socket)
 	socat       # api-fuzz.sh: schemathesis speaks TCP, the daemon a Unix socket
 	python3-venv # api-fuzz.sh installs schemathesis from PyPI into a venv

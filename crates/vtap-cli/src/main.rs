@@ -175,10 +175,14 @@ enum HostInterfaceCommand {
         /// Its namespace: NAME, /path, or pid:N (the daemon's if absent).
         #[arg(long)]
         host_ns: Option<String>,
-        /// af-packet (the default).
+        /// af-packet (the default: a copy of every frame, the host's stack
+        /// still sees them) or af-xdp (an XDP program hands the interface's
+        /// frames to vtap; MTU up to 3 822).
         #[arg(long)]
         mode: Option<String>,
-        /// Queues (1..=64): one socket each, flows spread by hash.
+        /// Queues (1..=64): one socket each. af-packet: flows spread by
+        /// hash, 1 by default; af-xdp: one per receive queue of the
+        /// interface (the default, and the only count taken).
         #[arg(long)]
         num_queues: Option<u16>,
         /// polling | interrupt | adaptive.

@@ -95,6 +95,13 @@ pub(crate) fn print_uplinks(uplinks: &[Value]) {
             opt(u, "qdisc_bypass"),
             opt(u, "kernel_drops"),
         );
+        if let Some(x) = u.get("xdp").filter(|x| !x.is_null()) {
+            println!(
+                "  xdp prog-id {}  attach {}",
+                opt(x, "prog_id"),
+                opt(x, "attach")
+            );
+        }
         if let Some(dp) = u.get("datapath").filter(|d| !d.is_null()) {
             print_datapath(dp);
         }

@@ -4,8 +4,11 @@
 //! wrappers, each of which converts the C return code into an
 //! [`std::io::Result`] at once (through [`cvt`]). Keeping them together makes
 //! the kernel surface easy to audit: the TUN ioctls of `drivers/net/tun.c`,
-//! `setns(2)`, `getrandom(2)`, the adoption of a raw netlink socket, and the
-//! one read that fills uninitialized memory (a frame straight into a `Vec`).
+//! `setns(2)`, `getrandom(2)`, the adoption of a raw netlink socket, the
+//! one read that fills uninitialized memory (a frame straight into a `Vec`),
+//! packet sockets, and for `AF_XDP` the UMEM (an anonymous mapping with
+//! bounds-checked copies in and out, registered through `xdpilone`), the
+//! socket statistics and the transmit kick.
 
 use std::ffi::CStr;
 use std::io;
@@ -723,6 +726,201 @@ pub fn getsockopt_int(
         )
     })?;
     Ok(value)
+}
+
+/// `struct ethtool_channels` of `<linux/ethtool.h>`.
+#[repr(C)]
+#[derive(Default)]
+struct EthtoolChannels {
+    cmd: u32,
+    max_rx: u32,
+    max_tx: u32,
+    max_other: u32,
+    max_combined: u32,
+    rx_count: u32,
+    tx_count: u32,
+    other_count: u32,
+    combined_count: u32,
+}
+
+/// `SIOCETHTOOL` `ETHTOOL_GCHANNELS`: the receive queues of interface
+/// `name` in use (dedicated rx plus combined channels).
+pub fn ethtool_rx_channels(fd: BorrowedFd<'_>, name: &str) -> io::Result<u32> {
+    let mut ch = EthtoolChannels {
+        cmd: 0x3c, // ETHTOOL_GCHANNELS
+        ..EthtoolChannels::default()
+    };
+    let mut ifr = ifreq_with_name(name);
+    ifr.ifr_ifru.ifru_data = (&raw mut ch).cast();
+    // SAFETY: SIOCETHTOOL GCHANNELS writes a `struct ethtool_channels` (36
+    // bytes, the size of `ch`) into `ch`, which `ifr` points to for the call.
+    cvt(unsafe { libc::ioctl(fd.as_raw_fd(), libc::SIOCETHTOOL, &mut ifr) })?;
+    Ok(ch.rx_count + ch.combined_count)
+}
+
+/// Sets `FD_CLOEXEC` on an fd a crate opened without it.
+pub fn set_cloexec(fd: RawFd) -> io::Result<()> {
+    // SAFETY: F_SETFD takes an integer argument, no pointer.
+    cvt(unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) }).map(drop)
+}
+
+/// `getsockopt(SOL_XDP, XDP_STATISTICS)`: what an `AF_XDP` socket's kernel
+/// side dropped, cumulative since it was opened.
+pub fn xdp_statistics(fd: RawFd) -> io::Result<libc::xdp_statistics> {
+    // SAFETY: `xdp_statistics` is plain integers; all zeroes is valid.
+    let mut st: libc::xdp_statistics = unsafe { std::mem::zeroed() };
+    let mut len = socklen::<libc::xdp_statistics>();
+    // SAFETY: `st` is a live local of `len` bytes; the kernel writes at most
+    // `len` bytes there (fewer on old kernels, the rest stays zero).
+    cvt(unsafe {
+        libc::getsockopt(
+            fd,
+            libc::SOL_XDP,
+            libc::XDP_STATISTICS,
+            (&raw mut st).cast(),
+            &mut len,
+        )
+    })?;
+    Ok(st)
+}
+
+/// `sendto(fd, NULL, 0, MSG_DONTWAIT)`: an `AF_XDP` socket's transmit kick.
+/// In copy mode the kernel transmits from the ring inside this call.
+pub fn xsk_kick_tx(fd: RawFd) -> io::Result<()> {
+    // SAFETY: a zero-length send with no buffer and no address.
+    let sent = unsafe {
+        libc::sendto(
+            fd,
+            std::ptr::null(),
+            0,
+            libc::MSG_DONTWAIT,
+            std::ptr::null(),
+            0,
+        )
+    };
+    if sent < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+/// An anonymous, private, read-write mapping (an `AF_XDP` UMEM), unmapped
+/// on drop. It hands out copies in and out by offset, bounds-checked, and
+/// never a reference: the kernel writes into other parts of it at any time.
+#[derive(Debug)]
+pub struct AnonMap {
+    ptr: std::ptr::NonNull<u8>,
+    len: usize,
+}
+
+// SAFETY: the mapping is plain memory owned by this value; access goes
+// through `copy_out`/`copy_in`, whose callers own the ranges they touch
+// (a UMEM chunk belongs to one queue half at a time).
+unsafe impl Send for AnonMap {}
+// SAFETY: as above: shared use touches disjoint ranges only.
+unsafe impl Sync for AnonMap {}
+
+impl AnonMap {
+    /// Maps `len` bytes (page-aligned by the kernel).
+    pub fn new(len: usize) -> io::Result<Self> {
+        // SAFETY: an anonymous mapping at an address the kernel picks; no
+        // existing memory is affected.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        let ptr = std::ptr::NonNull::new(p.cast::<u8>()).ok_or(io::ErrorKind::OutOfMemory)?;
+        Ok(Self { ptr, len })
+    }
+
+    /// The whole mapping, for registering it with the kernel.
+    pub fn as_raw(&self) -> std::ptr::NonNull<[u8]> {
+        std::ptr::NonNull::slice_from_raw_parts(self.ptr, self.len)
+    }
+
+    /// Its length.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether it is empty (never: a mapping has at least a page).
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Replaces `dst`'s contents with `len` bytes at `off`; `false` (and
+    /// `dst` untouched) when the range is outside the mapping.
+    pub fn copy_out(&self, off: usize, len: usize, dst: &mut Vec<u8>) -> bool {
+        if off.checked_add(len).is_none_or(|end| end > self.len) {
+            return false;
+        }
+        dst.clear();
+        dst.reserve(len);
+        // SAFETY: `off..off+len` is inside the mapping (checked above) and
+        // `dst` has room for `len` bytes (reserved); the two cannot overlap
+        // (`dst` is heap memory of its own).
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                self.ptr.as_ptr().wrapping_add(off),
+                dst.as_mut_ptr(),
+                len,
+            )
+        };
+        // SAFETY: the `len` bytes were just written.
+        unsafe { dst.set_len(len) };
+        true
+    }
+
+    /// Writes `src` at `off`; `false` when it does not fit.
+    pub fn copy_in(&self, off: usize, src: &[u8]) -> bool {
+        if off.checked_add(src.len()).is_none_or(|end| end > self.len) {
+            return false;
+        }
+        // SAFETY: the range is inside the mapping (checked above), which
+        // `src` (caller memory) cannot overlap.
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                src.as_ptr(),
+                self.ptr.as_ptr().wrapping_add(off),
+                src.len(),
+            )
+        };
+        true
+    }
+}
+
+/// Registers `map` as the UMEM of a new XDP socket (`xdpilone` makes the
+/// socket and the `XDP_UMEM_REG` call).
+pub fn register_umem(
+    map: &AnonMap,
+    cfg: xdpilone::UmemConfig,
+) -> Result<xdpilone::Umem, xdpilone::Errno> {
+    // SAFETY: `xdpilone` asks for a page-aligned area valid for its length
+    // (an mmap, `AnonMap`) that the caller keeps alive. The kernel pins the
+    // registered pages, so its writes never land elsewhere even if the
+    // mapping went first; and vtap's own reads and writes go through
+    // `AnonMap`'s bounds-checked copies, which the holder of the mapping
+    // makes while it lives.
+    unsafe { xdpilone::Umem::new(cfg, map.as_raw()) }
+}
+
+impl Drop for AnonMap {
+    fn drop(&mut self) {
+        // SAFETY: unmaps exactly the mapping `new` made; nothing refers to
+        // it any more (the rings and sockets using it are dropped first by
+        // their owners).
+        unsafe { libc::munmap(self.ptr.as_ptr().cast(), self.len) };
+    }
 }
 
 #[cfg(test)]

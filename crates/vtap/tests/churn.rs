@@ -34,17 +34,17 @@ impl Rng {
 
 /// Random valid create options in `ns`.
 fn random_options(r: &mut Rng, ns: &str, i: u64) -> CreateOptions {
-    let tun = r.next() % 4 == 0;
-    let gso = r.next() % 2 == 0;
-    let v4 = r.next() % 2 == 0;
-    let v6 = r.next() % 2 == 0;
+    let tun = r.next().is_multiple_of(4);
+    let gso = r.next().is_multiple_of(2);
+    let v4 = r.next().is_multiple_of(2);
+    let v6 = r.next().is_multiple_of(2);
     CreateOptions {
         host_ns: Some(ns.into()),
-        host_if_name: (r.next() % 2 == 0).then(|| format!("ch{i}")),
-        host_mac_addr: (!tun && r.next() % 2 == 0)
+        host_if_name: r.next().is_multiple_of(2).then(|| format!("ch{i}")),
+        host_mac_addr: (!tun && r.next().is_multiple_of(2))
             .then(|| format!("02:fe:00:{:02x}:{:02x}:01", i >> 8 & 0xff, i & 0xff)),
         host_ip4_addr: v4.then(|| "198.18.6.1/24".into()),
-        host_ip4_gw: (v4 && r.next() % 2 == 0).then(|| "198.18.6.254".into()),
+        host_ip4_gw: (v4 && r.next().is_multiple_of(2)).then(|| "198.18.6.254".into()),
         host_ip6_addr: v6.then(|| "2001:db8:6::1/64".into()),
         // IPv6 needs 1280 at least (vtap refuses less, naming the field).
         host_mtu_size: Some(if v6 {
@@ -56,8 +56,8 @@ fn random_options(r: &mut Rng, ns: &str, i: u64) -> CreateOptions {
         tx_ring_size: Some(r.pick(&[64, 256])),
         num_rx_queues: Some(r.pick(&[1, 1, 2])),
         gso,
-        csum_offload: !gso && r.next() % 2 == 0,
-        gro_coalesce: gso && !tun && r.next() % 2 == 0,
+        csum_offload: !gso && r.next().is_multiple_of(2),
+        gro_coalesce: gso && !tun && r.next().is_multiple_of(2),
         tun,
         backend: r
             .pick(&[None, Some("userspace"), Some("direct")])

@@ -1,5 +1,6 @@
 //! What serves one queue: a virtio ring (vhost-net or the userspace
-//! backend on the other side) or the tap fd directly ([`super::direct`]).
+//! backend on the other side), the tap fd directly ([`super::direct`]), or
+//! an XDP socket's rings ([`super::xsk`]).
 //!
 //! The data path calls the same operations on either; the rx mode state
 //! machine (polling, interrupt, adaptive) lives here once, over both.
@@ -8,6 +9,7 @@ use std::os::fd::RawFd;
 
 use super::direct::{DirectRx, DirectTx};
 use super::queue::{Counters, RxFrame, RxMode, RxQueue, Sent, TxQueue, ADAPTIVE_IDLE_BURSTS};
+use super::xsk::{XskRx, XskTx};
 use super::Error;
 use crate::virtq::split::RingState;
 use crate::wire::TxFrame;
@@ -16,6 +18,7 @@ use crate::wire::TxFrame;
 enum RxEngine {
     Ring(RxQueue),
     Direct(DirectRx),
+    Xsk(XskRx),
 }
 
 /// An rx queue of either engine, with its rx mode.
@@ -38,6 +41,12 @@ impl From<DirectRx> for Rx {
     }
 }
 
+impl From<XskRx> for Rx {
+    fn from(q: XskRx) -> Self {
+        Self::with(RxEngine::Xsk(q))
+    }
+}
+
 impl Rx {
     fn with(engine: RxEngine) -> Self {
         Self {
@@ -52,6 +61,7 @@ impl Rx {
         Ok(match &mut self.engine {
             RxEngine::Ring(q) => q.rx_burst(max, f)?,
             RxEngine::Direct(q) => q.rx_burst(max, f)?,
+            RxEngine::Xsk(q) => q.rx_burst(max, f),
         })
     }
 
@@ -110,7 +120,7 @@ impl Rx {
     fn set_interrupts(&mut self, on: bool) -> Result<bool, Error> {
         Ok(match &mut self.engine {
             RxEngine::Ring(q) => q.set_interrupts(on)?,
-            RxEngine::Direct(_) => false,
+            RxEngine::Direct(_) | RxEngine::Xsk(_) => false,
         })
     }
 
@@ -119,8 +129,9 @@ impl Rx {
     pub fn arm(&mut self) -> Result<bool, Error> {
         Ok(match &mut self.engine {
             RxEngine::Ring(q) => q.arm()?,
-            // Level-triggered: a readable tap is readable to poll(2) too.
-            RxEngine::Direct(_) => false,
+            // Level-triggered: a readable tap (or an XDP socket with frames
+            // on its rx ring) is readable to poll(2) too.
+            RxEngine::Direct(_) | RxEngine::Xsk(_) => false,
         })
     }
 
@@ -130,6 +141,7 @@ impl Rx {
         match &self.engine {
             RxEngine::Ring(q) => q.call_fd(),
             RxEngine::Direct(q) => q.wait_fd(),
+            RxEngine::Xsk(q) => q.wait_fd(),
         }
     }
 
@@ -145,6 +157,7 @@ impl Rx {
         match &mut self.engine {
             RxEngine::Ring(q) => q.wait(timeout_ms)?,
             RxEngine::Direct(q) => q.wait(timeout_ms),
+            RxEngine::Xsk(q) => q.wait(timeout_ms),
         }
         Ok(())
     }
@@ -154,6 +167,7 @@ impl Rx {
         match &self.engine {
             RxEngine::Ring(q) => q.counters(),
             RxEngine::Direct(q) => q.counters(),
+            RxEngine::Xsk(q) => q.counters(),
         }
     }
 
@@ -161,14 +175,14 @@ impl Rx {
     pub fn ring_state(&self) -> Option<RingState> {
         match &self.engine {
             RxEngine::Ring(q) => Some(q.state()),
-            RxEngine::Direct(_) => None,
+            RxEngine::Direct(_) | RxEngine::Xsk(_) => None,
         }
     }
 
     /// Times the fd reported its interface down (packet sockets only).
     pub fn link_down_events(&self) -> u64 {
         match &self.engine {
-            RxEngine::Ring(_) => 0,
+            RxEngine::Ring(_) | RxEngine::Xsk(_) => 0,
             RxEngine::Direct(q) => q.link_down_events(),
         }
     }
@@ -181,6 +195,8 @@ pub(super) enum Tx {
     Ring(TxQueue),
     /// The tap fd.
     Direct(DirectTx),
+    /// An XDP socket's tx ring.
+    Xsk(XskTx),
 }
 
 impl Tx {
@@ -190,6 +206,7 @@ impl Tx {
         Ok(match self {
             Self::Ring(q) => q.try_send(frames)?,
             Self::Direct(q) => q.try_send(frames),
+            Self::Xsk(q) => q.try_send(frames),
         })
     }
 
@@ -217,6 +234,7 @@ impl Tx {
         match self {
             Self::Ring(q) => q.count_dropped(n),
             Self::Direct(q) => q.count_dropped(n),
+            Self::Xsk(q) => q.count_dropped(n),
         }
     }
 
@@ -225,6 +243,7 @@ impl Tx {
         match self {
             Self::Ring(q) => q.counters(),
             Self::Direct(q) => q.counters(),
+            Self::Xsk(q) => q.counters(),
         }
     }
 
@@ -232,7 +251,16 @@ impl Tx {
     pub fn ring_state(&self) -> Option<RingState> {
         match self {
             Self::Ring(q) => Some(q.state()),
-            Self::Direct(_) => None,
+            Self::Direct(_) | Self::Xsk(_) => None,
+        }
+    }
+
+    /// Times a send found the interface down (XDP sockets; a packet socket
+    /// tells its rx side instead).
+    pub fn link_down_events(&self) -> u64 {
+        match self {
+            Self::Xsk(q) => q.link_down_events(),
+            Self::Ring(_) | Self::Direct(_) => 0,
         }
     }
 }

@@ -15,6 +15,7 @@ pub mod ledger;
 pub mod queue;
 pub mod user;
 pub mod vhost;
+pub mod xsk;
 
 use std::fs::File;
 
@@ -52,6 +53,9 @@ pub enum Error {
     /// A queue index out of range.
     #[error("queue {0} does not exist")]
     NoQueue(usize),
+    /// `af-xdp` asked of a tap (it serves host uplinks only).
+    #[error("backend af-xdp serves host uplinks, not taps")]
+    NotForTaps,
 }
 
 /// The backend that serves an interface's queues.
@@ -65,6 +69,8 @@ pub enum Backend {
     Userspace,
     /// No rings: the data plane reads and writes the tap fds itself.
     Direct,
+    /// An XDP socket's rings per queue (host uplinks in `af-xdp` mode).
+    AfXdp,
 }
 
 impl fmt::Display for Backend {
@@ -73,6 +79,7 @@ impl fmt::Display for Backend {
             Self::VhostNet => "vhost-net",
             Self::Userspace => "userspace",
             Self::Direct => "direct",
+            Self::AfXdp => "af-xdp",
         })
     }
 }
@@ -199,6 +206,7 @@ impl DataPath {
             Backend::Direct => Self::start_direct(cfg, taps),
             Backend::VhostNet => Self::start_rings(cfg, taps, true),
             Backend::Userspace => Self::start_rings(cfg, taps, false),
+            Backend::AfXdp => Err(Error::NotForTaps),
         }
     }
 
@@ -293,10 +301,38 @@ impl DataPath {
         Self::assemble(&cfg, Running::Direct, rx, tx, 0, None)
     }
 
-    /// Times an rx queue's fd reported its interface down or gone (host
-    /// uplinks: the link went down, or the interface was deleted).
+    /// A data path on XDP socket queues (an `af-xdp` host uplink): queue
+    /// pair `i` is socket `i`'s rx and tx halves.
+    pub fn start_xsk(queues: Vec<(xsk::XskRx, xsk::XskTx)>) -> Self {
+        let n = u16::try_from(queues.len()).unwrap_or(u16::MAX);
+        let cfg = Config {
+            rx_ring_size: u16::try_from(xsk::RX_CHUNKS).unwrap_or(u16::MAX),
+            tx_ring_size: u16::try_from(xsk::TX_CHUNKS).unwrap_or(u16::MAX),
+            num_rx_queues: n,
+            num_tx_queues: n,
+            event_idx: false,
+            indirect: false,
+            backend: Backend::AfXdp,
+        };
+        let (rx, tx): (Vec<_>, Vec<_>) = queues
+            .into_iter()
+            .map(|(r, t)| (engine::Rx::from(r), engine::Tx::Xsk(t)))
+            .unzip();
+        Self::assemble(&cfg, Running::Direct, rx, tx, 0, None)
+    }
+
+    /// Times a queue reported its interface down or gone (host uplinks: the
+    /// link went down, or the interface was deleted).
     pub fn link_down_events(&self) -> u64 {
-        self.rx.iter().map(engine::Rx::link_down_events).sum()
+        self.rx
+            .iter()
+            .map(engine::Rx::link_down_events)
+            .sum::<u64>()
+            + self
+                .tx
+                .iter()
+                .map(engine::Tx::link_down_events)
+                .sum::<u64>()
     }
 
     fn assemble(

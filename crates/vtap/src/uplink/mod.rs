@@ -29,10 +29,11 @@
 //! it in vtap keeps one accounting of the work, shown in `offload`.)
 
 pub mod packet;
+pub mod xdp;
 
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, BorrowedFd, RawFd};
 use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
@@ -60,6 +61,8 @@ pub enum Mode {
     /// `AF_PACKET` sockets with virtio-net headers (VPP's `host-interface`).
     #[default]
     AfPacket,
+    /// XDP sockets fed by vtap's XDP program (VPP's `af_xdp`).
+    AfXdp,
 }
 
 /// What to create.
@@ -72,10 +75,12 @@ pub struct HostInterfaceOptions {
     /// Its namespace (name, `pid:N` or a path), the daemon's if absent.
     #[serde(default)]
     pub host_ns: Option<String>,
-    /// `af-packet` (the default).
+    /// `af-packet` (the default) or `af-xdp`.
     #[serde(default)]
     pub mode: Option<Mode>,
-    /// Queues (1..=64, default 1): one socket each, spread by flow hash.
+    /// Queues (1..=64): one socket each. af-packet: default 1, frames spread
+    /// by flow hash. af-xdp: one per receive queue of the interface, which
+    /// is the default and the only count taken.
     #[serde(default)]
     pub num_queues: Option<u16>,
     /// Rx mode of its queues (`interrupt` by default).
@@ -156,6 +161,9 @@ pub struct HostInterfaceInfo {
     pub fanout_id: Option<u16>,
     /// Frames go to the driver without the qdisc.
     pub qdisc_bypass: bool,
+    /// af-xdp: the XDP program vtap attached.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub xdp: Option<XdpState>,
     /// Bytes of virtio-net header per frame (12; 10 before Linux 6.2).
     pub vnet_hdr_len: u8,
     /// The interface is promiscuous while vtap holds it.
@@ -196,6 +204,7 @@ impl HostInterfaceInfo {
             num_queues: opts.num_queues.unwrap_or(1),
             fanout_id: None,
             qdisc_bypass: false,
+            xdp: None,
             vnet_hdr_len: 0,
             promisc: false,
             tx_checksum: false,
@@ -222,6 +231,16 @@ impl HostInterfaceInfo {
             id: Some(self.id),
         }
     }
+}
+
+/// The XDP program of an af-xdp uplink, for `show`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct XdpState {
+    /// The kernel's id of the program (`ip link show` names it).
+    pub prog_id: u32,
+    /// `native` (in the driver) or `generic` (in the stack).
+    pub attach: xdp::XdpAttach,
 }
 
 /// Why an uplink operation failed.
@@ -271,6 +290,15 @@ pub enum Error {
         #[source]
         source: packet::StepFailed,
     },
+    /// An XDP step failed (the program, its attachment, a socket).
+    #[error("host-if-name '{name}': {source}")]
+    Xdp {
+        /// The name.
+        name: String,
+        /// The step.
+        #[source]
+        source: xdp::Error,
+    },
     /// The data path refused.
     #[error(transparent)]
     DataPath(#[from] datapath::Error),
@@ -301,7 +329,54 @@ impl Error {
             Error::Socket { source, .. } if source.source.raw_os_error() == Some(libc::EPERM) => {
                 ErrorKind::Permission
             }
+            Error::Xdp { source, .. } => match source.errno() {
+                Some(libc::EPERM | libc::EACCES) => ErrorKind::Permission,
+                Some(libc::EBUSY | libc::EEXIST) => ErrorKind::Conflict,
+                Some(libc::ERANGE | libc::ENOSPC | libc::EOPNOTSUPP | libc::EINVAL) => {
+                    ErrorKind::Invalid
+                }
+                _ if matches!(source, xdp::Error::Attach(..)) => ErrorKind::Invalid,
+                _ => ErrorKind::Internal,
+            },
             Error::Socket { .. } | Error::DataPath(_) => ErrorKind::Internal,
+        }
+    }
+}
+
+/// What an uplink holds open in the kernel besides its data path.
+#[derive(Debug)]
+enum Held {
+    /// af-packet: the sockets (shared with the data path).
+    Packet(Vec<Arc<File>>),
+    /// af-xdp: the attached program and the promiscuity holder; the
+    /// sockets' fds belong to the data path, which outlives this uplink's
+    /// use of them (it holds the data path too).
+    Xdp {
+        _program: xdp::Program,
+        query: File,
+        fds: Vec<RawFd>,
+    },
+}
+
+impl Held {
+    /// A socket of the interface's namespace, for interface queries.
+    fn query(&self) -> Option<BorrowedFd<'_>> {
+        match self {
+            Held::Packet(s) => s.first().map(|s| s.as_fd()),
+            Held::Xdp { query, .. } => Some(query.as_fd()),
+        }
+    }
+
+    /// Frames the kernel dropped before vtap read them, in all; `read`
+    /// keeps what packet sockets have reported (they reset on each read).
+    fn kernel_drops(&self, read: &Mutex<u64>) -> u64 {
+        match self {
+            Held::Packet(s) => {
+                let mut d = read.lock().unwrap_or_else(|e| e.into_inner());
+                *d += packet::kernel_drops(s);
+                *d
+            }
+            Held::Xdp { fds, .. } => xdp::kernel_drops(fds),
         }
     }
 }
@@ -310,25 +385,23 @@ impl Error {
 #[derive(Debug)]
 struct Uplink {
     info: HostInterfaceInfo,
-    // Declared before `sockets`: the data path stops before they close.
+    // Declared before `held`: the data path stops before the sockets close
+    // and the program detaches.
     datapath: SharedDataPath,
-    sockets: Vec<Arc<File>>,
-    /// Kernel drops read so far (the kernel resets its count on each read).
+    held: Held,
+    /// Kernel drops read so far (packet sockets reset their count on each
+    /// read).
     kernel_drops: Mutex<u64>,
     _ns: Netns,
 }
 
 impl Uplink {
     fn snapshot(&self) -> HostInterfaceInfo {
-        let (link, mtu) = self.sockets.first().map_or((Link::Gone, None), |s| {
-            packet::link(s.as_fd(), self.info.host_ifindex)
+        let (link, mtu) = self.held.query().map_or((Link::Gone, None), |s| {
+            packet::link(s, self.info.host_ifindex)
         });
         let dp = datapath::lock(&self.datapath);
-        let drops = {
-            let mut d = self.kernel_drops.lock().unwrap_or_else(|e| e.into_inner());
-            *d += packet::kernel_drops(&self.sockets);
-            *d
-        };
+        let drops = self.held.kernel_drops(&self.kernel_drops);
         HostInterfaceInfo {
             link,
             mtu: mtu.unwrap_or(self.info.mtu),
@@ -462,7 +535,7 @@ impl Uplinks {
             Some(s) => format!("namespace '{s}'"),
             None => "the daemon's namespace".into(),
         };
-        let queues = opts.num_queues.unwrap_or(1);
+        let mode = opts.mode.unwrap_or_default();
         let ifname = opts.host_if_name.clone();
         // Probe and judge before opening anything: a refused interface never
         // sees a socket (nor a moment of promiscuity).
@@ -497,30 +570,20 @@ impl Uplinks {
                 reason: format!("already the uplink {other}"),
             });
         }
-        let opened = ns
-            .run_in(|| packet::open(probe.ifindex, queues))?
-            .map_err(|source| Error::Socket {
-                name: ifname.clone(),
-                source,
-            })?;
-        let sockets: Vec<Arc<File>> = opened.sockets.into_iter().map(Arc::new).collect();
-        let mut dp = DataPath::start_sockets(&sockets, opened.hdr_len);
-        dp.set_offload_caps(Caps {
-            l2: true,
-            csum: probe.tx_csum,
-            tso4: probe.tx_csum && probe.tso,
-            tso6: probe.tx_csum && probe.tso,
-            ..Caps::default()
-        });
-        let mode = opts.rx_mode.unwrap_or_default();
+        let queues = queues_for(mode, opts.num_queues, &probe, &ifname)?;
+        let (mut dp, held, kernel) = match mode {
+            Mode::AfPacket => open_packet(&ns, &probe, queues, &ifname)?,
+            Mode::AfXdp => open_xdp(&ns, &probe, queues, &ifname)?,
+        };
+        let rx_mode = opts.rx_mode.unwrap_or_default();
         for q in 0..dp.num_rx() {
-            dp.set_rx_mode(q, mode)?;
+            dp.set_rx_mode(q, rx_mode)?;
         }
         let info = HostInterfaceInfo {
             id,
             name,
             kind: KIND.into(),
-            mode: opts.mode.unwrap_or_default(),
+            mode,
             host_if_name: opts.host_if_name.clone(),
             host_ns: opts.host_ns.clone(),
             host_ns_inode: ns.inode(),
@@ -530,9 +593,10 @@ impl Uplinks {
             link: Link::Up,
             mtu: probe.mtu,
             num_queues: queues,
-            fanout_id: opened.fanout_id,
-            qdisc_bypass: opened.qdisc_bypass,
-            vnet_hdr_len: u8::try_from(opened.hdr_len).unwrap_or(u8::MAX),
+            fanout_id: kernel.fanout_id,
+            qdisc_bypass: kernel.qdisc_bypass,
+            xdp: kernel.xdp,
+            vnet_hdr_len: kernel.vnet_hdr_len,
             promisc: true,
             tx_checksum: probe.tx_csum,
             tso: probe.tso,
@@ -545,7 +609,7 @@ impl Uplinks {
         let up = Uplink {
             info,
             datapath: Arc::new(Mutex::new(dp)),
-            sockets,
+            held,
             kernel_drops: Mutex::new(0),
             _ns: ns,
         };
@@ -603,6 +667,135 @@ impl Uplinks {
             .stop_capture()
             .ok_or_else(|| Error::NoCapture(key.into()))
     }
+}
+
+/// What the kernel side of a new uplink reports, for `show`.
+struct KernelSide {
+    fanout_id: Option<u16>,
+    qdisc_bypass: bool,
+    xdp: Option<XdpState>,
+    vnet_hdr_len: u8,
+}
+
+/// The queues an uplink gets: as asked (1 by default) for af-packet; for
+/// af-xdp one per receive queue of the interface, which is also the only
+/// count taken (a queue without a socket would pass its frames to the
+/// host's stack, not to vtap).
+fn queues_for(
+    mode: Mode,
+    asked: Option<u16>,
+    probe: &packet::Probe,
+    ifname: &str,
+) -> Result<u16, Error> {
+    match mode {
+        Mode::AfPacket => Ok(asked.unwrap_or(1)),
+        Mode::AfXdp => {
+            let has = probe.rx_queues;
+            let n = u16::try_from(has)
+                .ok()
+                .filter(|n| *n <= MAX_QUEUES)
+                .ok_or_else(|| Error::Refused {
+                    name: ifname.into(),
+                    reason: format!(
+                        "has {has} receive queues; af-xdp serves at most {MAX_QUEUES}                          (ethtool -L to use fewer)"
+                    ),
+                })?;
+            match asked {
+                Some(q) if q != n => Err(Error::Invalid(options::Error {
+                    field: "num-queues",
+                    value: q.to_string(),
+                    reason: format!(
+                        "'{ifname}' has {n} receive queues and af-xdp needs a socket on each                          (change them with ethtool -L)"
+                    ),
+                })),
+                _ => Ok(n),
+            }
+        }
+    }
+}
+
+/// Opens af-packet sockets: a data path on them, and what to hold.
+fn open_packet(
+    ns: &Netns,
+    probe: &packet::Probe,
+    queues: u16,
+    ifname: &str,
+) -> Result<(DataPath, Held, KernelSide), Error> {
+    let ifindex = probe.ifindex;
+    let opened = ns
+        .run_in(|| packet::open(ifindex, queues))?
+        .map_err(|source| Error::Socket {
+            name: ifname.into(),
+            source,
+        })?;
+    let sockets: Vec<Arc<File>> = opened.sockets.into_iter().map(Arc::new).collect();
+    let mut dp = DataPath::start_sockets(&sockets, opened.hdr_len);
+    dp.set_offload_caps(Caps {
+        l2: true,
+        csum: probe.tx_csum,
+        tso4: probe.tx_csum && probe.tso,
+        tso6: probe.tx_csum && probe.tso,
+        ..Caps::default()
+    });
+    let kernel = KernelSide {
+        fanout_id: opened.fanout_id,
+        qdisc_bypass: opened.qdisc_bypass,
+        xdp: None,
+        vnet_hdr_len: u8::try_from(opened.hdr_len).unwrap_or(u8::MAX),
+    };
+    Ok((dp, Held::Packet(sockets), kernel))
+}
+
+/// Opens af-xdp sockets and attaches the program: a data path on them,
+/// and what to hold. Refuses an MTU a frame of which would not fit a UMEM
+/// chunk before anything is opened.
+fn open_xdp(
+    ns: &Netns,
+    probe: &packet::Probe,
+    queues: u16,
+    ifname: &str,
+) -> Result<(DataPath, Held, KernelSide), Error> {
+    if probe.mtu > xdp::MAX_MTU {
+        return Err(Error::Refused {
+            name: ifname.into(),
+            reason: format!(
+                "MTU {} is above {}, the most af-xdp takes (a frame must fit one {}-byte UMEM                  chunk; multi-buffer frames are not supported): lower the MTU or use --mode                  af-packet",
+                probe.mtu,
+                xdp::MAX_MTU,
+                datapath::xsk::CHUNK
+            ),
+        });
+    }
+    let ifindex = probe.ifindex;
+    let opened = ns
+        .run_in(|| xdp::open(ifindex, queues))?
+        .map_err(|source| Error::Xdp {
+            name: ifname.into(),
+            source,
+        })?;
+    let mut dp = DataPath::start_xsk(opened.queues);
+    // Complete frames only: the offload layer segments and checksums
+    // toward the uplink.
+    dp.set_offload_caps(Caps {
+        l2: true,
+        ..Caps::default()
+    });
+    let kernel = KernelSide {
+        fanout_id: None,
+        // XDP sockets transmit with dev_direct_xmit: no qdisc.
+        qdisc_bypass: true,
+        xdp: Some(XdpState {
+            prog_id: opened.program.id,
+            attach: opened.program.attach,
+        }),
+        vnet_hdr_len: 0,
+    };
+    let held = Held::Xdp {
+        _program: opened.program,
+        query: opened.query,
+        fds: opened.fds,
+    };
+    Ok((dp, held, kernel))
 }
 
 /// An interface that cannot be an uplink, found inside its namespace.
@@ -708,10 +901,15 @@ mod tests {
         let e = serde_json::from_str::<HostInterfaceOptions>(r#"{"host_if_name":"x","mtu":9000}"#)
             .expect_err("unknown");
         assert!(e.to_string().contains("mtu"), "{e}");
-        let e =
+        let e = serde_json::from_str::<HostInterfaceOptions>(
+            r#"{"host_if_name":"x","mode":"af-dpdk"}"#,
+        )
+        .expect_err("no such mode");
+        assert!(e.to_string().contains("af-dpdk"), "{e}");
+        let o =
             serde_json::from_str::<HostInterfaceOptions>(r#"{"host_if_name":"x","mode":"af-xdp"}"#)
-                .expect_err("not built");
-        assert!(e.to_string().contains("af-xdp"), "{e}");
+                .expect("af-xdp");
+        assert_eq!(o.mode, Some(Mode::AfXdp));
     }
 
     #[test]
@@ -724,6 +922,7 @@ mod tests {
             mac: [0; 6],
             tx_csum: true,
             tso: true,
+            rx_queues: 1,
         };
         assert!(refusal(&p).is_some_and(|r| r.contains("loopback")));
         let veth = packet::Probe {

@@ -51,7 +51,7 @@ pub struct StepFailed {
     pub source: io::Error,
 }
 
-fn step(step: &'static str) -> impl FnOnce(io::Error) -> StepFailed {
+pub(crate) fn step(step: &'static str) -> impl FnOnce(io::Error) -> StepFailed {
     move |source| StepFailed { step, source }
 }
 
@@ -72,6 +72,8 @@ pub struct Probe {
     pub tx_csum: bool,
     /// TCP segmentation offload.
     pub tso: bool,
+    /// Receive queues in use (`ethtool -l`; 1 where the driver does not say).
+    pub rx_queues: u32,
 }
 
 /// Reads interface `name` through socket `fd` (any socket of its namespace).
@@ -87,6 +89,10 @@ pub fn probe(fd: BorrowedFd<'_>, name: &str) -> io::Result<Probe> {
         mac: sys::if_hwaddr(fd, name)?,
         tx_csum: sys::ethtool_get(fd, name, ETHTOOL_GTXCSUM).is_ok_and(|v| v != 0),
         tso: sys::ethtool_get(fd, name, ETHTOOL_GTSO).is_ok_and(|v| v != 0),
+        rx_queues: sys::ethtool_rx_channels(fd, name)
+            .ok()
+            .filter(|n| *n > 0)
+            .unwrap_or(1),
     })
 }
 
