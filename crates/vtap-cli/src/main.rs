@@ -177,7 +177,8 @@ enum HostInterfaceCommand {
         host_ns: Option<String>,
         /// af-packet (the default: a copy of every frame, the host's stack
         /// still sees them) or af-xdp (an XDP program hands the interface's
-        /// frames to vtap; MTU up to 3 822).
+        /// frames to vtap; jumbo frames where the kernel has multi-buffer
+        /// XDP sockets, Linux 6.6+, else an MTU up to 3 822).
         #[arg(long)]
         mode: Option<String>,
         /// Queues (1..=64): one socket each. af-packet: flows spread by

@@ -97,9 +97,10 @@ pub(crate) fn print_uplinks(uplinks: &[Value]) {
         );
         if let Some(x) = u.get("xdp").filter(|x| !x.is_null()) {
             println!(
-                "  xdp prog-id {}  attach {}",
+                "  xdp prog-id {}  attach {}  multi-buffer {}",
                 opt(x, "prog_id"),
-                opt(x, "attach")
+                opt(x, "attach"),
+                opt(x, "multi_buffer")
             );
         }
         if let Some(dp) = u.get("datapath").filter(|d| !d.is_null()) {

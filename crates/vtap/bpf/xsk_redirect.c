@@ -32,4 +32,14 @@ int vtap_xsk_redirect(struct xdp_md *ctx)
 	return bpf_redirect_map(&vtap_xsks, ctx->rx_queue_index, XDP_PASS);
 }
 
+// The same, declared able to see frames in several buffers (Linux 5.18+),
+// so that a driver keeps XDP on at an MTU above a page (a veth allows no
+// larger MTU otherwise) and hands such frames to sockets that take them in
+// several chunks (XDP_USE_SG, Linux 6.6+).
+SEC("xdp.frags")
+int vtap_xsk_redirect_mb(struct xdp_md *ctx)
+{
+	return bpf_redirect_map(&vtap_xsks, ctx->rx_queue_index, XDP_PASS);
+}
+
 char _license[] SEC("license") = "Dual BSD/GPL";

@@ -36,8 +36,16 @@
 //! forwarder's frames outlive a chunk's turn on a ring. Frames carry no
 //! virtio-net header: the kernel hands over complete frames and takes only
 //! complete ones, so the port's offload caps are none and the offload layer
-//! segments and checksums toward it in software. A frame must fit one chunk
-//! ([`MAX_FRAME`] bytes; no multi-buffer yet).
+//! segments and checksums toward it in software.
+//!
+//! # Frames larger than a chunk
+//!
+//! Where the kernel has multi-buffer XDP sockets (`XDP_USE_SG`, Linux 6.6+)
+//! a frame longer than a chunk comes as several descriptors, each but the
+//! last flagged `XDP_PKT_CONTD`, and goes out the same way: jumbo frames
+//! cross (up to [`MAX_TX_DESCS`] chunks). Without it a frame must fit one
+//! chunk ([`MAX_FRAME`] bytes received, a whole chunk sent) and the uplink
+//! refuses an MTU above that.
 //!
 //! # Faults
 //!
@@ -79,9 +87,23 @@ const KERNEL_HEADROOM: u32 = 256;
 pub const MAX_FRAME: usize = MAX_FRAME_U32 as usize;
 /// [`MAX_FRAME`] as the kernel counts lengths.
 pub const MAX_FRAME_U32: u32 = CHUNK - KERNEL_HEADROOM;
-/// Kicks per burst at most: in copy mode one kick sends up to 32 frames
-/// (the kernel's `TX_BATCH_SIZE`) and answers `EAGAIN` if more wait.
-const MAX_KICKS: usize = MAX_BURST / 32 + 1;
+/// `XDP_USE_SG`: frames may span several chunks.
+const XDP_USE_SG: u16 = 1 << 4;
+/// Descriptor option: more chunks of the same frame follow.
+const XDP_PKT_CONTD: u32 = 1;
+/// Chunks a frame may span on transmit (the kernel takes at most
+/// `MAX_SKB_FRAGS + 1`, 18); 16 carry 64 KiB.
+pub const MAX_TX_DESCS: usize = 16;
+/// The longest frame vtap assembles from received chunks.
+const MAX_PACKET: usize = crate::wire::MAX_READ;
+/// Kicks per burst at most: in copy mode one kick sends up to 32
+/// descriptors (the kernel's `TX_BATCH_SIZE`) and answers `EAGAIN` while
+/// more wait, so a full tx ring takes `TX_CHUNKS / 32` kicks.
+const MAX_KICKS: usize = TX_CHUNKS as usize / 32 + 1;
+/// Send buffer of a socket: in copy mode the kernel charges each frame in
+/// flight to it (a page per extra chunk), and a full one makes the kick
+/// answer `EAGAIN` with frames left on the ring. Room for every tx chunk.
+const SNDBUF: i32 = 2 * (TX_CHUNKS * CHUNK) as i32;
 
 /// A step of opening a queue that failed.
 #[derive(Debug, thiserror::Error)]
@@ -129,9 +151,11 @@ pub struct Opened {
 }
 
 /// Opens an XDP socket on queue `queue` of interface `ifindex` (of the
-/// calling thread's namespace), with its UMEM, rings and a full fill ring.
-/// Frames reach it once the XDP program's map points at [`Opened::fd`].
-pub fn open(ifindex: u32, queue: u32) -> Result<Opened, Error> {
+/// calling thread's namespace), with its UMEM, rings and a full fill ring;
+/// `multi_buffer`: frames may span chunks (`XDP_USE_SG`; `bind` fails with
+/// `EINVAL` where the kernel has no such thing). Frames reach it once the
+/// XDP program's map points at [`Opened::fd`].
+pub fn open(ifindex: u32, queue: u32, multi_buffer: bool) -> Result<Opened, Error> {
     let chunks = RX_CHUNKS + TX_CHUNKS;
     let map = AnonMap::new(chunks as usize * CHUNK as usize).map_err(|source| Error {
         step: "UMEM mmap",
@@ -158,7 +182,8 @@ pub fn open(ifindex: u32, queue: u32) -> Result<Opened, Error> {
             &SocketConfig {
                 rx_size: NonZeroU32::new(RX_CHUNKS),
                 tx_size: NonZeroU32::new(TX_CHUNKS),
-                bind_flags: SocketConfig::XDP_BIND_NEED_WAKEUP,
+                bind_flags: SocketConfig::XDP_BIND_NEED_WAKEUP
+                    | if multi_buffer { XDP_USE_SG } else { 0 },
             },
         )
         .map_err(step("rx and tx rings"))?;
@@ -167,6 +192,10 @@ pub fn open(ifindex: u32, queue: u32) -> Result<Opened, Error> {
     let fd = ring_rx.as_raw_fd();
     sys::set_cloexec(fd).map_err(|source| Error {
         step: "FD_CLOEXEC",
+        source,
+    })?;
+    sys::set_sndbuf_force(fd, SNDBUF).map_err(|source| Error {
+        step: "SO_SNDBUFFORCE",
         source,
     })?;
     umem.bind(&user).map_err(step("bind"))?;
@@ -184,6 +213,8 @@ pub fn open(ifindex: u32, queue: u32) -> Result<Opened, Error> {
             spare: Vec::with_capacity(RX_CHUNKS as usize),
             fd,
             buf: Vec::with_capacity(MAX_FRAME),
+            partial: false,
+            bad: false,
             counters: Counters::default(),
             gone: false,
             area: area.clone(),
@@ -193,6 +224,7 @@ pub fn open(ifindex: u32, queue: u32) -> Result<Opened, Error> {
             comp,
             fd,
             free: (RX_CHUNKS..chunks).map(Area::chunk).collect(),
+            max_descs: if multi_buffer { MAX_TX_DESCS } else { 1 },
             counters: Counters::default(),
             down: false,
             gone: false,
@@ -211,6 +243,15 @@ pub fn kernel_drops(fd: RawFd) -> u64 {
     sys::xdp_statistics(fd).map_or(0, |s| s.rx_dropped + s.rx_ring_full)
 }
 
+/// Appends a received chunk's bytes to the frame being assembled in `buf`;
+/// `false` when they lie outside the UMEM or make the frame too long.
+fn append(area: &Area, buf: &mut Vec<u8>, addr: u64, len: u32) -> bool {
+    let (Ok(off), Ok(len)) = (usize::try_from(addr), usize::try_from(len)) else {
+        return false;
+    };
+    buf.len() + len <= MAX_PACKET && area.map.append_out(off, len, buf)
+}
+
 /// The rx half of an XDP socket queue.
 pub struct XskRx {
     ring: RingRx,
@@ -220,8 +261,14 @@ pub struct XskRx {
     /// ring can look full for a moment): given back at the next burst.
     spare: Vec<u64>,
     fd: RawFd,
-    /// The frame handed to the caller (swapped out with each frame).
+    /// The frame handed to the caller (swapped out with each frame), or
+    /// the first chunks of one while `partial`.
     buf: Vec<u8>,
+    /// `buf` holds the start of a frame whose next chunk is still to come.
+    partial: bool,
+    /// The frame being assembled is dropped at its end (too long, or a
+    /// descriptor outside the UMEM).
+    bad: bool,
     counters: Counters,
     /// The socket was unbound (its interface deleted).
     gone: bool,
@@ -252,8 +299,10 @@ impl XskRx {
         self.counters
     }
 
-    /// Takes up to `max` frames off the rx ring (at most [`MAX_BURST`]),
-    /// calling `f` on each, and gives their chunks back on the fill ring.
+    /// Takes up to `max` descriptors off the rx ring (at most
+    /// [`MAX_BURST`]), calling `f` on each whole frame, and gives their
+    /// chunks back on the fill ring. A frame whose last chunk is not in
+    /// this burst is finished in the next.
     pub fn rx_burst(&mut self, max: usize, mut f: impl FnMut(RxFrame<'_>)) -> usize {
         let want = u32::try_from(max.min(MAX_BURST)).unwrap_or(0);
         let mut done = 0;
@@ -261,14 +310,20 @@ impl XskRx {
             let mut r = self.ring.receive(want);
             while let Some(d) = r.read() {
                 self.spare.push(d.addr - d.addr % u64::from(CHUNK));
-                let (Ok(off), Ok(len)) = (usize::try_from(d.addr), usize::try_from(d.len)) else {
-                    self.counters.drop_truncated += 1;
+                if !self.partial {
+                    self.buf.clear();
+                    self.bad = false;
+                }
+                self.bad = self.bad || !append(&self.area, &mut self.buf, d.addr, d.len);
+                self.partial = d.options & XDP_PKT_CONTD != 0;
+                if self.partial {
                     continue;
-                };
-                if !self.area.map.copy_out(off, len, &mut self.buf) {
+                }
+                if self.bad {
                     self.counters.drop_truncated += 1;
                     continue;
                 }
+                let len = self.buf.len();
                 self.counters.packets += 1;
                 self.counters.bytes += len as u64;
                 let hdr = VnetHdr {
@@ -335,6 +390,8 @@ pub struct XskTx {
     fd: RawFd,
     /// Chunks of the tx side not on a ring.
     free: Vec<u64>,
+    /// Chunks a frame may span (1 without multi-buffer sockets).
+    max_descs: usize,
     counters: Counters,
     /// The last kick found the link down.
     down: bool,
@@ -384,8 +441,9 @@ impl XskTx {
     }
 
     /// Copies frames into free chunks and posts them on the tx ring, in
-    /// order, until a chunk or a ring slot runs out; then kicks the kernel.
-    /// A frame longer than a chunk is counted (`drop_too_big`) and skipped.
+    /// order, until chunks or ring slots run out; then kicks the kernel. A
+    /// frame longer than the chunks it may span is counted (`drop_too_big`)
+    /// and skipped, as is an empty one (`drop_io_error`: nothing to send).
     pub fn try_send(&mut self, frames: &[TxFrame<'_>]) -> Sent {
         if self.down && !self.gone {
             // Is it back? An empty kick answers at once.
@@ -401,30 +459,35 @@ impl XskTx {
         self.reclaim();
         let (mut sent, mut consumed) = (0, 0);
         {
-            let room = u32::try_from(frames.len().min(self.free.len())).unwrap_or(0);
+            let want = frames.len().saturating_mul(self.max_descs);
+            let room = u32::try_from(want.min(self.free.len())).unwrap_or(0);
             let mut w = self.ring.transmit(room);
+            let slots = w.capacity() as usize;
+            let mut used = 0;
             for f in frames {
-                if f.data.len() > MAX_FRAME {
-                    self.counters.drop_too_big += 1;
+                let descs = f.data.len().div_ceil(CHUNK as usize);
+                if descs == 0 || descs > self.max_descs {
+                    if descs == 0 {
+                        self.counters.drop_io_error += 1;
+                    } else {
+                        self.counters.drop_too_big += 1;
+                    }
                     consumed += 1;
                     continue;
                 }
-                let Some(&addr) = self.free.last() else { break };
-                let Ok(off) = usize::try_from(addr) else {
-                    break;
-                };
-                if !self.area.map.copy_in(off, f.data) {
+                if used + descs > slots || descs > self.free.len() {
                     break;
                 }
-                let len = u32::try_from(f.data.len()).unwrap_or(0);
-                if !w.insert_once(XdpDesc {
-                    addr,
-                    len,
-                    options: 0,
-                }) {
-                    break;
+                for (i, piece) in f.data.chunks(CHUNK as usize).enumerate() {
+                    let Some(addr) = self.free.pop() else { break };
+                    let copied =
+                        usize::try_from(addr).is_ok_and(|off| self.area.map.copy_in(off, piece));
+                    debug_assert!(copied, "tx chunks lie inside the UMEM");
+                    let options = if i + 1 < descs { XDP_PKT_CONTD } else { 0 };
+                    let len = u32::try_from(piece.len()).unwrap_or(0);
+                    w.insert_once(XdpDesc { addr, len, options });
                 }
-                self.free.pop();
+                used += descs;
                 self.counters.packets += 1;
                 self.counters.bytes += f.data.len() as u64;
                 sent += 1;
@@ -439,10 +502,13 @@ impl XskTx {
     }
 
     /// Has the kernel send what is on the tx ring. In copy mode it sends
-    /// inside the call, 32 frames at a time, and says `EAGAIN` while more
-    /// wait; `ENETDOWN` while the link is down (the frames stay on the
-    /// ring); `ENXIO` once the socket is unbound.
+    /// inside the call, 32 descriptors at a time, and says `EAGAIN` while
+    /// more wait (kicked again while each kick makes progress: a frame
+    /// left on the ring would wait for the next burst, maybe for a TCP
+    /// retransmission); `ENETDOWN` while the link is down (the frames stay
+    /// on the ring); `ENXIO` once the socket is unbound.
     fn kick(&mut self) {
+        let mut waiting = self.ring.pending();
         for _ in 0..MAX_KICKS {
             self.counters.kicks += 1;
             match sys::xsk_kick_tx(self.fd) {
@@ -451,7 +517,14 @@ impl XskTx {
                     return;
                 }
                 Err(e) => match e.raw_os_error() {
-                    Some(libc::EAGAIN | libc::EBUSY | libc::EINTR) => continue,
+                    Some(libc::EAGAIN | libc::EBUSY | libc::EINTR) => {
+                        let now = self.ring.pending();
+                        if now == 0 || now == waiting {
+                            // Drained, or the device takes no more for now.
+                            return;
+                        }
+                        waiting = now;
+                    }
                     Some(errno @ (libc::ENETDOWN | libc::ENXIO)) => {
                         if !self.down {
                             self.link_down_events += 1;
@@ -480,7 +553,7 @@ mod tests {
         // A 1500-byte MTU frame with a VLAN tag fits one chunk, a jumbo
         // frame does not.
         assert!(MAX_FRAME >= 1518 && MAX_FRAME < 9018);
-        assert!(MAX_KICKS * 32 >= MAX_BURST);
+        assert!(MAX_KICKS * 32 >= TX_CHUNKS as usize);
     };
 
     #[test]

@@ -50,10 +50,13 @@ use crate::sys;
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/xsk_redirect.o"));
 /// Its function and map, as named in `bpf/xsk_redirect.c`.
 const PROGRAM: &str = "vtap_xsk_redirect";
+/// The same program, declared for frames in several buffers.
+const PROGRAM_MB: &str = "vtap_xsk_redirect_mb";
 const MAP: &str = "vtap_xsks";
 
-/// The largest MTU an af-xdp uplink takes: a frame (with a VLAN tag) must
-/// fit one UMEM chunk.
+/// The largest MTU an af-xdp uplink takes where the kernel has no
+/// multi-buffer XDP sockets: a frame (with a VLAN tag) must fit one UMEM
+/// chunk.
 pub const MAX_MTU: u32 = xsk::MAX_FRAME_U32 - 18;
 
 /// Why opening an af-xdp uplink failed.
@@ -134,46 +137,73 @@ pub struct Opened {
     pub program: Program,
     /// Holds the promiscuous membership; answers interface queries.
     pub query: File,
+    /// Frames may span several chunks (`XDP_USE_SG`; jumbo frames cross).
+    pub multi_buffer: bool,
 }
 
 /// Opens `queues` XDP sockets on `ifindex` (of the calling thread's
 /// namespace), loads and attaches the program that feeds them, and makes
-/// the interface promiscuous for as long as the result lives. On failure
-/// everything opened so far closes and nothing stays attached.
-pub fn open(ifindex: u32, queues: u16) -> Result<Opened, Error> {
+/// the interface promiscuous for as long as the result lives. Sockets take
+/// frames in several chunks where the kernel can (Linux 6.6+); where it
+/// cannot, an MTU above [`MAX_MTU`] is refused. On failure everything
+/// opened so far closes and nothing stays attached.
+pub fn open(ifindex: u32, queues: u16, mtu: u32) -> Result<Opened, Error> {
     let query = File::from(sys::packet_socket().map_err(super::packet::step("socket(AF_PACKET)"))?);
     sys::packet_add_promisc(query.as_fd(), ifindex)
         .map_err(super::packet::step("PACKET_ADD_MEMBERSHIP"))?;
     let mut halves = Vec::with_capacity(usize::from(queues));
     let mut fds = Vec::with_capacity(usize::from(queues));
+    let mut multi_buffer = true;
     for q in 0..u32::from(queues) {
-        let o = xsk::open(ifindex, q).map_err(|source| {
-            if source.source.raw_os_error() == Some(libc::EBUSY) {
-                Error::Attach(
-                    format!(
-                        "receive queue {q} is taken by another XDP socket (another af-xdp user)"
-                    ),
-                    Some(source.source),
-                )
-            } else {
-                Error::Queue { queue: q, source }
+        let o = match xsk::open(ifindex, q, multi_buffer) {
+            Err(e) if q == 0 && e.source.raw_os_error() == Some(libc::EINVAL) => {
+                // No XDP_USE_SG here (before Linux 6.6): one chunk per frame.
+                multi_buffer = false;
+                xsk::open(ifindex, q, false)
             }
-        })?;
+            other => other,
+        }
+        .map_err(|source| queue_refused(q, source))?;
         fds.push(o.fd);
         halves.push((o.rx, o.tx));
     }
-    let program = attach(ifindex, &fds)?;
+    if !multi_buffer && mtu > MAX_MTU {
+        return Err(Error::Attach(
+            format!(
+                "MTU {mtu} is above {MAX_MTU}, the most af-xdp takes where the kernel has no \
+                 multi-buffer XDP sockets (Linux 6.6+): a frame must fit one {}-byte UMEM chunk; \
+                 lower the MTU or use --mode af-packet",
+                xsk::CHUNK
+            ),
+            None,
+        ));
+    }
+    let program = attach(ifindex, &fds, multi_buffer)?;
     Ok(Opened {
         queues: halves,
         fds,
         program,
         query,
+        multi_buffer,
     })
 }
 
-/// Loads the program with a map slot per socket, fills the slots, and
+/// What a queue's failure to open means.
+fn queue_refused(queue: u32, source: xsk::Error) -> Error {
+    if source.source.raw_os_error() == Some(libc::EBUSY) {
+        Error::Attach(
+            format!("receive queue {queue} is taken by another XDP socket (another af-xdp user)"),
+            Some(source.source),
+        )
+    } else {
+        Error::Queue { queue, source }
+    }
+}
+
+/// Loads the program (the multi-buffer one for sockets that take frames in
+/// several chunks) with a map slot per socket, fills the slots, and
 /// attaches it to `ifindex` as a `bpf_link`.
-fn attach(ifindex: u32, fds: &[RawFd]) -> Result<Program, Error> {
+fn attach(ifindex: u32, fds: &[RawFd], multi_buffer: bool) -> Result<Program, Error> {
     let slots = u32::try_from(fds.len()).unwrap_or(u32::MAX).max(1);
     let mut ebpf = aya::EbpfLoader::new()
         .map_max_entries(MAP, slots)
@@ -189,9 +219,10 @@ fn attach(ifindex: u32, fds: &[RawFd]) -> Result<Program, Error> {
                 .map_err(|e| Error::Load(format!("{MAP}[{slot}]: {e}")))?;
         }
     }
+    let name = if multi_buffer { PROGRAM_MB } else { PROGRAM };
     let prog: &mut Xdp = ebpf
-        .program_mut(PROGRAM)
-        .ok_or_else(|| Error::Load(format!("no program {PROGRAM}")))?
+        .program_mut(name)
+        .ok_or_else(|| Error::Load(format!("no program {name}")))?
         .try_into()
         .map_err(|e: aya::programs::ProgramError| Error::Load(e.to_string()))?;
     prog.load().map_err(|e| Error::Load(e.to_string()))?;
