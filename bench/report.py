@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Markdown tables from bench/run.py's results.json: medians with min-max,
-ratios against the peers of the same run, and the issue's targets.
+ratios against the peers of the same run, and the issue's targets; and one
+SVG chart per test (every peer: the median as a bar, min-max as a line).
 
-    bench/report.py bench/out/<session>/results.json
+    bench/report.py bench/out/<session>/results.json [--svg DIR]
 """
 
 import json
@@ -177,6 +178,74 @@ def uplink_targets(res, peers):
     return rows
 
 
+# (test, key, title, unit, higher is better)
+CHARTS = [
+    ("tcp1", "gbps", "TCP, 1 stream", "Gbit/s", True),
+    ("tcp4", "gbps", "TCP, 4 streams", "Gbit/s", True),
+    ("small", "rx_kpps", "Small packets arrived", "kpps", True),
+    ("ping", "p50_us", "ping round trip, p50", "µs", False),
+    ("sockperf", "rtt_p50_us", "sockperf UDP round trip, p50", "µs", False),
+]
+
+
+def esc(t):
+    return str(t).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def chart(doc, test, key, title, unit, higher):
+    """One horizontal bar per peer: the median, with its min-max range."""
+    res = doc["results"]
+    peers = list(dict.fromkeys(r["peer"] for r in res))
+    rows = [(p, values(res, p, test, key)) for p in peers]
+    rows = [(p, v) for p, v in rows if v]
+    if not rows:
+        return None
+    top = max(max(v) for _, v in rows) or 1.0
+    label_w, bar_w, row_h, pad = 150, 420, 26, 10
+    w, h = label_w + bar_w + 120, pad * 2 + 40 + row_h * len(rows)
+    x = lambda v: label_w + v / top * bar_w
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" '
+           f'font-family="sans-serif" font-size="12">',
+           f'<rect width="{w}" height="{h}" fill="white"/>',
+           f'<text x="{pad}" y="{pad + 14}" font-size="14" font-weight="bold">{esc(title)} '
+           f'({esc(unit)}, {"higher" if higher else "lower"} is better)</text>',
+           f'<text x="{pad}" y="{pad + 30}" fill="#555">session {esc(doc["session"])}: '
+           f'median of {doc["reps"]}, line = min-max</text>']
+    for i, (p, v) in enumerate(rows):
+        y = pad + 40 + i * row_h
+        m = med(v)
+        colour = "#2a7ab9" if p.startswith("vtap") else "#9a9a9a"
+        out += [f'<text x="{label_w - 6}" y="{y + 16}" text-anchor="end">{esc(p)}</text>',
+                f'<rect x="{label_w}" y="{y + 4}" width="{max(1.0, x(m) - label_w):.1f}" '
+                f'height="{row_h - 8}" fill="{colour}"/>',
+                f'<line x1="{x(min(v)):.1f}" x2="{x(max(v)):.1f}" y1="{y + row_h / 2:.1f}" '
+                f'y2="{y + row_h / 2:.1f}" stroke="black" stroke-width="2"/>',
+                f'<text x="{x(max(v)) + 6:.1f}" y="{y + 16}">{m:.3g}</text>']
+    out.append("</svg>")
+    return "\n".join(out) + "\n"
+
+
+def charts(doc, outdir):
+    """Writes <outdir>/<session>-<test>.svg per test with figures; returns
+    the paths."""
+    import os
+    os.makedirs(outdir, exist_ok=True)
+    paths = []
+    for test, key, title, unit, higher in CHARTS:
+        svg = chart(doc, test, key, title, unit, higher)
+        if svg is None:
+            continue
+        path = os.path.join(outdir, f"{doc['session']}-{test}.svg")
+        with open(path, "w") as f:
+            f.write(svg)
+        paths.append(path)
+    return paths
+
+
 if __name__ == "__main__":
     with open(sys.argv[1]) as f:
-        print(render(json.load(f)), end="")
+        doc = json.load(f)
+    if "--svg" in sys.argv:
+        for path in charts(doc, sys.argv[sys.argv.index("--svg") + 1]):
+            print(path, file=sys.stderr)
+    print(render(doc), end="")

@@ -53,6 +53,8 @@ the forwarder through uplinks only, so the uplink mode is all that differs:
     vtap-uu        vtap: host-interface IF_V and IF_U (af-packet), cross-connected
     vtap-uu-xdp    the same, both `--mode af-xdp`; A's and B's veths have tx
                    checksum off (an XDP socket takes finished frames only)
+    dpdk-uu-xdp    dpdk-testpmd, net_af_xdp on IF_V and IF_U, io forwarding,
+                   same EAL settings as `dpdk`, finished frames as above
 
 For each: ping and sockperf latency, iperf3 TCP with 1 and 4 streams, and the
 small-packet rate (trafgen sends 64-byte UDP frames into A's interface; what
@@ -64,8 +66,9 @@ with min-max. The targets are judged on ONE declared vtap configuration,
 the other vtap rows are extra information, never the claim. A target is met
 only when vtap's min-max range clears the peer's; overlapping ranges are
 "level". Output: bench/out/<session>/results.json (every
-measurement) and table.md (the markdown of docs/benchmarks.md), ratios
-against the peers of the same run.
+measurement), table.md (the markdown of docs/benchmarks.md), ratios
+against the peers of the same run, and an SVG chart per test
+(<session>-<test>.svg: every peer's median with its min-max).
 
 --quick (for CI): veth, vtap, offload, naive; 1 s per test, one repetition.
 It checks that the harness works and asserts nothing about timings.
@@ -97,7 +100,7 @@ TUNRS = os.path.join(PEERS, "tunrs-fwd", "target", "release", "tunrs-fwd")
 ALL_PEERS = ["veth", "vtap", "vtap-poll", "vtap-gso", "vtap-none", "vtap-rings", "vtap-w2", "offload", "offload-t",
              "naive", "tunrs-tap",
              "dpdk", "uplink-bridge", "vtap-uplink", "vtap-uplink-xdp", "dpdk-uplink",
-             "uu-bridge", "vtap-uu", "vtap-uu-xdp"]
+             "uu-bridge", "vtap-uu", "vtap-uu-xdp", "dpdk-uu-xdp"]
 # A/B of vtap itself: `vtap-base` is the `vtap` configuration run by another
 # build (VTAP_BASE_BIN=path/to/vtap), e.g. the commit before a refactor, so
 # that before and after are measured interleaved in one run. Never in the
@@ -137,7 +140,7 @@ def nsx(ns, *args, **kw):
 def ensure_packages(peers):
     want = {"iperf3": "iperf3", "trafgen": "netsniff-ng", "sockperf": "sockperf",
             "gcc": "gcc", "ethtool": "ethtool", "ping": "iputils-ping"}
-    if "dpdk" in peers or "dpdk-uplink" in peers:
+    if any(p.startswith("dpdk") for p in peers):
         want["dpdk-testpmd"] = "dpdk-dev"
     missing = sorted({pkg for cmd, pkg in want.items() if shutil.which(cmd) is None})
     if missing:
@@ -296,6 +299,11 @@ def start_peer(run, peer):
         for i in (IF_V, IF_U):
             sh("ip", "link", "set", i, "master", BR)
         sh("ip", "link", "set", BR, "up")
+    elif peer == "dpdk-uu-xdp":
+        # testpmd's net_af_xdp on both "NICs" (libxdp's default program,
+        # copy mode on veth); finished frames, as for vtap-uu-xdp.
+        two_nics(finished_frames=True)
+        start_testpmd(run, peer, f"net_af_xdp1,iface={IF_U}", first_vdev=f"net_af_xdp0,iface={IF_V}")
     elif peer == "dpdk-uplink":
         lan()
         # net_af_packet reads without a virtio-net header: a checksum-partial
@@ -327,17 +335,18 @@ def start_peer(run, peer):
              f"{peer}: {B4} reachable from A")
 
 
-def start_testpmd(run, peer, second_vdev):
-    """dpdk-testpmd forwarding (io mode) between a net_tap on IF_A and
-    `second_vdev`. testpmd ends with read(0) ("Press enter to exit"): stdin
-    must never reach EOF. Its queues re-open the taps by name at port start,
-    so they may only move once it is forwarding (the caller moves them)."""
+def start_testpmd(run, peer, second_vdev, first_vdev=None):
+    """dpdk-testpmd forwarding (io mode) between `first_vdev` (a net_tap on
+    IF_A by default) and `second_vdev`. testpmd ends with read(0) ("Press
+    enter to exit"): stdin must never reach EOF. Its queues re-open the taps
+    by name at port start, so they may only move once it is forwarding (the
+    caller moves them)."""
     fifo = os.path.join(run.out, "testpmd.in")
     if not os.path.exists(fifo):
         os.mkfifo(fifo)
     stdin = os.open(fifo, os.O_RDWR)
     p = run.spawn(["stdbuf", "-oL", "dpdk-testpmd", "--no-huge", "-m", "512", "--no-pci",
-                   "--no-shconf", "--file-prefix=vtbench", f"--vdev=net_tap0,iface={IF_A}",
+                   "--no-shconf", "--file-prefix=vtbench", f"--vdev={first_vdev or f'net_tap0,iface={IF_A}'}",
                    f"--vdev={second_vdev}", "-l", "0-1", "--", "--forward-mode=io",
                    "--auto-start", "--nb-cores=1", "--total-num-mbufs=32768"], peer, stdin=stdin)
     os.close(stdin)
@@ -639,6 +648,9 @@ def main():
     table = report.render(doc)
     with open(os.path.join(out, "table.md"), "w") as f:
         f.write(table)
+    # One SVG chart per test beside the table (docs/charts/ keeps the ones
+    # docs/benchmarks.md shows).
+    report.charts(doc, out)
     print(table)
     errors = [r for r in results if "error" in r]
     if errors:

@@ -57,6 +57,8 @@ pub struct AppState {
     pub socket: String,
     /// API requests served, for `/metrics`.
     pub api_requests: crate::metrics::ApiRequests,
+    /// API latency, by route and method.
+    pub api_latency: crate::metrics::ApiLatency,
     /// Where the state is saved after every change (none: not saved).
     pub state_file: Option<PathBuf>,
 }
@@ -72,6 +74,7 @@ impl AppState {
             fault_injection: false,
             socket: String::new(),
             api_requests: crate::metrics::ApiRequests::default(),
+            api_latency: crate::metrics::api_latency(),
             state_file: None,
         }
     }

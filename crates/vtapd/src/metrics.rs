@@ -3,12 +3,19 @@
 //! The data path keeps plain per-queue counters (no atomics per packet);
 //! a scrape takes one snapshot of every interface (`Registry::list`, which
 //! locks each data path once) and turns it into metric families. Only the
-//! API request counter lives across scrapes, updated by a middleware.
+//! API request counter and latency histogram live across scrapes, updated
+//! by a middleware. Forwarding workers' busy time is their threads' CPU
+//! time as the kernel counts it (`/proc/self/task/*/stat`), so it costs the
+//! data path nothing.
+//!
+//! `dist/grafana/vtap.json` is a dashboard over these series; a test checks
+//! that every query in it names a series this module exports.
 
 use prometheus_client::encoding::{text::encode, EncodeLabelSet};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry as Metrics;
 use vtap::TapInfo;
 
@@ -25,6 +32,58 @@ pub struct ApiLabels {
 
 /// The API request counter family.
 pub type ApiRequests = Family<ApiLabels, Counter>;
+
+/// API latency by route template and method.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteLabels {
+    /// The route template.
+    pub route: String,
+    /// HTTP method.
+    pub method: String,
+}
+
+/// The API latency histogram family (seconds; buckets from 100 µs to
+/// about 13 s, doubling).
+pub type ApiLatency = Family<RouteLabels, Histogram, fn() -> Histogram>;
+
+/// An empty [`ApiLatency`].
+pub fn api_latency() -> ApiLatency {
+    Family::new_with_constructor(|| Histogram::new(exponential_buckets(1e-4, 2.0, 18)))
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct WorkerLabels {
+    worker: String,
+}
+
+/// The forwarding workers' CPU seconds, by thread name (`vtap-fwd0`...),
+/// from `/proc/self/task/*/stat` (utime + stime, in clock ticks).
+fn worker_cpu_seconds() -> Vec<(String, f64)> {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return Vec::new();
+    };
+    // Linux reports these times in USER_HZ, 100 on every architecture
+    // vtap builds for.
+    const USER_HZ: f64 = 100.0;
+    let mut out: Vec<(String, f64)> = tasks
+        .filter_map(Result::ok)
+        .filter_map(|t| {
+            let comm = std::fs::read_to_string(t.path().join("comm")).ok()?;
+            let comm = comm.trim();
+            if !comm.starts_with("vtap-fwd") {
+                return None;
+            }
+            let stat = std::fs::read_to_string(t.path().join("stat")).ok()?;
+            // Fields after the parenthesised name: state is 3rd, utime 14th.
+            let rest = stat.rsplit_once(')')?.1;
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            let ticks: u64 = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
+            Some((comm.to_string(), ticks as f64 / USER_HZ))
+        })
+        .collect();
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
+}
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct IfLabels {
@@ -87,6 +146,7 @@ struct Families {
     bridge_macs: Family<BridgeLabels, Gauge>,
     bridge_mac_limit: Family<BridgeLabels, Gauge>,
     bridge_learn_refused: Family<BridgeLabels, Counter>,
+    worker_cpu: Family<WorkerLabels, Counter<f64>>,
 }
 
 fn gauge_value(v: u64) -> i64 {
@@ -281,6 +341,12 @@ impl Families {
             "Addresses not learned because the bridge's table was full",
             self.bridge_learn_refused,
         );
+        m.register(
+            "vtap_worker_cpu_seconds",
+            "CPU time of each forwarding worker thread (busy time: a worker \
+             sleeps without CPU when it has nothing to move)",
+            self.worker_cpu,
+        );
     }
 }
 
@@ -290,6 +356,7 @@ pub fn render(
     uplinks: &[vtap::uplink::HostInterfaceInfo],
     bridges: &[vtap::forward::BridgeInfo],
     api: &ApiRequests,
+    latency: &ApiLatency,
 ) -> String {
     let f = Families::default();
     f.interfaces.set(gauge_value(
@@ -304,12 +371,22 @@ pub fn render(
     for b in bridges {
         f.add_bridge(b);
     }
+    for (worker, secs) in worker_cpu_seconds() {
+        f.worker_cpu
+            .get_or_create(&WorkerLabels { worker })
+            .inc_by(secs);
+    }
     let mut m = Metrics::default();
     f.register(&mut m);
     m.register(
         "vtap_api_requests",
         "REST API requests by route, method and status",
         api.clone(),
+    );
+    m.register(
+        "vtap_api_request_duration_seconds",
+        "REST API request latency by route and method",
+        latency.clone(),
     );
     let mut out = String::new();
     // Writing into a String cannot fail.

@@ -327,7 +327,14 @@ async fn count_request(
         .get::<axum::extract::MatchedPath>()
         .map_or_else(|| "unmatched".to_string(), |m| m.as_str().to_string());
     let method = req.method().to_string();
+    let started = std::time::Instant::now();
     let resp = next.run(req).await;
+    s.api_latency
+        .get_or_create(&crate::metrics::RouteLabels {
+            route: route.clone(),
+            method: method.clone(),
+        })
+        .observe(started.elapsed().as_secs_f64());
     s.api_requests
         .get_or_create(&crate::metrics::ApiLabels {
             route,
@@ -348,7 +355,7 @@ async fn metrics(State(s): State<Arc<AppState>>) -> Response {
         node.forwarder.bridges(),
     );
     drop(node);
-    let body = crate::metrics::render(&taps, &uplinks, &bridges, &s.api_requests);
+    let body = crate::metrics::render(&taps, &uplinks, &bridges, &s.api_requests, &s.api_latency);
     (
         [(
             axum::http::header::CONTENT_TYPE,
