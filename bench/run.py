@@ -38,6 +38,8 @@ standing in for the NIC (IF_U in this namespace, IF_B in B, the "LAN"):
     vtap-uplink-xdp  the same with `--mode af-xdp` (vtap's XDP program and
                    an XDP socket on IF_U, copy mode: veth has no zero-copy);
                    B's side has tx checksum off, as for dpdk-uplink
+    dpdk-uplink-xdp  dpdk-testpmd, net_tap (A) + net_af_xdp (IF_U), io
+                   forwarding; B's side has tx checksum off
     dpdk-uplink    dpdk-testpmd, net_tap (A) + net_af_packet (IF_U), io
                    forwarding, same EAL settings as `dpdk`; B's side has tx
                    checksum (and so TSO) off: net_af_packet has no
@@ -99,7 +101,7 @@ TUNRS = os.path.join(PEERS, "tunrs-fwd", "target", "release", "tunrs-fwd")
 
 ALL_PEERS = ["veth", "vtap", "vtap-poll", "vtap-gso", "vtap-none", "vtap-rings", "vtap-w2", "offload", "offload-t",
              "naive", "tunrs-tap",
-             "dpdk", "uplink-bridge", "vtap-uplink", "vtap-uplink-xdp", "dpdk-uplink",
+             "dpdk", "uplink-bridge", "vtap-uplink", "vtap-uplink-xdp", "dpdk-uplink", "dpdk-uplink-xdp",
              "uu-bridge", "vtap-uu", "vtap-uu-xdp", "dpdk-uu-xdp"]
 # A/B of vtap itself: `vtap-base` is the `vtap` configuration run by another
 # build (VTAP_BASE_BIN=path/to/vtap), e.g. the commit before a refactor, so
@@ -304,6 +306,11 @@ def start_peer(run, peer):
         # copy mode on veth); finished frames, as for vtap-uu-xdp.
         two_nics(finished_frames=True)
         start_testpmd(run, peer, f"net_af_xdp1,iface={IF_U}", first_vdev=f"net_af_xdp0,iface={IF_V}")
+    elif peer == "dpdk-uplink-xdp":
+        lan()
+        nsx(NS_B, "ethtool", "-K", IF_B, "tx", "off")
+        start_testpmd(run, peer, f"net_af_xdp0,iface={IF_U}")
+        move_taps(only_a=True)
     elif peer == "dpdk-uplink":
         lan()
         # net_af_packet reads without a virtio-net header: a checksum-partial

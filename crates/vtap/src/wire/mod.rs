@@ -1,12 +1,13 @@
 //! What crosses the wire between vtap and a device: the virtio-net header
-//! that travels with every frame ([`vnet`]) and the borrowed view of a frame
-//! to send ([`TxFrame`]).
+//! that travels with every frame ([`vnet`]), the borrowed view of a frame
+//! to send ([`TxFrame`]), and the VXLAN header of tunnel ports ([`vxlan`]).
 //!
 //! These are the bottom layer's vocabulary: the offload layer reads and
 //! writes headers, the data path moves them, ports and the forwarding plane
 //! carry them. Nothing here depends on anything else in the crate.
 
 pub mod vnet;
+pub mod vxlan;
 
 pub use vnet::VnetHdr;
 
