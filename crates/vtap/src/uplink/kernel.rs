@@ -167,3 +167,57 @@ pub(super) fn open_xdp(
     };
     Ok((dp, held, kernel))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn probe(rx_queues: u32) -> packet::Probe {
+        packet::Probe {
+            ifindex: 7,
+            driver: "veth".into(),
+            flags: libc::IFF_UP as u32,
+            mtu: 1500,
+            mac: [2, 0, 0, 0, 0, 1],
+            tx_csum: true,
+            tso: true,
+            rx_queues,
+        }
+    }
+
+    /// Mode, queues asked, receive queues the interface has, and the count
+    /// (or words of the refusal).
+    type Case = (Mode, Option<u16>, u32, Result<u16, &'static str>);
+
+    /// How many queues each mode gets, and what af-xdp refuses.
+    #[test]
+    fn queue_counts_by_mode() {
+        let cases: [Case; 7] = [
+            (Mode::AfPacket, None, 4, Ok(1)),
+            (Mode::AfPacket, Some(3), 1, Ok(3)),
+            (Mode::AfXdp, None, 1, Ok(1)),
+            (Mode::AfXdp, None, 4, Ok(4)),
+            (Mode::AfXdp, Some(4), 4, Ok(4)),
+            (
+                Mode::AfXdp,
+                Some(2),
+                4,
+                Err("num-queues '2': 'eth0' has 4 receive queues"),
+            ),
+            (
+                Mode::AfXdp,
+                None,
+                65,
+                Err("host-if-name 'eth0': has 65 receive queues; af-xdp serves at most 64"),
+            ),
+        ];
+        for (mode, asked, has, want) in cases {
+            let got = queues_for(mode, asked, &probe(has), "eth0").map_err(|e| e.to_string());
+            match (got, want) {
+                (Ok(n), Ok(w)) => assert_eq!(n, w, "{mode:?} {asked:?} {has}"),
+                (Err(e), Err(w)) => assert!(e.contains(w), "{e}"),
+                (got, want) => panic!("{mode:?} {asked:?} {has}: {got:?}, want {want:?}"),
+            }
+        }
+    }
+}
