@@ -845,8 +845,8 @@ async fn an_af_xdp_cross_connect_carries_jumbo_frames_in_several_chunks() {
     );
     let sent = tx_totals(&up);
     // Toward the uplink, 9 000-byte frames go out in three chunks each.
-    // They arrive whole, but this kernel (6.18, copy mode) sends frames of
-    // three or more chunks slowly (docs/benchmarks.md): 1 MB here.
+    // They arrive whole, but this kernel (6.18, copy mode) gives the chunks
+    // of frames longer than one back slowly (docs/benchmarks.md): 1 MB here.
     common::hashed_transfer(&lan.pod, &lan.lan, &lan.addr(false, false), 1 << 20);
     let up = n.uplinks.get("host-up0").expect("get");
     let now = tx_totals(&up);
