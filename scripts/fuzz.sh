@@ -7,7 +7,8 @@
 # Targets (fuzz/fuzz_targets/): offload (frame parsers, segmentation,
 # checksums, coalescing), vnet_header (the header alone and its checks),
 # device (a hostile device against the driver's rings), api_body (REST
-# bodies), config (the daemon's config file). A crash leaves its input in
+# bodies), config (the daemon's config file), vxlan (received VXLAN
+# datagrams: decapsulation and the entropy hash). A crash leaves its input in
 # fuzz/artifacts/TARGET/; copy it into fuzz/corpus/TARGET/ with the fix.
 #
 # Needs a nightly toolchain (`rustup toolchain install nightly`) and
@@ -21,6 +22,7 @@ command -v rustup >/dev/null && rustup toolchain list | grep -q nightly ||
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
 # Seeds: golden frames from the unit tests.
 cargo test -q -p vtap --lib write_fuzz_seeds -- --ignored
+cargo test -q -p vtap --lib write_vxlan_fuzz_seeds -- --ignored
 targets=${*:-$(cargo +nightly fuzz list)}
 for t in $targets; do
     mkdir -p "fuzz/corpus/$t"

@@ -18,3 +18,8 @@ fn vnet_header_corpus_replays_without_panic() {
 fn device_corpus_replays_without_panic() {
     replay_corpus("device", vtap::datapath::fuzz::device);
 }
+
+#[test]
+fn vxlan_corpus_replays_without_panic() {
+    replay_corpus("vxlan", vtap::wire::vxlan::fuzz_one);
+}
