@@ -73,6 +73,21 @@ impl Lan {
         }
     }
 
+    /// A tap in the pod namespace (see [`Lan::tap_options`]).
+    async fn tap(&self, n: &mut Node, mtu: u32) -> vtap::TapInfo {
+        n.registry
+            .create(&self.tap_options(mtu))
+            .await
+            .unwrap_or_else(|e| panic!("{}", error_chain(&e)))
+    }
+
+    /// The LAN side checksums in software, as a wire delivers frames: an
+    /// XDP socket gets no checksum metadata, and a veth peer with tx
+    /// offload on would hand over checksum-partial frames.
+    fn finished_frames(&self) {
+        self.lan.exec("ethtool", &["-K", "lan0", "tx", "off"]);
+    }
+
     fn tap_options(&self, mtu: u32) -> CreateOptions {
         CreateOptions {
             host_ns: Some(self.pod.name.clone()),
@@ -207,11 +222,7 @@ async fn a_pod_reaches_the_lan_through_an_af_packet_uplink_on_a_bridge() {
     let before = lan.up0();
     assert_eq!(promiscuity(&before), 0);
     let mut n = node();
-    let tap = n
-        .registry
-        .create(&lan.tap_options(1500))
-        .await
-        .unwrap_or_else(|e| panic!("{}", error_chain(&e)));
+    let tap = lan.tap(&mut n, 1500).await;
     let up = n
         .host_interface_create(&lan.uplink_options())
         .unwrap_or_else(|e| panic!("{e}"));
@@ -285,11 +296,7 @@ async fn a_cross_connect_carries_jumbo_frames_and_counts_what_does_not_fit() {
     let _serial = SERIAL.lock().await;
     let lan = Lan::new("ux", 81, 9000);
     let mut n = node();
-    let tap = n
-        .registry
-        .create(&lan.tap_options(9000))
-        .await
-        .unwrap_or_else(|e| panic!("{}", error_chain(&e)));
+    let tap = lan.tap(&mut n, 9000).await;
     let up = n
         .host_interface_create(&lan.uplink_options())
         .expect("uplink");
@@ -324,11 +331,7 @@ async fn an_uplink_without_tso_gets_segments_cut_in_software() {
     let lan = Lan::new("ut", 82, 1500);
     lan.node_ns.exec("ethtool", &["-K", "up0", "tso", "off"]);
     let mut n = node();
-    let tap = n
-        .registry
-        .create(&lan.tap_options(1500))
-        .await
-        .unwrap_or_else(|e| panic!("{}", error_chain(&e)));
+    let tap = lan.tap(&mut n, 1500).await;
     let up = n
         .host_interface_create(&lan.uplink_options())
         .expect("uplink");
@@ -357,11 +360,7 @@ async fn what_cannot_be_an_uplink_is_refused_and_leaves_nothing() {
     let lan = Lan::new("ur", 83, 1500);
     lan.node_ns.ip(&["link", "set", "lo", "up"]);
     let mut n = node();
-    let tap = n
-        .registry
-        .create(&lan.tap_options(1500))
-        .await
-        .unwrap_or_else(|e| panic!("{}", error_chain(&e)));
+    let tap = lan.tap(&mut n, 1500).await;
     let fds = settled_fds();
     let opts = |name: &str, ns: &str| HostInterfaceOptions {
         host_if_name: name.into(),
@@ -432,13 +431,9 @@ async fn link_down_up_and_deletion_under_traffic_af_xdp() {
 async fn link_faults(mode: Mode, tag: &str, net: u8) {
     let _serial = SERIAL.lock().await;
     let lan = Lan::new(tag, net, 1500);
-    lan.lan.exec("ethtool", &["-K", "lan0", "tx", "off"]);
+    lan.finished_frames();
     let mut n = node();
-    let tap = n
-        .registry
-        .create(&lan.tap_options(1500))
-        .await
-        .unwrap_or_else(|e| panic!("{}", error_chain(&e)));
+    let tap = lan.tap(&mut n, 1500).await;
     n.host_interface_create(&HostInterfaceOptions {
         mode: Some(mode),
         ..lan.uplink_options()
@@ -519,11 +514,7 @@ async fn several_queues_share_one_fanout_group() {
     let _serial = SERIAL.lock().await;
     let lan = Lan::new("uq", 85, 1500);
     let mut n = node();
-    let tap = n
-        .registry
-        .create(&lan.tap_options(1500))
-        .await
-        .unwrap_or_else(|e| panic!("{}", error_chain(&e)));
+    let tap = lan.tap(&mut n, 1500).await;
     let fds = settled_fds();
     let up = n
         .host_interface_create(&HostInterfaceOptions {
@@ -571,15 +562,11 @@ fn xdp_prog_id(link: &serde_json::Value) -> Option<u64> {
 async fn a_pod_reaches_the_lan_through_an_af_xdp_uplink_on_a_bridge() {
     let _serial = SERIAL.lock().await;
     let lan = Lan::new("xb", 86, 1500);
-    lan.lan.exec("ethtool", &["-K", "lan0", "tx", "off"]);
+    lan.finished_frames();
     let before = lan.up0();
     assert_eq!(xdp_prog_id(&before), None);
     let mut n = node();
-    let tap = n
-        .registry
-        .create(&lan.tap_options(1500))
-        .await
-        .unwrap_or_else(|e| panic!("{}", error_chain(&e)));
+    let tap = lan.tap(&mut n, 1500).await;
     let up = n
         .host_interface_create(&xdp_options(&lan))
         .unwrap_or_else(|e| panic!("{e}"));
@@ -638,14 +625,10 @@ async fn a_pod_reaches_the_lan_through_an_af_xdp_uplink_on_a_bridge() {
 async fn what_af_xdp_cannot_take_is_refused_and_leaves_nothing() {
     let _serial = SERIAL.lock().await;
     let lan = Lan::new("xr", 88, 1500);
-    lan.lan.exec("ethtool", &["-K", "lan0", "tx", "off"]);
+    lan.finished_frames();
     let before = lan.up0();
     let mut n = node();
-    let tap = n
-        .registry
-        .create(&lan.tap_options(1500))
-        .await
-        .unwrap_or_else(|e| panic!("{}", error_chain(&e)));
+    let tap = lan.tap(&mut n, 1500).await;
     let fds = settled_fds();
     let e = n
         .host_interface_create(&HostInterfaceOptions {
@@ -815,14 +798,10 @@ async fn two_af_xdp_uplinks_carry_a_full_rate_transfer_without_losing_chunks() {
 async fn an_af_xdp_cross_connect_carries_jumbo_frames_in_several_chunks() {
     let _serial = SERIAL.lock().await;
     let lan = Lan::new("xj", 90, 9000);
-    lan.lan.exec("ethtool", &["-K", "lan0", "tx", "off"]);
+    lan.finished_frames();
     let before = lan.up0();
     let mut n = node();
-    let tap = n
-        .registry
-        .create(&lan.tap_options(9000))
-        .await
-        .unwrap_or_else(|e| panic!("{}", error_chain(&e)));
+    let tap = lan.tap(&mut n, 9000).await;
     let up = n
         .host_interface_create(&xdp_options(&lan))
         .unwrap_or_else(|e| panic!("{e}"));

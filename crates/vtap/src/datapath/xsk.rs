@@ -289,11 +289,6 @@ impl std::fmt::Debug for XskRx {
 }
 
 impl XskRx {
-    /// The socket's fd.
-    pub fn as_raw_fd(&self) -> RawFd {
-        self.fd
-    }
-
     /// Counters.
     pub fn counters(&self) -> Counters {
         self.counters
