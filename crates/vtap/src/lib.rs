@@ -63,6 +63,7 @@ pub mod port;
 pub mod registry;
 pub mod sys;
 pub mod tun;
+pub mod tunnel;
 pub mod uplink;
 pub mod virtq;
 pub mod wire;

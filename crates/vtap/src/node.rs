@@ -10,12 +10,15 @@
 //! knows. Holding both in one [`Node`] behind one lock leaves no lock order
 //! to get wrong.
 //!
-//! A node also holds the host uplinks ([`crate::uplink`]); the forwarding
-//! plane is handed taps and uplinks alike, and the node decides, from both
-//! stores, that a tap of vtap's own cannot also be an uplink.
+//! A node also holds the host uplinks ([`crate::uplink`]) and the VXLAN
+//! tunnels ([`crate::tunnel`]); the forwarding plane is handed taps,
+//! uplinks and tunnels alike, and the node decides, from the stores, that a
+//! tap of vtap's own cannot also be an uplink, and that a tap bridged with
+//! a tunnel has an MTU the tunnel carries.
 
 use crate::forward::{self, BridgeInfo, Forwarder, Xconnect};
 use crate::registry::{self, Registry, TapInfo};
+use crate::tunnel::{self, Tunnels, VxlanInfo, VxlanOptions};
 use crate::uplink::{self, HostInterfaceInfo, HostInterfaceOptions, Uplinks};
 
 /// Why a node operation was refused.
@@ -38,6 +41,25 @@ pub enum Error {
     /// An uplink operation refused.
     #[error(transparent)]
     Uplink(#[from] uplink::Error),
+    /// A tunnel operation refused.
+    #[error(transparent)]
+    Tunnel(#[from] tunnel::Error),
+    /// A tap's MTU is more than a tunnel of the bridge carries.
+    #[error("mtu: {tap}'s host MTU {mtu} is more than {tunnel} carries ({inner_mtu}: underlay MTU {underlay_mtu} less {overhead}); give the tap host-mtu-size {inner_mtu} or less")]
+    MtuTooBig {
+        /// The tap.
+        tap: String,
+        /// Its host MTU.
+        mtu: u32,
+        /// The tunnel.
+        tunnel: String,
+        /// What the tunnel carries.
+        inner_mtu: u32,
+        /// The underlay's MTU.
+        underlay_mtu: u32,
+        /// The difference.
+        overhead: u32,
+    },
 }
 
 impl Error {
@@ -48,6 +70,8 @@ impl Error {
             Error::Registry(e) => e.kind(),
             Error::Forward(e) => e.kind(),
             Error::Uplink(e) => e.kind(),
+            Error::Tunnel(e) => e.kind(),
+            Error::MtuTooBig { .. } => registry::ErrorKind::Invalid,
         }
     }
 }
@@ -61,6 +85,8 @@ pub struct Node {
     pub forwarder: Forwarder,
     /// Host interfaces used as uplinks.
     pub uplinks: Uplinks,
+    /// VXLAN tunnels.
+    pub tunnels: Tunnels,
 }
 
 impl Node {
@@ -70,23 +96,38 @@ impl Node {
             registry,
             forwarder,
             uplinks: Uplinks::new(),
+            tunnels: Tunnels::new(),
         }
     }
 
     /// The id of interface `key`: an uplink's name or id, or a tap's.
     pub fn resolve(&self, key: &str) -> Result<u32, Error> {
-        match self.uplinks.find(key) {
-            Some(id) => Ok(id),
-            None => Ok(self.registry.resolve(key)?),
+        if let Some(id) = self.uplinks.find(key).or_else(|| self.tunnels.find(key)) {
+            return Ok(id);
         }
+        Ok(self.registry.resolve(key)?)
     }
 
     /// Interface `key` (a tap or an uplink) as the forwarding plane takes it.
     pub fn end(&self, key: &str) -> Result<crate::port::End, Error> {
-        match self.uplinks.find(key) {
-            Some(_) => Ok(self.uplinks.end(key)?),
-            None => Ok(self.registry.end(key)?),
+        if self.uplinks.find(key).is_some() {
+            return Ok(self.uplinks.end(key)?);
         }
+        if self.tunnels.find(key).is_some() {
+            return Ok(self.tunnels.end(key)?);
+        }
+        Ok(self.registry.end(key)?)
+    }
+
+    /// Creates a VXLAN tunnel.
+    pub fn vxlan_create(&mut self, opts: &VxlanOptions) -> Result<VxlanInfo, Error> {
+        Ok(self.tunnels.create(opts)?)
+    }
+
+    /// Deletes tunnel `key` unless the forwarding plane holds it.
+    pub fn vxlan_delete(&mut self, key: &str) -> Result<VxlanInfo, Error> {
+        self.check_deletable(key)?;
+        Ok(self.tunnels.delete(key)?)
     }
 
     /// Opens a host uplink. An interface that is the host side of one of
@@ -139,7 +180,41 @@ impl Node {
     /// Adds interface `key` to bridge `bd`.
     pub fn bridge_add(&mut self, bd: &str, key: &str) -> Result<BridgeInfo, Error> {
         let end = self.end(key)?;
+        let members = self.forwarder.bridge(bd)?.interfaces;
+        for other in &members {
+            self.check_mtu_fits(key, other)?;
+            self.check_mtu_fits(other, key)?;
+        }
         Ok(self.forwarder.bridge_add(bd, end)?)
+    }
+
+    /// Refuses when `tap` is a tap whose host MTU is more than `tunnel`, a
+    /// tunnel, carries (anything else passes).
+    fn check_mtu_fits(&self, tap: &str, tunnel: &str) -> Result<(), Error> {
+        let Some(t) = self
+            .tunnels
+            .find(tunnel)
+            .and_then(|id| self.tunnels.get(&id.to_string()).ok())
+        else {
+            return Ok(());
+        };
+        if self.uplinks.find(tap).is_some() || self.tunnels.find(tap).is_some() {
+            return Ok(());
+        }
+        let Ok(info) = self.registry.get(tap) else {
+            return Ok(());
+        };
+        if info.host_mtu_size > t.inner_mtu {
+            return Err(Error::MtuTooBig {
+                tap: info.name,
+                mtu: info.host_mtu_size,
+                tunnel: t.name,
+                inner_mtu: t.inner_mtu,
+                underlay_mtu: t.underlay_mtu,
+                overhead: t.underlay_mtu - t.inner_mtu,
+            });
+        }
+        Ok(())
     }
 
     /// Removes interface `key` from bridge `bd`.

@@ -250,6 +250,7 @@ impl Families {
             ("rx", "forwarded", rx.forwarded),
             ("rx", "drop_runt", rx.drop_runt),
             ("rx", "drop_filtered", rx.drop_filtered),
+            ("rx", "drop_split_horizon", rx.drop_split_horizon),
             ("rx", "drop_no_port", rx.drop_no_port),
             ("rx", "burst_errors", rx.burst_errors),
             ("tx", "offered", a.tx.offered),

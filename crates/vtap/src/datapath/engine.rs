@@ -1,6 +1,7 @@
 //! What serves one queue: a virtio ring (vhost-net or the userspace
 //! backend on the other side), the tap fd directly ([`super::direct`]), or
-//! an XDP socket's rings ([`super::xsk`]).
+//! an XDP socket's rings ([`super::xsk`]), or a VXLAN tunnel's UDP sockets
+//! ([`super::vxlan`]).
 //!
 //! The data path calls the same operations on either; the rx mode state
 //! machine (polling, interrupt, adaptive) lives here once, over both.
@@ -9,6 +10,7 @@ use std::os::fd::RawFd;
 
 use super::direct::{DirectRx, DirectTx};
 use super::queue::{Counters, RxFrame, RxMode, RxQueue, Sent, TxQueue, ADAPTIVE_IDLE_BURSTS};
+use super::vxlan::{VxlanRx, VxlanTx};
 use super::xsk::{XskRx, XskTx};
 use super::Error;
 use crate::virtq::split::RingState;
@@ -19,6 +21,7 @@ enum RxEngine {
     Ring(RxQueue),
     Direct(DirectRx),
     Xsk(XskRx),
+    Vxlan(VxlanRx),
 }
 
 /// An rx queue of either engine, with its rx mode.
@@ -47,6 +50,12 @@ impl From<XskRx> for Rx {
     }
 }
 
+impl From<VxlanRx> for Rx {
+    fn from(q: VxlanRx) -> Self {
+        Self::with(RxEngine::Vxlan(q))
+    }
+}
+
 impl Rx {
     fn with(engine: RxEngine) -> Self {
         Self {
@@ -62,6 +71,7 @@ impl Rx {
             RxEngine::Ring(q) => q.rx_burst(max, f)?,
             RxEngine::Direct(q) => q.rx_burst(max, f)?,
             RxEngine::Xsk(q) => q.rx_burst(max, f),
+            RxEngine::Vxlan(q) => q.rx_burst(max, f),
         })
     }
 
@@ -120,7 +130,7 @@ impl Rx {
     fn set_interrupts(&mut self, on: bool) -> Result<bool, Error> {
         Ok(match &mut self.engine {
             RxEngine::Ring(q) => q.set_interrupts(on)?,
-            RxEngine::Direct(_) | RxEngine::Xsk(_) => false,
+            RxEngine::Direct(_) | RxEngine::Xsk(_) | RxEngine::Vxlan(_) => false,
         })
     }
 
@@ -130,8 +140,9 @@ impl Rx {
         Ok(match &mut self.engine {
             RxEngine::Ring(q) => q.arm()?,
             // Level-triggered: a readable tap (or an XDP socket with frames
-            // on its rx ring) is readable to poll(2) too.
-            RxEngine::Direct(_) | RxEngine::Xsk(_) => false,
+            // on its rx ring, or a tunnel's epoll set) is readable to
+            // poll(2) too.
+            RxEngine::Direct(_) | RxEngine::Xsk(_) | RxEngine::Vxlan(_) => false,
         })
     }
 
@@ -142,6 +153,7 @@ impl Rx {
             RxEngine::Ring(q) => q.call_fd(),
             RxEngine::Direct(q) => q.wait_fd(),
             RxEngine::Xsk(q) => q.wait_fd(),
+            RxEngine::Vxlan(q) => q.wait_fd(),
         }
     }
 
@@ -158,6 +170,7 @@ impl Rx {
             RxEngine::Ring(q) => q.wait(timeout_ms)?,
             RxEngine::Direct(q) => q.wait(timeout_ms),
             RxEngine::Xsk(q) => q.wait(timeout_ms),
+            RxEngine::Vxlan(q) => q.wait(timeout_ms),
         }
         Ok(())
     }
@@ -168,6 +181,7 @@ impl Rx {
             RxEngine::Ring(q) => q.counters(),
             RxEngine::Direct(q) => q.counters(),
             RxEngine::Xsk(q) => q.counters(),
+            RxEngine::Vxlan(q) => q.counters(),
         }
     }
 
@@ -175,14 +189,14 @@ impl Rx {
     pub fn ring_state(&self) -> Option<RingState> {
         match &self.engine {
             RxEngine::Ring(q) => Some(q.state()),
-            RxEngine::Direct(_) | RxEngine::Xsk(_) => None,
+            RxEngine::Direct(_) | RxEngine::Xsk(_) | RxEngine::Vxlan(_) => None,
         }
     }
 
     /// Times the fd reported its interface down (packet sockets only).
     pub fn link_down_events(&self) -> u64 {
         match &self.engine {
-            RxEngine::Ring(_) | RxEngine::Xsk(_) => 0,
+            RxEngine::Ring(_) | RxEngine::Xsk(_) | RxEngine::Vxlan(_) => 0,
             RxEngine::Direct(q) => q.link_down_events(),
         }
     }
@@ -197,6 +211,8 @@ pub(super) enum Tx {
     Direct(DirectTx),
     /// An XDP socket's tx ring.
     Xsk(XskTx),
+    /// A VXLAN tunnel's sending sockets.
+    Vxlan(VxlanTx),
 }
 
 impl Tx {
@@ -207,6 +223,7 @@ impl Tx {
             Self::Ring(q) => q.try_send(frames)?,
             Self::Direct(q) => q.try_send(frames),
             Self::Xsk(q) => q.try_send(frames),
+            Self::Vxlan(q) => q.try_send(frames),
         })
     }
 
@@ -235,6 +252,7 @@ impl Tx {
             Self::Ring(q) => q.count_dropped(n),
             Self::Direct(q) => q.count_dropped(n),
             Self::Xsk(q) => q.count_dropped(n),
+            Self::Vxlan(q) => q.count_dropped(n),
         }
     }
 
@@ -244,6 +262,7 @@ impl Tx {
             Self::Ring(q) => q.counters(),
             Self::Direct(q) => q.counters(),
             Self::Xsk(q) => q.counters(),
+            Self::Vxlan(q) => q.counters(),
         }
     }
 
@@ -251,7 +270,7 @@ impl Tx {
     pub fn ring_state(&self) -> Option<RingState> {
         match self {
             Self::Ring(q) => Some(q.state()),
-            Self::Direct(_) | Self::Xsk(_) => None,
+            Self::Direct(_) | Self::Xsk(_) | Self::Vxlan(_) => None,
         }
     }
 
@@ -260,7 +279,7 @@ impl Tx {
     pub fn link_down_events(&self) -> u64 {
         match self {
             Self::Xsk(q) => q.link_down_events(),
-            Self::Ring(_) | Self::Direct(_) => 0,
+            Self::Ring(_) | Self::Direct(_) | Self::Vxlan(_) => 0,
         }
     }
 }

@@ -3,7 +3,8 @@
 //! it. Together with the queues' own counters and the offload counters it
 //! balances exactly, so a frame that vanishes shows up as an imbalance:
 //!
-//! - rx: `received = forwarded + drop_runt + drop_filtered + drop_no_port`
+//! - rx: `received = forwarded + drop_runt + drop_filtered + drop_no_port +
+//!   drop_split_horizon`
 //!   (a flooded frame is forwarded once, however many ports it reaches);
 //! - tx: `offered + segments − segmented − coalesced − offload.drop_bad_header`
 //!   (the frames the offload stage hands to the queues) `= packets +
@@ -31,8 +32,13 @@ pub struct RxLedger {
     pub drop_runt: u64,
     /// Dropped: the destination was learned on this same interface (bridge).
     pub drop_filtered: u64,
-    /// Dropped: nowhere to send it (a bridge with no other interface).
+    /// Dropped: nowhere to send it (a bridge with no other interface, or
+    /// only ports of its own split-horizon group).
     pub drop_no_port: u64,
+    /// Dropped: its destination was learned on a port of the same
+    /// split-horizon group (from one tunnel to another).
+    #[serde(default)]
+    pub drop_split_horizon: u64,
     /// Rx bursts that failed part-way; the frames read before the failure
     /// are in `received` and went on as usual.
     pub burst_errors: u64,
@@ -81,7 +87,7 @@ pub struct Accounting {
 
 /// Frames an rx ledger accounts for.
 fn rx_accounted(rx: &RxLedger) -> u64 {
-    rx.forwarded + rx.drop_runt + rx.drop_filtered + rx.drop_no_port
+    rx.forwarded + rx.drop_runt + rx.drop_filtered + rx.drop_no_port + rx.drop_split_horizon
 }
 
 /// Frames the offload stage produced from `offered` frames.
@@ -168,18 +174,21 @@ mod tests {
                 "{offered} {queues:?} {offload:?}"
             );
         }
-        let rx = |received, forwarded, runt, filtered, no_port| RxLedger {
+        let rx = |received, forwarded, runt, filtered, no_port, split| RxLedger {
             received,
             forwarded,
             drop_runt: runt,
             drop_filtered: filtered,
             drop_no_port: no_port,
+            drop_split_horizon: split,
             burst_errors: 0,
         };
         for (r, want) in [
-            (rx(10, 10, 0, 0, 0), true),
-            (rx(10, 6, 1, 2, 1), true),
-            (rx(10, 9, 0, 0, 0), false),
+            (rx(10, 10, 0, 0, 0, 0), true),
+            (rx(10, 6, 1, 2, 1, 0), true),
+            (rx(10, 5, 1, 2, 1, 1), true),
+            (rx(10, 9, 0, 0, 0, 0), false),
+            (rx(10, 9, 0, 0, 0, 2), false),
         ] {
             let l = Ledger {
                 rx: r,

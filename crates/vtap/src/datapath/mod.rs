@@ -15,6 +15,7 @@ pub mod ledger;
 pub mod queue;
 pub mod user;
 pub mod vhost;
+pub mod vxlan;
 pub mod xsk;
 
 use std::fs::File;
@@ -71,6 +72,8 @@ pub enum Backend {
     Direct,
     /// An XDP socket's rings per queue (host uplinks in `af-xdp` mode).
     AfXdp,
+    /// UDP sockets in the underlay (VXLAN tunnels).
+    Vxlan,
 }
 
 impl fmt::Display for Backend {
@@ -80,6 +83,7 @@ impl fmt::Display for Backend {
             Self::Userspace => "userspace",
             Self::Direct => "direct",
             Self::AfXdp => "af-xdp",
+            Self::Vxlan => "vxlan",
         })
     }
 }
@@ -206,7 +210,7 @@ impl DataPath {
             Backend::Direct => Self::start_direct(cfg, taps),
             Backend::VhostNet => Self::start_rings(cfg, taps, true),
             Backend::Userspace => Self::start_rings(cfg, taps, false),
-            Backend::AfXdp => Err(Error::NotForTaps),
+            Backend::AfXdp | Backend::Vxlan => Err(Error::NotForTaps),
         }
     }
 
@@ -318,6 +322,22 @@ impl DataPath {
             .into_iter()
             .map(|(r, t)| (engine::Rx::from(r), engine::Tx::Xsk(t)))
             .unzip();
+        Self::assemble(&cfg, Running::Direct, rx, tx, 0, None)
+    }
+
+    /// A data path on a VXLAN tunnel's queue pair.
+    pub fn start_vxlan(rx: vxlan::VxlanRx, tx: vxlan::VxlanTx) -> Self {
+        let cfg = Config {
+            rx_ring_size: 0,
+            tx_ring_size: 0,
+            num_rx_queues: 1,
+            num_tx_queues: 1,
+            event_idx: false,
+            indirect: false,
+            backend: Backend::Vxlan,
+        };
+        let rx = vec![engine::Rx::from(rx)];
+        let tx = vec![engine::Tx::Vxlan(tx)];
         Self::assemble(&cfg, Running::Direct, rx, tx, 0, None)
     }
 

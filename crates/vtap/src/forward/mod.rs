@@ -211,6 +211,14 @@ struct BridgePort {
     id: u32,
     name: String,
     datapath: SharedPort,
+    /// Split-horizon group (0: none); see [`End::split_horizon`].
+    shg: u8,
+}
+
+/// Whether a bridge may send a frame that came in on a port of group
+/// `from` out of a port of group `to`: not within one non-zero group.
+pub fn split_horizon_allows(from: u8, to: u8) -> bool {
+    from == 0 || from != to
 }
 
 /// A bridge domain: ports and the MAC table (address -> port index).
@@ -661,6 +669,7 @@ impl Forwarder {
             id: end.id,
             name: end.name.clone(),
             datapath,
+            shg: end.split_horizon,
         });
         self.workers[worker].send(Cmd::Wake);
         tracing::info!(bridge = name, iface = %end.name, "bridge port added");

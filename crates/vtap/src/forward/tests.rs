@@ -30,6 +30,7 @@ fn port(id: u32) -> (Fake, End) {
         name: format!("fake{id}"),
         tun: false,
         datapath: Some(port),
+        split_horizon: 0,
     };
     (fake, end)
 }
@@ -162,6 +163,63 @@ fn a_bridge_of_one_port_drops_floods_as_no_port() {
     f(&fa).push_rx(frame(BCAST, A, 1));
     until(|| f(&fa).ledger().rx.drop_no_port == 1);
     balanced(&fa);
+}
+
+/// Tunnels (split-horizon group 1) in a bridge with a local port: what a
+/// tunnel brings is flooded to local ports only, never to the other
+/// tunnels (each remote node floods to all the others itself: head-end
+/// replication); what a local port floods goes to every tunnel; a unicast
+/// from one tunnel to a MAC learned on another is dropped and counted.
+#[test]
+fn split_horizon_keeps_tunnels_from_feeding_each_other() {
+    let mut fwd = Forwarder::new(1).expect("forwarder");
+    fwd.bridge_create("bd").expect("bridge");
+    let (fa, a) = port(1);
+    let tunnel = |id| {
+        let (fake, end) = port(id);
+        (
+            fake,
+            End {
+                split_horizon: 1,
+                ..end
+            },
+        )
+    };
+    let ((ft1, t1), (ft2, t2)) = (tunnel(2), tunnel(3));
+    for e in [a, t1, t2] {
+        fwd.bridge_add("bd", e).expect("add");
+    }
+    // B's broadcast from tunnel 1: to the local port only.
+    f(&ft1).push_rx(frame(BCAST, B, 1));
+    until(|| f(&fa).sent.len() == 1);
+    // A's broadcast: head-end replicated to both tunnels.
+    f(&fa).push_rx(frame(BCAST, A, 2));
+    until(|| f(&ft1).sent.len() == 1 && f(&ft2).sent.len() == 1);
+    // C behind tunnel 2 sends to B (learned on tunnel 1): split horizon.
+    f(&ft2).push_rx(frame(B, C, 3));
+    until(|| f(&ft2).ledger().rx.drop_split_horizon == 1);
+    // C's broadcast from tunnel 2: local port only, tunnel 1 sees nothing.
+    f(&ft2).push_rx(frame(BCAST, C, 4));
+    until(|| f(&fa).sent.len() == 2);
+    assert_eq!(f(&ft1).sent.len(), 1, "nothing crossed between tunnels");
+    assert_eq!(f(&ft2).sent.len(), 1);
+    for p in [&fa, &ft1, &ft2] {
+        balanced(p);
+    }
+}
+
+#[test]
+fn split_horizon_groups_table() {
+    // (from, to, allowed)
+    for (from, to, ok) in [
+        (0, 0, true),
+        (0, 1, true),
+        (1, 0, true),
+        (1, 1, false),
+        (1, 2, true),
+    ] {
+        assert_eq!(split_horizon_allows(from, to), ok, "{from} -> {to}");
+    }
 }
 
 /// A cross-connect goes to the least-loaded worker; with split directions

@@ -193,8 +193,14 @@ impl Worker {
                 received += got;
                 out.iter_mut().for_each(Vec::clear);
                 let mut rx = crate::datapath::ledger::RxLedger::default();
+                let shg = bd.ports[i].shg;
+                let allowed = |j: usize| split_horizon_allows(shg, bd.ports[j].shg);
+                let flood_to = (0..n).filter(|&j| j != i && allowed(j)).count();
                 for (k, Frame { data, .. }) in self.frames[..got].iter().enumerate() {
                     match bd.macs.decide(data, i, now) {
+                        Decision::Forward(p) if p < n && !allowed(p) => {
+                            rx.drop_split_horizon += 1;
+                        }
                         Decision::Forward(p) => match out.get_mut(p) {
                             Some(o) => {
                                 o.push(k);
@@ -202,9 +208,9 @@ impl Worker {
                             }
                             None => rx.drop_no_port += 1,
                         },
-                        Decision::Flood if n > 1 => {
+                        Decision::Flood if flood_to > 0 => {
                             for (j, o) in out.iter_mut().enumerate() {
-                                if j != i {
+                                if j != i && allowed(j) {
                                     o.push(k);
                                 }
                             }
@@ -223,6 +229,7 @@ impl Worker {
                     l.drop_no_port += rx.drop_no_port;
                     l.drop_filtered += rx.drop_filtered;
                     l.drop_runt += rx.drop_runt;
+                    l.drop_split_horizon += rx.drop_split_horizon;
                 }
                 for (j, idx) in out.iter().enumerate().filter(|(_, idx)| !idx.is_empty()) {
                     let mut d = lock(&bd.ports[j].datapath);

@@ -88,6 +88,12 @@ pub struct End {
     pub tun: bool,
     /// Its port (`None` when the interface runs no data path).
     pub datapath: Option<SharedPort>,
+    /// Its split-horizon group in a bridge (0: none). A bridge never
+    /// sends a frame from one port to another of the same non-zero group:
+    /// tunnels are group 1, so what arrives from one remote node never
+    /// goes back out to another (every node floods to all the others
+    /// itself: head-end replication).
+    pub split_horizon: u8,
 }
 
 impl Port for DataPath {

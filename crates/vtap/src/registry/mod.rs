@@ -327,6 +327,7 @@ impl Registry {
             name: t.info.name.clone(),
             tun: t.info.tun,
             datapath: t.datapath.clone().map(|d| -> crate::port::SharedPort { d }),
+            split_horizon: 0,
         })
     }
 

@@ -435,6 +435,7 @@ impl Uplinks {
             name: u.info.name.clone(),
             tun: false,
             datapath: Some(u.datapath.clone()),
+            split_horizon: 0,
         })
     }
 
