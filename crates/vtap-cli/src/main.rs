@@ -12,7 +12,7 @@ mod demo;
 mod show;
 
 use capture::capture;
-use show::{opt, print_table, print_uplinks};
+use show::{opt, print_table, print_tunnels, print_uplinks};
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -52,7 +52,13 @@ enum Command {
         #[command(subcommand)]
         what: HostInterfaceCommand,
     },
-    /// Delete interfaces: tap<id>, tun<id> or the id. Several are deleted
+    /// VXLAN tunnels (VPP's `create vxlan tunnel`).
+    Vxlan {
+        #[command(subcommand)]
+        what: VxlanCommand,
+    },
+    /// Delete interfaces: tap<id>, tun<id>, host-<ifname>, vxlan_tunnel<N>
+    /// or the id. Several are deleted
     /// at once (the kernel's waits overlap); each one that cannot be is
     /// named on stderr and left intact.
     Delete {
@@ -193,6 +199,34 @@ enum HostInterfaceCommand {
 }
 
 #[derive(Debug, Subcommand)]
+enum VxlanCommand {
+    /// Make a tunnel to a remote VTEP; prints its name
+    /// (`vxlan_tunnel<N>`), which show, delete, xconnect, bridge add and
+    /// capture take.
+    Create {
+        /// The local VTEP address (an address of the underlay namespace).
+        #[arg(long)]
+        src: String,
+        /// The remote VTEP address.
+        #[arg(long)]
+        dst: String,
+        /// The VXLAN network identifier (0..=16777215).
+        #[arg(long)]
+        vni: u64,
+        /// The UDP port, both ends (default 4789).
+        #[arg(long)]
+        port: Option<u16>,
+        /// The namespace whose UDP carries it: NAME, /path, or pid:N (the
+        /// daemon's if absent).
+        #[arg(long)]
+        underlay_ns: Option<String>,
+        /// N in vxlan_tunnel<N> (the lowest free if absent).
+        #[arg(long)]
+        instance: Option<u32>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 enum SetCommand {
     /// gso-enable | gso-disable | csum-offload-enable | csum-offload-disable |
     /// gro-coalesce-enable | gro-coalesce-disable
@@ -326,9 +360,16 @@ fn is_uplink(iface: &str) -> bool {
     iface.starts_with("host-")
 }
 
+/// Whether `iface` names a VXLAN tunnel (`vxlan_tunnel<N>`).
+fn is_tunnel(iface: &str) -> bool {
+    iface.starts_with("vxlan_tunnel")
+}
+
 /// An interface key, checked (refuses what cannot be one).
 fn iface_key(iface: &str) -> Result<&str, String> {
-    let ok = if let Some(ifname) = iface.strip_prefix("host-") {
+    let ok = if let Some(n) = iface.strip_prefix("vxlan_tunnel") {
+        !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit())
+    } else if let Some(ifname) = iface.strip_prefix("host-") {
         vtap::options::check_ifname("interface", ifname).is_ok()
             && ifname
                 .bytes()
@@ -340,7 +381,7 @@ fn iface_key(iface: &str) -> Result<&str, String> {
         Ok(iface)
     } else {
         Err(format!(
-            "interface '{iface}': not an interface name (give tap<id>, tun<id>, host-<ifname> or the id)"
+            "interface '{iface}': not an interface name (give tap<id>, tun<id>, host-<ifname>, vxlan_tunnel<N> or the id)"
         ))
     }
 }
@@ -350,6 +391,8 @@ fn iface_path(iface: &str) -> Result<String, String> {
     let key = iface_key(iface)?;
     if is_uplink(key) {
         Ok(format!("/v1/host-interfaces/{key}"))
+    } else if is_tunnel(key) {
+        Ok(format!("/v1/vxlan-tunnels/{key}"))
     } else {
         Ok(format!("/v1/taps/{key}"))
     }
@@ -403,9 +446,32 @@ async fn run(cli: Cli) -> Result<(), String> {
             println!("{}", opt(&v, "name"));
             Ok(())
         }
-        Command::Delete { ifaces } if ifaces.iter().any(|i| is_uplink(i)) => {
-            // Uplinks one by one (closing sockets has no kernel wait to
-            // overlap); taps as usual.
+        Command::Vxlan {
+            what:
+                VxlanCommand::Create {
+                    src,
+                    dst,
+                    vni,
+                    port,
+                    underlay_ns,
+                    instance,
+                },
+        } => {
+            let body = json!({
+                "src": src,
+                "dst": dst,
+                "vni": vni,
+                "port": port,
+                "underlay_ns": underlay_ns,
+                "instance": instance,
+            });
+            let v = call(Method::POST, "/v1/vxlan-tunnels".into(), Some(body)).await?;
+            println!("{}", opt(&v, "name"));
+            Ok(())
+        }
+        Command::Delete { ifaces } if ifaces.iter().any(|i| is_uplink(i) || is_tunnel(i)) => {
+            // Uplinks and tunnels one by one (closing sockets has no kernel
+            // wait to overlap); taps as usual.
             let mut failed = 0;
             for i in &ifaces {
                 if let Err(e) = call(Method::DELETE, iface_path(i)?, None).await {
@@ -458,31 +524,36 @@ async fn run(cli: Cli) -> Result<(), String> {
                 Value::Array(a) => a,
                 other => vec![other],
             };
-            let (taps, uplinks) = match iface {
-                Some(i) if is_uplink(&i) => (
-                    vec![],
-                    vec![call(Method::GET, iface_path(&i)?, None).await?],
-                ),
-                Some(i) => (
-                    vec![call(Method::GET, iface_path(&i)?, None).await?],
-                    vec![],
-                ),
-                None => (
-                    list(call(Method::GET, "/v1/taps".into(), None).await?),
-                    list(call(Method::GET, "/v1/host-interfaces".into(), None).await?),
-                ),
-            };
+            let (mut taps, mut uplinks, mut tunnels) = (vec![], vec![], vec![]);
+            match iface {
+                Some(i) => {
+                    let one = call(Method::GET, iface_path(&i)?, None).await?;
+                    if is_uplink(&i) {
+                        uplinks.push(one);
+                    } else if is_tunnel(&i) {
+                        tunnels.push(one);
+                    } else {
+                        taps.push(one);
+                    }
+                }
+                None => {
+                    taps = list(call(Method::GET, "/v1/taps".into(), None).await?);
+                    uplinks = list(call(Method::GET, "/v1/host-interfaces".into(), None).await?);
+                    tunnels = list(call(Method::GET, "/v1/vxlan-tunnels".into(), None).await?);
+                }
+            }
             if json {
-                let all: Vec<&Value> = taps.iter().chain(&uplinks).collect();
+                let all: Vec<&Value> = taps.iter().chain(&uplinks).chain(&tunnels).collect();
                 println!(
                     "{}",
                     serde_json::to_string_pretty(&all).map_err(|e| e.to_string())?
                 );
             } else {
-                if !taps.is_empty() || uplinks.is_empty() {
+                if !taps.is_empty() || (uplinks.is_empty() && tunnels.is_empty()) {
                     print_table(&taps);
                 }
                 print_uplinks(&uplinks);
+                print_tunnels(&tunnels);
             }
             Ok(())
         }
@@ -583,6 +654,13 @@ async fn run(cli: Cli) -> Result<(), String> {
         } if is_uplink(&iface) => Err(format!(
             "interface '{iface}': a host uplink keeps the host's own offloads and MTU \
              (change them with ethtool and ip link; vtap follows)"
+        )),
+        Command::Set {
+            iface,
+            what: SetCommand::Offload { .. } | SetCommand::Mtu { .. },
+        } if is_tunnel(&iface) => Err(format!(
+            "interface '{iface}': a VXLAN tunnel takes no offloads and carries what its \
+             underlay's MTU allows (see inner-mtu in vtap show {iface})"
         )),
         Command::Set {
             iface,

@@ -109,6 +109,53 @@ pub(crate) fn print_uplinks(uplinks: &[Value]) {
     }
 }
 
+/// The human form of `show` for VXLAN tunnels.
+pub(crate) fn print_tunnels(tunnels: &[Value]) {
+    for t in tunnels {
+        println!(
+            "{}  src {}  dst {}  vni {}  port {}  underlay-ns {}",
+            opt(t, "name"),
+            opt(t, "src"),
+            opt(t, "dst"),
+            opt(t, "vni"),
+            opt(t, "port"),
+            opt(t, "underlay_ns"),
+        );
+        if let Some(reason) = t.get("detached").and_then(Value::as_str) {
+            println!("  detached: {reason}");
+            continue;
+        }
+        let ports = t
+            .get("source_ports")
+            .and_then(Value::as_array)
+            .map(|a| a.iter().map(Value::to_string).collect::<Vec<_>>().join(","))
+            .unwrap_or_default();
+        println!(
+            "  underlay-mtu {}  inner-mtu {}  gso-segments {}  gro {}  source-ports {}",
+            opt(t, "underlay_mtu"),
+            opt(t, "inner_mtu"),
+            opt(t, "gso_segments"),
+            opt(t, "gro"),
+            ports,
+        );
+        let e = &t["endpoint"];
+        println!(
+            "  endpoint tunnels {}  datagrams {}  drop short {} bad-flags {} inner-runt {} inner-length-lies {} unknown-tunnel {}  inbox-full {}",
+            opt(t, "endpoint_tunnels"),
+            opt(e, "datagrams"),
+            opt(e, "drop_short"),
+            opt(e, "drop_bad_flags"),
+            opt(e, "drop_inner_runt"),
+            opt(e, "drop_inner_length_lies"),
+            opt(e, "drop_unknown_tunnel"),
+            opt(t, "drop_inbox_full"),
+        );
+        if let Some(dp) = t.get("datapath").filter(|d| !d.is_null()) {
+            print_datapath(dp);
+        }
+    }
+}
+
 /// Ring state and counters, one line per queue.
 fn print_datapath(dp: &Value) {
     if dp.is_null() {

@@ -70,6 +70,9 @@ pub struct VxlanOptions {
     /// lowest free if absent.
     #[serde(default)]
     pub instance: Option<u32>,
+    /// Rx mode of its queue (`interrupt` by default).
+    #[serde(default)]
+    pub rx_mode: Option<RxMode>,
 }
 
 /// Options as checked: addresses, VNI, port.
@@ -205,9 +208,40 @@ pub struct VxlanInfo {
     pub drop_inbox_full: u64,
     /// The data path: its queue pair, counters and ledger.
     pub datapath: Option<datapath::State>,
+    /// Why a saved tunnel is not made again (a restarted daemon could not;
+    /// it is retried); absent when it is live.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detached: Option<String>,
 }
 
 impl VxlanInfo {
+    /// A saved tunnel that is not live, for `show`: what it was asked to
+    /// be, and why it is not.
+    pub fn detached(opts: &VxlanOptions, reason: String) -> Self {
+        let instance = opts.instance.unwrap_or(0);
+        Self {
+            id: ID_BASE + instance,
+            name: format!("vxlan_tunnel{instance}"),
+            kind: KIND.into(),
+            src: opts.src.clone(),
+            dst: opts.dst.clone(),
+            vni: u32::try_from(opts.vni).unwrap_or(u32::MAX),
+            port: opts.port.unwrap_or(vxlan::PORT),
+            underlay_ns: opts.underlay_ns.clone(),
+            underlay_ns_inode: 0,
+            underlay_mtu: 0,
+            inner_mtu: 0,
+            source_ports: Vec::new(),
+            gso_segments: 0,
+            gro: false,
+            endpoint_tunnels: 0,
+            endpoint: EndpointCounters::default(),
+            drop_inbox_full: 0,
+            datapath: None,
+            detached: Some(reason),
+        }
+    }
+
     /// The options that create this tunnel again as it is.
     pub fn options(&self) -> VxlanOptions {
         VxlanOptions {
@@ -217,6 +251,10 @@ impl VxlanInfo {
             port: Some(self.port),
             underlay_ns: self.underlay_ns.clone(),
             instance: Some(self.id - ID_BASE),
+            rx_mode: self
+                .datapath
+                .as_ref()
+                .and_then(|d| d.rx.first().and_then(|q| q.mode)),
         }
     }
 }
@@ -513,7 +551,7 @@ impl Tunnels {
             l2: true,
             ..crate::offload::Caps::default()
         });
-        dp.set_rx_mode(0, RxMode::default())?;
+        dp.set_rx_mode(0, opts.rx_mode.unwrap_or_default())?;
         let overhead = if c.remote.is_ipv4() {
             vxlan::OVERHEAD_V4
         } else {
@@ -539,6 +577,7 @@ impl Tunnels {
             endpoint: EndpointCounters::default(),
             drop_inbox_full: 0,
             datapath: None,
+            detached: None,
         };
         tracing::info!(id, name = %info.name, src = %info.src, dst = %info.dst, vni = info.vni, "vxlan tunnel created");
         let t = Tunnel {
@@ -764,8 +803,10 @@ mod tests {
             endpoint: EndpointCounters::default(),
             drop_inbox_full: 0,
             datapath: None,
+            detached: None,
         };
         let o = info.options();
+        assert_eq!(VxlanInfo::detached(&o, "gone".into()).options(), o);
         assert_eq!((o.instance, o.port, o.vni), (Some(7), Some(4789), 42));
         assert_eq!(o.underlay_ns.as_deref(), Some("u"));
     }

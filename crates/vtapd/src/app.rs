@@ -14,7 +14,7 @@ use vtap::forward::Forwarder;
 use vtap::node::Node;
 use vtap::registry::Registry;
 
-use crate::saved::{Memberships, SavedHostInterface, SavedTap};
+use crate::saved::{Memberships, SavedHostInterface, SavedTap, SavedVxlan};
 
 /// A persisted interface a restarted daemon could not re-attach: kept in the
 /// state file, shown with its reason, retried on a timer and on request.
@@ -40,6 +40,19 @@ pub struct DetachedUplink {
     pub memberships: Memberships,
 }
 
+/// A saved tunnel a restarted daemon could not make again (its underlay
+/// namespace or address is not there yet): kept in the state file, shown
+/// with its reason, retried with the detached taps.
+#[derive(Clone, Debug)]
+pub struct DetachedTunnel {
+    /// The tunnel as saved.
+    pub saved: SavedVxlan,
+    /// Why the last attempt failed.
+    pub reason: String,
+    /// Cross-connects and bridges it rejoins once made.
+    pub memberships: Memberships,
+}
+
 /// Shared daemon state.
 #[derive(Debug)]
 pub struct AppState {
@@ -51,6 +64,9 @@ pub struct AppState {
     /// Saved uplinks not open again, by id (locked last, never with
     /// `detached`).
     pub detached_uplinks: std::sync::Mutex<BTreeMap<u32, DetachedUplink>>,
+    /// Saved tunnels not made again, by instance (locked last, never with
+    /// the other two).
+    pub detached_tunnels: std::sync::Mutex<BTreeMap<u32, DetachedTunnel>>,
     /// Whether `/v1/debug/fault` is enabled.
     pub fault_injection: bool,
     /// The socket path, for `/v1/info`.
@@ -71,6 +87,7 @@ impl AppState {
             node: Mutex::new(Node::new(registry, forwarder)),
             detached: std::sync::Mutex::new(BTreeMap::new()),
             detached_uplinks: std::sync::Mutex::new(BTreeMap::new()),
+            detached_tunnels: std::sync::Mutex::new(BTreeMap::new()),
             fault_injection: false,
             socket: String::new(),
             api_requests: crate::metrics::ApiRequests::default(),
@@ -88,6 +105,22 @@ pub fn detached(s: &AppState) -> std::sync::MutexGuard<'_, BTreeMap<u32, Detache
 /// The detached uplinks, locked.
 pub fn detached_uplinks(s: &AppState) -> std::sync::MutexGuard<'_, BTreeMap<u32, DetachedUplink>> {
     s.detached_uplinks.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The detached tunnels, locked.
+pub fn detached_tunnels(s: &AppState) -> std::sync::MutexGuard<'_, BTreeMap<u32, DetachedTunnel>> {
+    s.detached_tunnels.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The instance `key` (`vxlan_tunnel<N>` or its id) names among the
+/// detached tunnels.
+pub fn detached_tunnel(s: &AppState, key: &str) -> Option<u32> {
+    detached_tunnels(s)
+        .iter()
+        .find(|(i, _)| {
+            key == format!("vxlan_tunnel{i}") || key == (vtap::tunnel::ID_BASE + **i).to_string()
+        })
+        .map(|(i, _)| *i)
 }
 
 /// The id `key` (a name or an id) names among the detached uplinks.

@@ -163,6 +163,10 @@ pub struct Config {
     /// `POST /v1/host-interfaces`: `host_if_name`, `host_ns`, `num_queues`,
     /// `rx_mode`...).
     pub host_interface: Vec<toml::Spanned<vtap::uplink::HostInterfaceOptions>>,
+    /// `[[vxlan]]`: VXLAN tunnels made at start (the keys of `POST
+    /// /v1/vxlan-tunnels`: `src`, `dst`, `vni`, `port`, `underlay_ns`,
+    /// `instance`).
+    pub vxlan: Vec<toml::Spanned<vtap::tunnel::VxlanOptions>>,
     /// `[[xconnect]]`: cross-connects made at start.
     pub xconnect: Vec<toml::Spanned<XconnectDecl>>,
     /// `[[bridge]]`: bridge domains made at start, with their interfaces.

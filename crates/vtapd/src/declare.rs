@@ -1,5 +1,6 @@
-//! Declared interfaces, cross-connects and bridge domains (`[[interface]]`,
-//! `[[xconnect]]`, `[[bridge]]` in the config): at start the daemon brings
+//! Declared interfaces, uplinks, tunnels, cross-connects and bridge domains
+//! (`[[interface]]`, `[[host_interface]]`, `[[vxlan]]`, `[[xconnect]]`,
+//! `[[bridge]]` in the config): at start the daemon brings
 //! itself to what the config declares.
 //!
 //! Declarations are idempotent across restarts: an interface is found again
@@ -41,6 +42,8 @@ pub async fn apply(s: &AppState, cfg: &Config, path: &Path) -> Result<(), config
             }
             if node.uplinks.find(name).is_some() {
                 let _ = node.uplinks.delete(name);
+            } else if node.tunnels.find(name).is_some() {
+                let _ = node.tunnels.delete(name);
             } else {
                 let _ = node.registry.delete(name).await;
             }
@@ -82,6 +85,32 @@ async fn apply_inner(
         tracing::info!(iface = %info.name, "declared host interface opened");
         created.push(info.name);
     }
+    for d in &cfg.vxlan {
+        let opts = d.get_ref();
+        // Found again by its instance, or by what it is (a restored one).
+        let present = node.tunnels.list().iter().any(|t| match opts.instance {
+            Some(i) => t.id == vtap::tunnel::ID_BASE + i,
+            None => {
+                let o = t.options();
+                (&o.src, &o.dst, o.vni, o.port, &o.underlay_ns)
+                    == (
+                        &opts.src,
+                        &opts.dst,
+                        opts.vni,
+                        Some(opts.port.unwrap_or(vtap::wire::vxlan::PORT)),
+                        &opts.underlay_ns,
+                    )
+            }
+        });
+        if present {
+            continue;
+        }
+        let info = node
+            .vxlan_create(opts)
+            .map_err(|e| refused(path, cfg, d.span().start, "vxlan", error_chain(&e)))?;
+        tracing::info!(iface = %info.name, "declared vxlan tunnel made");
+        created.push(info.name);
+    }
     let fwd_end = |node: &vtap::node::Node, key: &str| node.end(key);
     for d in &cfg.xconnect {
         let x = d.get_ref();
@@ -107,9 +136,10 @@ async fn apply_inner(
         }
         for iface in &bd.interfaces {
             let end = fwd_end(node, iface).map_err(|e| err(error_chain(&e)))?;
-            let fwd = &mut node.forwarder;
-            if fwd.bridge_of(end.id).as_deref() != Some(bd.name.as_str()) {
-                fwd.bridge_add(&bd.name, end)
+            if node.forwarder.bridge_of(end.id).as_deref() != Some(bd.name.as_str()) {
+                // Through the node: its rules (a tap's MTU must fit the
+                // bridge's tunnels) hold for declarations too.
+                node.bridge_add(&bd.name, iface)
                     .map_err(|e| err(error_chain(&e)))?;
             }
         }

@@ -186,6 +186,38 @@ impl Families {
         self.drops.get_or_create(&d).inc_by(u.kernel_drops);
     }
 
+    /// A VXLAN tunnel: the inner MTU it carries, its data path, and what
+    /// its endpoint dropped before any tunnel saw it (by reason, on every
+    /// tunnel of the endpoint) and its full inbox.
+    fn add_tunnel(&self, t: &vtap::tunnel::VxlanInfo) {
+        self.host_mtu
+            .get_or_create(&IfLabels {
+                iface: t.name.clone(),
+            })
+            .set(gauge_value(u64::from(t.inner_mtu)));
+        let Some(dp) = &t.datapath else {
+            return;
+        };
+        self.add_datapath(&t.name, dp);
+        let e = &t.endpoint;
+        for (reason, n) in [
+            ("vxlan_short", e.drop_short),
+            ("vxlan_bad_flags", e.drop_bad_flags),
+            ("vxlan_inner_runt", e.drop_inner_runt),
+            ("vxlan_inner_length_lies", e.drop_inner_length_lies),
+            ("vxlan_unknown_tunnel", e.drop_unknown_tunnel),
+            ("vxlan_inbox_full", t.drop_inbox_full),
+        ] {
+            let d = DropLabels {
+                iface: t.name.clone(),
+                direction: "rx",
+                queue: 0,
+                reason,
+            };
+            self.drops.get_or_create(&d).inc_by(n);
+        }
+    }
+
     fn add_datapath(&self, name: &str, dp: &vtap::datapath::State) {
         for (direction, queues) in [("rx", &dp.rx), ("tx", &dp.tx)] {
             for (q, st) in queues.iter().enumerate() {
@@ -355,19 +387,23 @@ impl Families {
 pub fn render(
     taps: &[TapInfo],
     uplinks: &[vtap::uplink::HostInterfaceInfo],
+    tunnels: &[vtap::tunnel::VxlanInfo],
     bridges: &[vtap::forward::BridgeInfo],
     api: &ApiRequests,
     latency: &ApiLatency,
 ) -> String {
     let f = Families::default();
     f.interfaces.set(gauge_value(
-        u64::try_from(taps.len() + uplinks.len()).unwrap_or(u64::MAX),
+        u64::try_from(taps.len() + uplinks.len() + tunnels.len()).unwrap_or(u64::MAX),
     ));
     for t in taps {
         f.add_tap(t);
     }
     for u in uplinks {
         f.add_uplink(u);
+    }
+    for t in tunnels {
+        f.add_tunnel(t);
     }
     for b in bridges {
         f.add_bridge(b);

@@ -5,6 +5,7 @@
 use serde::{Deserialize, Serialize};
 use vtap::datapath::RxMode;
 use vtap::forward::Xconnect;
+use vtap::tunnel::VxlanOptions;
 use vtap::uplink::HostInterfaceOptions;
 use vtap::TapInfo;
 
@@ -26,6 +27,14 @@ pub struct SavedTap {
 pub struct SavedHostInterface {
     /// Its options.
     pub options: HostInterfaceOptions,
+}
+
+/// A VXLAN tunnel as saved: the options that create it again as it was
+/// (its instance, so its name, included).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SavedVxlan {
+    /// Its options.
+    pub options: VxlanOptions,
 }
 
 /// A bridge domain as saved.
@@ -75,6 +84,9 @@ pub struct Saved {
     /// Host uplinks (those not open again included).
     #[serde(default)]
     pub host_interfaces: Vec<SavedHostInterface>,
+    /// VXLAN tunnels (those not made again included).
+    #[serde(default)]
+    pub vxlan_tunnels: Vec<SavedVxlan>,
     /// Cross-connects.
     pub xconnects: Vec<Xconnect>,
     /// Bridge domains.

@@ -48,9 +48,13 @@ use vtap::node::Node;
 use vtap::registry::{error_chain, AttachState, Registry};
 use vtap::{CreateOptions, TapInfo};
 
-use crate::app::{detached, detached_uplinks, AppState, Detached, DetachedUplink};
+use crate::app::{
+    detached, detached_tunnels, detached_uplinks, AppState, Detached, DetachedTunnel,
+    DetachedUplink,
+};
 pub use crate::saved::{
-    Memberships, Pending, PendingOp, Saved, SavedBridge, SavedHostInterface, SavedTap, VERSION,
+    Memberships, Pending, PendingOp, Saved, SavedBridge, SavedHostInterface, SavedTap, SavedVxlan,
+    VERSION,
 };
 
 /// Why the state could not be read or written.
@@ -266,12 +270,26 @@ pub fn snapshot(s: &AppState, node: &Node, pending: &[Pending]) -> Saved {
         host_interfaces.push(d.saved.clone());
         keep(&d.saved.options.name(), &d.memberships);
     }
+    let mut vxlan_tunnels: Vec<SavedVxlan> = node
+        .tunnels
+        .list()
+        .iter()
+        .map(|t| SavedVxlan {
+            options: t.options(),
+        })
+        .collect();
+    for (i, d) in detached_tunnels(s).iter() {
+        vxlan_tunnels.push(d.saved.clone());
+        keep(&format!("vxlan_tunnel{i}"), &d.memberships);
+    }
     taps.sort_by_key(|t| t.info.id);
     host_interfaces.sort_by_key(|h| h.options.id);
+    vxlan_tunnels.sort_by_key(|t| t.options.instance);
     Saved {
         version: VERSION,
         taps,
         host_interfaces,
+        vxlan_tunnels,
         xconnects,
         bridges,
         pending: pending.to_vec(),
@@ -418,6 +436,43 @@ pub fn reopen_uplink(
     Ok(info)
 }
 
+/// Makes a saved tunnel again (the caller holds the node lock) and puts it
+/// back where it was.
+pub fn remake_tunnel(
+    node: &mut Node,
+    t: &SavedVxlan,
+    member: &Memberships,
+) -> Result<vtap::tunnel::VxlanInfo, String> {
+    let info = node.vxlan_create(&t.options).map_err(|e| error_chain(&e))?;
+    rejoin(node, &info.name, member);
+    tracing::info!(iface = %info.name, src = %info.src, dst = %info.dst, vni = info.vni, "tunnel made again");
+    Ok(info)
+}
+
+/// Makes detached tunnel `instance` again (the caller holds the node
+/// lock); on failure it stays, with the new reason.
+pub fn remake_one(
+    s: &AppState,
+    node: &mut Node,
+    instance: u32,
+) -> Result<vtap::tunnel::VxlanInfo, String> {
+    let Some(d) = detached_tunnels(s).get(&instance).cloned() else {
+        return Err(format!("vxlan_tunnel{instance}: not detached"));
+    };
+    match remake_tunnel(node, &d.saved, &d.memberships) {
+        Ok(info) => {
+            detached_tunnels(s).remove(&instance);
+            Ok(info)
+        }
+        Err(reason) => {
+            if let Some(e) = detached_tunnels(s).get_mut(&instance) {
+                e.reason.clone_from(&reason);
+            }
+            Err(reason)
+        }
+    }
+}
+
 /// Brings the daemon back to `saved`: reconciles interrupted changes, then
 /// re-attaches each persisted interface (one that fails is kept, detached,
 /// with its reason), then rebuilds bridges and cross-connects. Returns how
@@ -452,6 +507,29 @@ pub async fn restore(s: &AppState, saved: Saved) -> usize {
                         },
                     );
                 }
+            }
+        }
+    }
+    // Tunnels next: their sockets died with the old daemon too.
+    for t in &saved.vxlan_tunnels {
+        let Some(instance) = t.options.instance else {
+            tracing::error!(options = ?t.options, "saved tunnel without an instance: skipped");
+            continue;
+        };
+        let name = format!("vxlan_tunnel{instance}");
+        let member = memberships(&saved, &name);
+        match remake_tunnel(&mut node, t, &member) {
+            Ok(_) => back += 1,
+            Err(reason) => {
+                tracing::error!(iface = %name, error = %reason, "tunnel not made again: kept, will retry");
+                detached_tunnels(s).insert(
+                    instance,
+                    DetachedTunnel {
+                        saved: t.clone(),
+                        reason,
+                        memberships: member,
+                    },
+                );
             }
         }
     }
@@ -501,6 +579,12 @@ pub async fn retry_detached(s: &AppState) -> Vec<String> {
     let ids: Vec<u32> = detached_uplinks(s).keys().copied().collect();
     for id in ids {
         if let Ok(info) = reopen_one(s, &mut node, id) {
+            back.push(info.name);
+        }
+    }
+    let instances: Vec<u32> = detached_tunnels(s).keys().copied().collect();
+    for i in instances {
+        if let Ok(info) = remake_one(s, &mut node, i) {
             back.push(info.name);
         }
     }

@@ -42,6 +42,12 @@ fn spec_covers_every_resource_with_its_errors() {
         "/v1/bridges/{bd}",
         "/v1/bridges/{bd}/interfaces",
         "/v1/bridges/{bd}/interfaces/{iface}",
+        "/v1/host-interfaces",
+        "/v1/host-interfaces/{iface}",
+        "/v1/vxlan-tunnels",
+        "/v1/vxlan-tunnels/{iface}",
+        "/v1/vxlan-tunnels/{iface}/rx-mode",
+        "/v1/vxlan-tunnels/{iface}/capture",
         "/v1/debug/fault",
         "/metrics",
     ] {

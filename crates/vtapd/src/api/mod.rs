@@ -12,6 +12,9 @@
 //! | GET/DELETE | `/v1/host-interfaces/{if}` | | the uplink / the closed uplink |
 //! | POST | `/v1/host-interfaces/{if}/rx-mode` | `{"mode": "polling"}` | the uplink |
 //! | POST/DELETE | `/v1/host-interfaces/{if}/capture` | as for taps | the pcap stream / the stopped capture |
+//! | GET/POST | `/v1/vxlan-tunnels` | `{"src": "198.18.0.1", "dst": "198.18.0.2", "vni": 42, "underlay_ns": "u"}` | list / 201 + the tunnel (`vxlan_tunnel0`) |
+//! | GET/DELETE | `/v1/vxlan-tunnels/{if}` | | the tunnel / the deleted tunnel |
+//! | POST/DELETE | `/v1/vxlan-tunnels/{if}/capture` | as for taps | the pcap stream of inner frames / the stopped capture |
 //! | GET | `/v1/xconnects` | | list of cross-connects |
 //! | POST | `/v1/xconnects` | `{"a": "tap0", "b": "tap1"}` | 201 + the cross-connect |
 //! | DELETE | `/v1/xconnects/{if}` | | the removed cross-connect (either end names it) |
@@ -58,6 +61,7 @@ mod debug;
 mod forwarding;
 mod host_interfaces;
 mod taps;
+mod vxlan;
 
 pub use forwarding::{BridgeRequest, PortRequest, XconnectRequest};
 pub use taps::{
@@ -201,8 +205,16 @@ fn commit(
 /// registry serves or an open uplink (409 for a detached one, 404 for an
 /// unknown one).
 fn live(s: &AppState, node: &Node, key: &str) -> Result<(), ApiError> {
-    if node.uplinks.find(key).is_some() {
+    if node.uplinks.find(key).is_some() || node.tunnels.find(key).is_some() {
         return Ok(());
+    }
+    if crate::app::detached_tunnel(s, key).is_some() {
+        return Err(ApiError {
+            status: StatusCode::CONFLICT,
+            message: format!(
+                "interface '{key}': a saved tunnel not made again (see GET /v1/vxlan-tunnels/{key}); delete it or wait for the retry"
+            ),
+        });
     }
     if crate::app::detached_uplink_id(s, key).is_some() {
         return Err(ApiError {
@@ -258,6 +270,7 @@ fn routes() -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(info))
         .merge(taps::routes())
         .merge(host_interfaces::routes())
+        .merge(vxlan::routes())
         .merge(forwarding::routes())
         .merge(debug::routes())
         .routes(routes!(metrics))
@@ -277,7 +290,8 @@ fn routes() -> OpenApiRouter<Arc<AppState>> {
     tags(
         (name = "daemon", description = "Facts and metrics"),
         (name = "taps", description = "Interfaces"),
-        (name = "host-interfaces", description = "Host uplinks (AF_PACKET)"),
+        (name = "host-interfaces", description = "Host uplinks (AF_PACKET, AF_XDP)"),
+        (name = "vxlan-tunnels", description = "VXLAN tunnel ports"),
         (name = "forwarding", description = "Cross-connects and bridge domains"),
         (name = "debug", description = "Fault injection ([debug] fault_injection = true)")
     )
@@ -349,13 +363,21 @@ async fn count_request(
     responses((status = 200, description = "Prometheus/OpenMetrics text", content_type = "application/openmetrics-text", body = String)))]
 async fn metrics(State(s): State<Arc<AppState>>) -> Response {
     let node = s.node.lock().await;
-    let (taps, uplinks, bridges) = (
+    let (taps, uplinks, tunnels, bridges) = (
         node.registry.list(),
         node.uplinks.list(),
+        node.tunnels.list(),
         node.forwarder.bridges(),
     );
     drop(node);
-    let body = crate::metrics::render(&taps, &uplinks, &bridges, &s.api_requests, &s.api_latency);
+    let body = crate::metrics::render(
+        &taps,
+        &uplinks,
+        &tunnels,
+        &bridges,
+        &s.api_requests,
+        &s.api_latency,
+    );
     (
         [(
             axum::http::header::CONTENT_TYPE,
@@ -384,6 +406,9 @@ pub struct Info {
     /// Host uplinks open.
     #[serde(default)]
     pub host_interfaces: usize,
+    /// VXLAN tunnels live.
+    #[serde(default)]
+    pub vxlan_tunnels: usize,
     /// The CPU each forwarding worker is pinned to (empty: unpinned).
     #[serde(default)]
     pub worker_cpus: Vec<usize>,
@@ -405,6 +430,7 @@ async fn info(State(s): State<Arc<AppState>>) -> Json<Info> {
         default_host_mtu: reg.settings().default_host_mtu,
         uso: reg.settings().allow_uso,
         host_interfaces: node.uplinks.len(),
+        vxlan_tunnels: node.tunnels.len(),
         worker_cpus: node.forwarder.cpus().to_vec(),
         poll_window_us: u64::try_from(node.forwarder.poll_window().as_micros()).unwrap_or(u64::MAX),
     })
