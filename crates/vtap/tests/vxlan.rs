@@ -237,6 +237,17 @@ fn udp_flows(pair: &Pair, flows: u16) {
     .expect("enter");
 }
 
+/// The local addresses of the UDP sockets of a namespace, sorted (`ss`).
+fn udp_sockets(ns: &TestNs) -> Vec<String> {
+    let out = ns.exec("ss", &["-H", "-u", "-a", "-n"]);
+    let mut v: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(3).map(String::from))
+        .collect();
+    v.sort();
+    v
+}
+
 fn tx_rx_packets(t: &VxlanInfo) -> (u64, u64) {
     let dp = t.datapath.as_ref().expect("dp");
     (dp.tx[0].counters.packets, dp.rx[0].counters.packets)
@@ -390,8 +401,7 @@ async fn bad_tunnels_are_refused_naming_the_field_and_leave_nothing() {
             .expect("bind")
     };
     let fds = vtap_testkit::fd_count("self");
-    let ss_before =
-        String::from_utf8_lossy(&pair.u1.exec("ss", &["-H", "-u", "-a", "-n"]).stdout).into_owned();
+    let ss_before = udp_sockets(&pair.u1);
     let cases: Vec<(VxlanOptions, &str)> = vec![
         (
             VxlanOptions {
@@ -453,8 +463,7 @@ async fn bad_tunnels_are_refused_naming_the_field_and_leave_nothing() {
     }
     assert_eq!(n.tunnels.len(), 1);
     assert_eq!(vtap_testkit::fd_count("self"), fds, "no fd left");
-    let ss_after =
-        String::from_utf8_lossy(&pair.u1.exec("ss", &["-H", "-u", "-a", "-n"]).stdout).into_owned();
+    let ss_after = udp_sockets(&pair.u1);
     assert_eq!(ss_after, ss_before, "no socket left in the underlay");
     // A second tunnel from the same address shares the endpoint.
     let second = n
@@ -585,221 +594,4 @@ async fn a_tap_too_big_for_the_tunnel_is_refused_with_the_numbers() {
     n.bridge_remove("bdm", &tap.name).expect("remove");
     n.vxlan_delete(&t.name).expect("delete");
     n.registry.delete(&tap.name).await.expect("delete tap");
-}
-
-/// One pod namespace with an address on the inner subnet 198.18.93.0/24.
-struct Pod {
-    ns: TestNs,
-    ip: String,
-}
-
-/// Three nodes in one VNI over a shared underlay (a Linux bridge in a
-/// "fabric" namespace): two vtap nodes (A, B) with two pods each and a
-/// full mesh of tunnels, and a Linux node (C) with one pod whose `vxlan`
-/// device floods to both (head-end replication on its side too). Every pod
-/// reaches every other, with no duplicate: what a vtap node receives from
-/// one tunnel never goes out of another (split horizon), or A's broadcasts
-/// would come back to it through B and C. Then node B goes away entirely
-/// and comes back (its tunnels and taps made again, with the same MACs as
-/// a restarted daemon's persistent taps keep): A and C keep talking
-/// meanwhile, and B's pods are reached again.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_vtap_nodes_and_a_linux_node_share_one_vni() {
-    let _serial = SERIAL.lock().await;
-    let fabric = TestNs::new("vxff");
-    fabric.ip(&["link", "add", "fab", "type", "bridge"]);
-    fabric.ip(&["link", "set", "fab", "up"]);
-    let under = |i: u8| format!("198.18.95.{i}");
-    let mut unders = Vec::new();
-    for i in 1..=3u8 {
-        let ns = TestNs::new(&format!("vxu{i}"));
-        let (a, b) = (format!("u{i}"), format!("f{i}"));
-        ns.ip(&[
-            "link",
-            "add",
-            &a,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            &b,
-            "netns",
-            &fabric.name,
-        ]);
-        ns.ip(&["addr", "add", &format!("{}/24", under(i)), "dev", &a]);
-        ns.ip(&["link", "set", &a, "up"]);
-        // Finished checksums on the wire (see Pair::new).
-        ns.exec("ethtool", &["-K", &a, "tx", "off"]);
-        fabric.ip(&["link", "set", &b, "master", "fab", "up"]);
-        unders.push(ns);
-    }
-    // Node C: Linux.
-    let c = &unders[2];
-    let vni = VNI.to_string();
-    c.ip(&[
-        "link",
-        "add",
-        "vx0",
-        "type",
-        "vxlan",
-        "id",
-        &vni,
-        "local",
-        &under(3),
-        "dstport",
-        "4789",
-    ]);
-    for i in [1, 2] {
-        let dst = under(i);
-        c.exec(
-            "bridge",
-            &[
-                "fdb",
-                "append",
-                "00:00:00:00:00:00",
-                "dev",
-                "vx0",
-                "dst",
-                &dst,
-            ],
-        );
-    }
-    c.ip(&["link", "add", "br0", "type", "bridge"]);
-    c.ip(&["link", "set", "vx0", "master", "br0", "up"]);
-    let pc = Pod {
-        ns: TestNs::new("vxpc"),
-        ip: "198.18.93.3".into(),
-    };
-    c.ip(&[
-        "link",
-        "add",
-        "pc",
-        "mtu",
-        "1450",
-        "type",
-        "veth",
-        "peer",
-        "name",
-        "eth0",
-        "mtu",
-        "1450",
-        "netns",
-        &pc.ns.name,
-    ]);
-    c.ip(&["link", "set", "pc", "master", "br0", "up"]);
-    c.ip(&["link", "set", "br0", "up"]);
-    pc.ns.ip(&["addr", "add", "198.18.93.3/24", "dev", "eth0"]);
-    pc.ns.ip(&["link", "set", "eth0", "up"]);
-
-    // A vtap node: its tunnels to the two others and two pods on a bridge.
-    async fn vtap_node(me: u8, unders: &[TestNs], pods: &[Pod]) -> Node {
-        let mut n = node();
-        n.forwarder.bridge_create("bd").expect("bridge");
-        for other in [1u8, 2, 3].into_iter().filter(|o| *o != me) {
-            let t = n
-                .vxlan_create(&VxlanOptions {
-                    src: format!("198.18.95.{me}"),
-                    dst: format!("198.18.95.{other}"),
-                    vni: VNI,
-                    underlay_ns: Some(unders[usize::from(me - 1)].name.clone()),
-                    ..Default::default()
-                })
-                .unwrap_or_else(|e| panic!("{}", error_chain(&e)));
-            n.bridge_add("bd", &t.name).expect("tunnel");
-        }
-        for p in pods {
-            let tap = n
-                .registry
-                .create(&CreateOptions {
-                    host_ns: Some(p.ns.name.clone()),
-                    host_ip4_addr: Some(format!("{}/24", p.ip)),
-                    // A fixed MAC, as a restarted daemon finds its taps:
-                    // the pods' neighbours stay right.
-                    host_mac_addr: Some(format!(
-                        "02:00:c6:12:5d:{}",
-                        p.ip.rsplit('.').next().unwrap_or("0")
-                    )),
-                    host_mtu_size: Some(1450),
-                    ..Default::default()
-                })
-                .await
-                .unwrap_or_else(|e| panic!("{}", error_chain(&e)));
-            n.bridge_add("bd", &tap.name).expect("tap");
-        }
-        n
-    }
-    let pod = |tag: &str, ip: &str| Pod {
-        ns: TestNs::new(tag),
-        ip: ip.into(),
-    };
-    let pa = [pod("vxa1", "198.18.93.11"), pod("vxa2", "198.18.93.12")];
-    let pb = [pod("vxb1", "198.18.93.21"), pod("vxb2", "198.18.93.22")];
-    let _a = vtap_node(1, &unders, &pa).await;
-    let b = vtap_node(2, &unders, &pb).await;
-
-    // Each pod pings every other once; ping says "DUP!" for a duplicate.
-    let reach = |from: &Pod, to: &Pod| -> Result<(), String> {
-        let out = from
-            .ns
-            .exec("ping", &["-c", "2", "-i", "0.2", "-W", "2", &to.ip]);
-        let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        if !out.status.success() {
-            return Err(format!("{} -> {}: {text}", from.ip, to.ip));
-        }
-        if text.contains("DUP!") {
-            return Err(format!("{} -> {}: duplicates: {text}", from.ip, to.ip));
-        }
-        Ok(())
-    };
-    let everyone: Vec<&Pod> = pa.iter().chain(pb.iter()).chain([&pc]).collect();
-    for from in &everyone {
-        for to in everyone.iter().filter(|t| t.ip != from.ip) {
-            reach(from, to).unwrap_or_else(|e| panic!("{e}"));
-        }
-    }
-
-    // One broadcast from A's pod reaches C's pod and B's pods exactly once
-    // (without split horizon B would pass A's copy on to C: two).
-    for at in [&pc, &pb[0], &pb[1], &pa[1]] {
-        assert_eq!(broadcast_copies(&pa[0], at), 1, "at {}", at.ip);
-    }
-
-    // Node B goes away: its tunnels and taps with it. A and C still talk.
-    drop(b);
-    reach(&pa[0], &pc).expect("A -> C with B gone");
-    assert!(reach(&pa[0], &pb[0]).is_err(), "B's pod is gone with B");
-    let _b = vtap_node(2, &unders, &pb).await;
-    let back = vtap_testkit::wait_until(Duration::from_secs(10), || reach(&pa[0], &pb[0]).is_ok());
-    assert!(back, "B's pods reached again");
-    reach(&pc, &pb[1]).expect("C -> B again");
-}
-
-/// How many copies of one UDP broadcast from `from` reach `at`.
-fn broadcast_copies(from: &Pod, at: &Pod) -> usize {
-    use vtap::netns::{Netns, NetnsSpec};
-    let open = |p: &Pod| Netns::open(&NetnsSpec::Name(p.ns.name.clone())).expect("netns");
-    let rx = open(at)
-        .run_in(|| std::net::UdpSocket::bind("0.0.0.0:9999"))
-        .expect("enter")
-        .expect("bind");
-    rx.set_read_timeout(Some(Duration::from_millis(700)))
-        .expect("timeout");
-    let tag = vtap_testkit::unique();
-    let payload = tag.clone();
-    open(from)
-        .run_in(move || {
-            let s = std::net::UdpSocket::bind("0.0.0.0:0").expect("bind");
-            s.set_broadcast(true).expect("SO_BROADCAST");
-            s.send_to(payload.as_bytes(), "198.18.93.255:9999")
-                .expect("send");
-        })
-        .expect("enter");
-    let mut copies = 0;
-    let mut buf = [0u8; 256];
-    while let Ok(n) = rx.recv(&mut buf) {
-        if buf[..n] == *tag.as_bytes() {
-            copies += 1;
-        }
-    }
-    copies
 }
