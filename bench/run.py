@@ -58,6 +58,21 @@ the forwarder through uplinks only, so the uplink mode is all that differs:
     dpdk-uu-xdp    dpdk-testpmd, net_af_xdp on IF_V and IF_U, io forwarding,
                    same EAL settings as `dpdk`, finished frames as above
 
+VXLAN path (issue #16, pod to pod across two nodes): A on node 1 and B on
+node 2, each node an underlay namespace (U1 198.18.1.1, U2 198.18.1.2,
+joined by a veth with GRO on at both ends, as a NIC has it), VNI 42, inner
+MTU 1450 on A and B:
+
+    vxlan-kernel      the kernel on both nodes: A's veth and a `vxlan`
+                      device in a Linux bridge in U1, the same for B in U2
+    vtap-vxlan        vtap on both nodes, a daemon each: a tap (gso +
+                      gro-coalesce, host MTU 1450) and `vtap vxlan create`
+                      in a bridge domain (the declared configuration);
+                      the CPU column counts both daemons
+    vtap-vxlan-linux  vtap on node 1 (as above), the kernel on node 2; U2's
+                      underlay veth has tx checksum off (the kernel's inner
+                      checksums finished before they cross, as on a wire)
+
 For each: ping and sockperf latency, iperf3 TCP with 1 and 4 streams, and the
 small-packet rate (trafgen sends 64-byte UDP frames into A's interface; what
 arrives at B's interface is counted), with the forwarder's CPU time. The
@@ -102,7 +117,8 @@ TUNRS = os.path.join(PEERS, "tunrs-fwd", "target", "release", "tunrs-fwd")
 ALL_PEERS = ["veth", "vtap", "vtap-poll", "vtap-gso", "vtap-none", "vtap-rings", "vtap-w2", "offload", "offload-t",
              "naive", "tunrs-tap",
              "dpdk", "uplink-bridge", "vtap-uplink", "vtap-uplink-xdp", "dpdk-uplink", "dpdk-uplink-xdp",
-             "uu-bridge", "vtap-uu", "vtap-uu-xdp", "dpdk-uu-xdp"]
+             "uu-bridge", "vtap-uu", "vtap-uu-xdp", "dpdk-uu-xdp",
+             "vxlan-kernel", "vtap-vxlan", "vtap-vxlan-linux"]
 # A/B of vtap itself: `vtap-base` is the `vtap` configuration run by another
 # build (VTAP_BASE_BIN=path/to/vtap), e.g. the commit before a refactor, so
 # that before and after are measured interleaved in one run. Never in the
@@ -122,6 +138,11 @@ IF_A, IF_B = f"{TAG}a", f"{TAG}b"
 IF_U, IF_P, BR = f"{TAG}u", f"{TAG}p", f"{TAG}br"
 # The uplink-to-uplink path: IF_V here is IF_A's peer (a second "NIC").
 IF_V = f"{TAG}v"
+# The VXLAN path: two underlay namespaces (nodes) joined by IF_N1 <-> IF_N2.
+NS_U1, NS_U2 = f"{TAG}-u1", f"{TAG}-u2"
+IF_N1, IF_N2 = f"{TAG}n1", f"{TAG}n2"
+U1, U2 = "198.18.1.1", "198.18.1.2"
+VNI = "42"
 
 
 def log(msg):
@@ -199,7 +220,7 @@ class Run:
 
     def down(self):
         self.stop_all()
-        for ns in (NS_A, NS_B):
+        for ns in (NS_A, NS_B, NS_U1, NS_U2):
             sh("ip", "netns", "del", ns, check=False)
         for ifn in (IF_A, IF_B, IF_U, IF_V, IF_P, BR):
             sh("ip", "link", "del", ifn, check=False)
@@ -207,11 +228,12 @@ class Run:
         # Each peer starts from nothing: a vtap daemon restores what the
         # state file beside its socket says (uplinks always), so the next
         # one must not find the last one's.
-        for f in ("vtap.state.json", "vtap.state.json.lock"):
-            try:
-                os.unlink(os.path.join(self.out, f))
-            except FileNotFoundError:
-                pass
+        for d in (self.out, os.path.join(self.out, "node2")):
+            for f in ("vtap.state.json", "vtap.state.json.lock"):
+                try:
+                    os.unlink(os.path.join(d, f))
+                except FileNotFoundError:
+                    pass
 
 
 def mkns():
@@ -274,6 +296,66 @@ def two_nics(finished_frames=False):
         nsx(NS_B, "ethtool", "-K", IF_B, "tx", "off")
 
 
+def underlay(finished_on_node2=False):
+    """The VXLAN path's two nodes: U1 and U2 joined by a veth; A and B."""
+    mkns()
+    for ns in (NS_U1, NS_U2):
+        sh("ip", "netns", "add", ns)
+        sh("ip", "-n", ns, "link", "set", "lo", "up")
+    sh("ip", "link", "add", IF_N1, "netns", NS_U1, "type", "veth", "peer", "name", IF_N2, "netns", NS_U2)
+    for ns, ifn, a in ((NS_U1, IF_N1, U1), (NS_U2, IF_N2, U2)):
+        sh("ip", "-n", ns, "addr", "add", f"{a}/24", "dev", ifn)
+        sh("ip", "-n", ns, "link", "set", ifn, "up")
+        # GRO on, as a NIC has it (a veth's is off by default): received
+        # datagrams of a flow are merged before the socket or the vxlan
+        # device sees them, for every peer alike.
+        nsx(ns, "ethtool", "-K", ifn, "gro", "on")
+    if finished_on_node2:
+        nsx(NS_U2, "ethtool", "-K", IF_N2, "tx", "off")
+
+
+def linux_node(ns_u, local, remote, pod_ns, pod_if, v4, v6):
+    """A Linux VTEP in `ns_u`: vxlan + bridge + a veth to the pod (MTU 1450)."""
+    vx, br, port = f"{TAG}x", f"{TAG}r", f"{TAG}q"
+    nsx(ns_u, "ip", "link", "add", vx, "type", "vxlan", "id", VNI, "local", local, "remote", remote,
+        "dstport", "4789")
+    nsx(ns_u, "ip", "link", "add", br, "type", "bridge")
+    nsx(ns_u, "ip", "link", "set", vx, "master", br, "up")
+    nsx(ns_u, "ip", "link", "add", port, "mtu", "1450", "type", "veth", "peer", "name", pod_if,
+        "mtu", "1450", "netns", pod_ns)
+    nsx(ns_u, "ip", "link", "set", port, "master", br, "up")
+    nsx(ns_u, "ip", "link", "set", br, "up")
+    cfg_if(pod_ns, pod_if, v4, v6)
+
+
+def vtap_node(run, peer, sock_dir, ns_u, local, remote, pod_ns, pod_if, v4, v6):
+    """A vtap VTEP: a daemon on its own socket, a tap in the pod namespace
+    (gso + gro-coalesce, host MTU 1450) and a tunnel, in one bridge domain."""
+    vtap, env = vtap_daemon(run, peer, sock_dir=sock_dir)
+    run_ = lambda *a: subprocess.run([vtap, *a], env=env, check=True, text=True,
+                                     capture_output=True).stdout.strip()
+    tap = run_("create", "--host-ns", pod_ns, "--host-if-name", pod_if, "--host-ip4-addr", f"{v4}/24",
+               "--host-ip6-addr", f"{v6}/64", "--host-mtu-size", "1450", "--gso", "--gro-coalesce")
+    tun = run_("vxlan", "create", "--src", local, "--dst", remote, "--vni", VNI, "--underlay-ns", ns_u)
+    run_("bridge", "create", "bd")
+    run_("bridge", "add", "bd", tap)
+    run_("bridge", "add", "bd", tun)
+
+
+def start_vxlan(run, peer):
+    underlay(finished_on_node2=peer == "vtap-vxlan-linux")
+    if peer == "vxlan-kernel":
+        linux_node(NS_U1, U1, U2, NS_A, IF_A, A4, A6)
+    else:
+        vtap_node(run, peer, run.out, NS_U1, U1, U2, NS_A, IF_A, A4, A6)
+    if peer == "vtap-vxlan":
+        first = run.fwd_pid
+        vtap_node(run, f"{peer}-n2", os.path.join(run.out, "node2"), NS_U2, U2, U1, NS_B, IF_B, B4, B6)
+        run.fwd_pid = [first, run.fwd_pid]
+    else:
+        linux_node(NS_U2, U2, U1, NS_B, IF_B, B4, B6)
+
+
 def wait_ready(run, name, pattern, secs=30):
     path = os.path.join(run.out, f"{name}.out")
     wait_for(lambda: os.path.exists(path) and re.search(pattern, open(path).read()), secs,
@@ -319,6 +401,8 @@ def start_peer(run, peer):
         nsx(NS_B, "ethtool", "-K", IF_B, "tx", "off")
         start_testpmd(run, peer, f"net_af_packet0,iface={IF_U}")
         move_taps(only_a=True)
+    elif peer in ("vxlan-kernel", "vtap-vxlan", "vtap-vxlan-linux"):
+        start_vxlan(run, peer)
     elif peer.startswith("vtap"):
         start_vtap(run, peer)
     elif peer in ("naive", "offload", "offload-t"):
@@ -361,7 +445,7 @@ def start_testpmd(run, peer, second_vdev, first_vdev=None):
     wait_ready(run, peer, "Press enter to exit", 60)
 
 
-def vtap_daemon(run, peer, config=None):
+def vtap_daemon(run, peer, config=None, sock_dir=None):
     """Starts a vtap daemon for `peer` (the `*-base` peers run VTAP_BASE_BIN,
     another build) with `config` as its TOML, if any; returns the binary and
     the environment that reaches it."""
@@ -370,7 +454,9 @@ def vtap_daemon(run, peer, config=None):
         vtap = os.environ.get("VTAP_BASE_BIN", "")
         if not os.access(vtap, os.X_OK):
             raise RuntimeError(f"{peer}: set VTAP_BASE_BIN to another build's vtap binary")
-    sock = os.path.join(run.out, "vtap.sock")
+    sock_dir = sock_dir or run.out
+    os.makedirs(sock_dir, exist_ok=True)
+    sock = os.path.join(sock_dir, "vtap.sock")
     daemon = [vtap, "--socket", sock, "daemon"]
     if config:
         conf = os.path.join(run.out, f"{peer}.toml")
@@ -445,6 +531,8 @@ def start_vtap_uu(run, peer):
 
 
 def proc_ticks(pid):
+    if isinstance(pid, list):
+        return sum(proc_ticks(p) for p in pid)
     if not pid:
         return 0
     try:
