@@ -123,7 +123,7 @@ ALL_PEERS = ["veth", "vtap", "vtap-poll", "vtap-gso", "vtap-none", "vtap-rings",
 # build (VTAP_BASE_BIN=path/to/vtap), e.g. the commit before a refactor, so
 # that before and after are measured interleaved in one run. Never in the
 # default peer list.
-OPTIONAL_PEERS = ["vtap-base", "vtap-uplink-base"]
+OPTIONAL_PEERS = ["vtap-base", "vtap-uplink-base", "vtap-vxlan-base"]
 QUICK_PEERS = ["veth", "vtap", "offload", "naive", "uplink-bridge", "vtap-uplink", "vtap-uplink-xdp"]
 USERSPACE_PEERS = ["offload", "offload-t", "naive", "tunrs-tap", "dpdk"]
 
@@ -328,10 +328,10 @@ def linux_node(ns_u, local, remote, pod_ns, pod_if, v4, v6):
     cfg_if(pod_ns, pod_if, v4, v6)
 
 
-def vtap_node(run, peer, sock_dir, ns_u, local, remote, pod_ns, pod_if, v4, v6):
+def vtap_node(run, peer, sock_dir, ns_u, local, remote, pod_ns, pod_if, v4, v6, name=None):
     """A vtap VTEP: a daemon on its own socket, a tap in the pod namespace
     (gso + gro-coalesce, host MTU 1450) and a tunnel, in one bridge domain."""
-    vtap, env = vtap_daemon(run, peer, sock_dir=sock_dir)
+    vtap, env = vtap_daemon(run, peer, sock_dir=sock_dir, name=name)
     run_ = lambda *a: subprocess.run([vtap, *a], env=env, check=True, text=True,
                                      capture_output=True).stdout.strip()
     tap = run_("create", "--host-ns", pod_ns, "--host-if-name", pod_if, "--host-ip4-addr", f"{v4}/24",
@@ -348,9 +348,10 @@ def start_vxlan(run, peer):
         linux_node(NS_U1, U1, U2, NS_A, IF_A, A4, A6)
     else:
         vtap_node(run, peer, run.out, NS_U1, U1, U2, NS_A, IF_A, A4, A6)
-    if peer == "vtap-vxlan":
+    if peer in ("vtap-vxlan", "vtap-vxlan-base"):
         first = run.fwd_pid
-        vtap_node(run, f"{peer}-n2", os.path.join(run.out, "node2"), NS_U2, U2, U1, NS_B, IF_B, B4, B6)
+        vtap_node(run, peer, os.path.join(run.out, "node2"), NS_U2, U2, U1, NS_B, IF_B, B4, B6,
+                  name=f"{peer}-node2")
         run.fwd_pid = [first, run.fwd_pid]
     else:
         linux_node(NS_U2, U2, U1, NS_B, IF_B, B4, B6)
@@ -401,7 +402,7 @@ def start_peer(run, peer):
         nsx(NS_B, "ethtool", "-K", IF_B, "tx", "off")
         start_testpmd(run, peer, f"net_af_packet0,iface={IF_U}")
         move_taps(only_a=True)
-    elif peer in ("vxlan-kernel", "vtap-vxlan", "vtap-vxlan-linux"):
+    elif peer in ("vxlan-kernel", "vtap-vxlan", "vtap-vxlan-base", "vtap-vxlan-linux"):
         start_vxlan(run, peer)
     elif peer.startswith("vtap"):
         start_vtap(run, peer)
@@ -445,7 +446,7 @@ def start_testpmd(run, peer, second_vdev, first_vdev=None):
     wait_ready(run, peer, "Press enter to exit", 60)
 
 
-def vtap_daemon(run, peer, config=None, sock_dir=None):
+def vtap_daemon(run, peer, config=None, sock_dir=None, name=None):
     """Starts a vtap daemon for `peer` (the `*-base` peers run VTAP_BASE_BIN,
     another build) with `config` as its TOML, if any; returns the binary and
     the environment that reaches it."""
@@ -463,7 +464,7 @@ def vtap_daemon(run, peer, config=None, sock_dir=None):
         with open(conf, "w") as f:
             f.write(config)
         daemon += ["--config", conf]
-    p = run.spawn(daemon, peer)
+    p = run.spawn(daemon, name or peer)
     run.fwd_pid = p.pid
     wait_for(lambda: os.path.exists(sock), 10, "vtap daemon socket")
     return vtap, dict(os.environ, VTAP_SOCKET=sock)

@@ -25,7 +25,7 @@ struct Pod {
 }
 
 /// Three nodes in one VNI over a shared underlay (a Linux bridge in a
-/// "fabric" namespace): two vtap nodes (A, B) with two pods each and a
+/// "fabric" namespace): two vtap nodes (A, B) with three pods each and a
 /// full mesh of tunnels, and a Linux node (C) with one pod whose `vxlan`
 /// device floods to both (head-end replication on its side too). Every pod
 /// reaches every other, with no duplicate: what a vtap node receives from
@@ -121,7 +121,7 @@ async fn two_vtap_nodes_and_a_linux_node_share_one_vni() {
     pc.ns.ip(&["addr", "add", "198.18.93.3/24", "dev", "eth0"]);
     pc.ns.ip(&["link", "set", "eth0", "up"]);
 
-    // A vtap node: its tunnels to the two others and two pods on a bridge.
+    // A vtap node: its tunnels to the two others and its pods on a bridge.
     async fn vtap_node(me: u8, unders: &[TestNs], pods: &[Pod]) -> Node {
         let mut n = node();
         n.forwarder.bridge_create("bd").expect("bridge");
@@ -162,8 +162,16 @@ async fn two_vtap_nodes_and_a_linux_node_share_one_vni() {
         ns: TestNs::new(tag),
         ip: ip.into(),
     };
-    let pa = [pod("vxa1", "198.18.93.11"), pod("vxa2", "198.18.93.12")];
-    let pb = [pod("vxb1", "198.18.93.21"), pod("vxb2", "198.18.93.22")];
+    let pa = [
+        pod("vxa1", "198.18.93.11"),
+        pod("vxa2", "198.18.93.12"),
+        pod("vxa3", "198.18.93.13"),
+    ];
+    let pb = [
+        pod("vxb1", "198.18.93.21"),
+        pod("vxb2", "198.18.93.22"),
+        pod("vxb3", "198.18.93.23"),
+    ];
     let _a = vtap_node(1, &unders, &pa).await;
     let b = vtap_node(2, &unders, &pb).await;
 
