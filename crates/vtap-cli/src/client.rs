@@ -92,6 +92,14 @@ pub async fn request(
 ) -> Result<serde_json::Value, Error> {
     let (resp, conn) = send(socket, method, path, body).await?;
     let status = resp.status();
+    // The daemon's warnings (`Warning: 199 vtapd "..."`): the change was
+    // made, with a consequence the caller should know.
+    for w in resp.headers().get_all(hyper::header::WARNING) {
+        if let Ok(text) = w.to_str() {
+            let text = text.trim_start_matches("199 vtapd ").trim_matches('"');
+            eprintln!("vtap: warning: {text}");
+        }
+    }
     let body = resp.into_body().collect().await?.to_bytes();
     conn.abort();
     if !status.is_success() {

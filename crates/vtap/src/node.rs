@@ -188,6 +188,43 @@ impl Node {
         Ok(self.forwarder.bridge_add(bd, end)?)
     }
 
+    /// Sets tap `key`'s host MTU. The change is made as asked; where the
+    /// tap is in a bridge with tunnels that carry less, it comes back with
+    /// one warning per tunnel (frames longer than a tunnel carries are
+    /// dropped there and counted `drop_too_big`, never fragmented).
+    pub async fn set_mtu(&mut self, key: &str, mtu: u32) -> Result<(TapInfo, Vec<String>), Error> {
+        let info = self.registry.set_mtu(key, mtu).await?;
+        Ok((info, self.mtu_warnings(key, mtu)))
+    }
+
+    /// Warnings for interface `key` at MTU `mtu`: one per tunnel of its
+    /// bridge that carries less.
+    pub fn mtu_warnings(&self, key: &str, mtu: u32) -> Vec<String> {
+        let Some(bd) = self
+            .resolve(key)
+            .ok()
+            .and_then(|id| self.forwarder.bridge_of(id))
+        else {
+            return Vec::new();
+        };
+        let members = self
+            .forwarder
+            .bridge(&bd)
+            .map(|b| b.interfaces)
+            .unwrap_or_default();
+        members
+            .iter()
+            .filter_map(|m| self.tunnels.get(m).ok())
+            .filter(|t| t.inner_mtu < mtu)
+            .map(|t| {
+                format!(
+                    "mtu: {key}'s host MTU {mtu} is more than {} in bridge {bd} carries ({}); longer frames are dropped there and counted drop_too_big",
+                    t.name, t.inner_mtu
+                )
+            })
+            .collect()
+    }
+
     /// Refuses when `tap` is a tap whose host MTU is more than `tunnel`, a
     /// tunnel, carries (anything else passes).
     fn check_mtu_fits(&self, tap: &str, tunnel: &str) -> Result<(), Error> {

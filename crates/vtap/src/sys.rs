@@ -17,9 +17,7 @@ use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 /// `IFNAMSIZ` from `<net/if.h>`: 15 bytes of name plus the NUL.
 pub const IFNAMSIZ: usize = libc::IFNAMSIZ;
 
-mod udp;
 mod xdp;
-pub use udp::{send_gathered, MAX_PIECES};
 pub use xdp::{register_umem, set_cloexec, set_sndbuf_force, xdp_statistics, xsk_kick_tx, AnonMap};
 
 /// Converts a C return value into `io::Result`, reading `errno` on `-1`.

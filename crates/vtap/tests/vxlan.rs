@@ -595,6 +595,31 @@ async fn a_tap_too_big_for_the_tunnel_is_refused_with_the_numbers() {
         n.forwarder.bridge("bdm").expect("bd").interfaces,
         std::slice::from_ref(&tap.name)
     );
+    // Made to fit, then grown again later: the change is made, with a
+    // warning naming the tunnel, and what does not fit is counted there.
+    n.set_mtu(&tap.name, 1450).await.expect("fits");
+    n.bridge_add("bdm", &t.name).expect("tunnel now");
+    let (_, none) = n.set_mtu(&tap.name, 1450).await.expect("same");
+    assert!(none.is_empty(), "{none:?}");
+    let (after, warnings) = n.set_mtu(&tap.name, 1500).await.expect("grown");
+    assert_eq!(after.host_mtu_size, 1500, "made as asked");
+    assert!(
+        warnings.len() == 1
+            && warnings[0].contains("vxlan_tunnel0")
+            && warnings[0].contains("(1450)")
+            && warnings[0].contains("drop_too_big"),
+        "{warnings:?}"
+    );
+    assert!(!pair.ping(true, false, 1472), "does not fit the tunnel");
+    let t = n.tunnels.get(&t.name).expect("get");
+    let dp = t.datapath.as_ref().expect("dp");
+    assert!(
+        dp.tx[0].counters.drop_too_big >= 1,
+        "{:?}",
+        dp.tx[0].counters
+    );
+    assert!(dp.accounting.tx_balanced, "{:?}", dp.accounting);
+    n.bridge_remove("bdm", &t.name).expect("remove");
     n.bridge_remove("bdm", &tap.name).expect("remove");
     n.vxlan_delete(&t.name).expect("delete");
     n.registry.delete(&tap.name).await.expect("delete tap");

@@ -34,9 +34,10 @@
 //! behind its VXLAN header, go to the kernel in one `sendmsg` with
 //! `UDP_SEGMENT` (equal-sized segments, the last one shorter: a 64 KB
 //! super-frame of 1 448-byte segments is two calls, the datagram limit
-//! being 64 KB). The call gathers each header and segment where they are
-//! ([`crate::sys::send_gathered`]; `quinn-udp`'s send takes one contiguous
-//! buffer, which would cost a copy of every byte). From the tunnel, `UDP_GRO` hands up to 64 datagrams of a
+//! being 64 KB). The run is copied into one buffer first (`quinn-udp`
+//! sends one contiguous buffer); a gathering `sendmsg` that sends each
+//! header and frame where they are was measured level with it (A/B in
+//! `docs/benchmarks.md`) and not kept. From the tunnel, `UDP_GRO` hands up to 64 datagrams of a
 //! flow in one buffer and `recvmmsg` reads up to [`RECV_BATCH`] buffers per
 //! call; the inner segments are then frames the forwarding plane merges
 //! toward taps that take GSO (`gro-coalesce`).
@@ -45,10 +46,9 @@ use std::collections::{HashMap, VecDeque};
 use std::io::{self, ErrorKind, IoSliceMut};
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::os::fd::{AsFd, AsRawFd, RawFd};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use quinn_udp::{RecvMeta, UdpSockRef, UdpSocketState};
+use quinn_udp::{RecvMeta, Transmit, UdpSockRef, UdpSocketState};
 use serde::{Deserialize, Serialize};
 use socket2::{Domain, Protocol, SockFilter, Socket, Type};
 use vmm_sys_util::epoll::{ControlOperation, Epoll, EpollEvent, EventSet};
@@ -158,8 +158,6 @@ pub struct Endpoint {
     rx: UdpSocket,
     rx_state: UdpSocketState,
     senders: Vec<Sender>,
-    /// Segments one `sendmsg` may carry (1 once the kernel refused one).
-    max_segments: AtomicUsize,
     demux: Mutex<Demux>,
 }
 
@@ -199,18 +197,11 @@ impl Endpoint {
         let senders = (0..SENDERS)
             .map(|_| Self::sender(local))
             .collect::<Result<Vec<_>, _>>()?;
-        // What the kernel takes (quinn-udp probes UDP_SEGMENT), at most
-        // what one gathering call can describe.
-        let max_segments = senders
-            .first()
-            .map_or(1, |s| s.state.max_gso_segments())
-            .clamp(1, crate::sys::MAX_PIECES / 2);
         Ok(Self {
             local,
             rx,
             rx_state,
             senders,
-            max_segments: AtomicUsize::new(max_segments),
             demux: Mutex::new(Demux {
                 bufs: (0..RECV_BATCH).map(|_| vec![0; RECV_BUF]).collect(),
                 meta: vec![RecvMeta::default(); RECV_BATCH],
@@ -265,8 +256,9 @@ impl Endpoint {
 
     /// How many segments one `sendmsg` may carry (1: no `UDP_SEGMENT`).
     pub fn max_segments(&self) -> usize {
-        // Relaxed: a hint read per burst; it only ever drops to 1.
-        self.max_segments.load(Ordering::Relaxed)
+        self.senders
+            .first()
+            .map_or(1, |s| s.state.max_gso_segments())
     }
 
     /// Whether received datagrams come in GRO trains.
@@ -507,6 +499,7 @@ pub struct VxlanTx {
     header: [u8; vxlan::HEADER_LEN],
     /// The longest inner frame the underlay carries unfragmented.
     max_frame: usize,
+    buf: Vec<u8>,
     counters: Counters,
 }
 
@@ -522,8 +515,6 @@ pub fn max_inner_frame(mtu: u32, remote: &SocketAddr) -> usize {
 /// Consecutive frames that leave in one `sendmsg`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Run {
-    /// Its first frame in the burst.
-    start: usize,
     sender: usize,
     /// Bytes per segment (VXLAN header and inner frame).
     seg: usize,
@@ -551,6 +542,7 @@ impl VxlanTx {
             remote,
             header: vxlan::header(vni),
             max_frame,
+            buf: Vec::with_capacity(MAX_DATAGRAM),
             counters: Counters::default(),
         }
     }
@@ -593,7 +585,7 @@ impl VxlanTx {
                 }
                 _ => {
                     if let Some(r) = run.take() {
-                        if !self.flush(r, frames, &mut out.sent) {
+                        if !self.flush(r, &mut out.sent) {
                             return out;
                         }
                     }
@@ -605,7 +597,6 @@ impl VxlanTx {
                         continue;
                     }
                     run = Some(Run {
-                        start: i,
                         sender,
                         seg: len,
                         count: 1,
@@ -613,9 +604,11 @@ impl VxlanTx {
                     });
                 }
             }
+            self.buf.extend_from_slice(&self.header);
+            self.buf.extend_from_slice(f.data);
         }
         if let Some(r) = run.take() {
-            if !self.flush(r, frames, &mut out.sent) {
+            if !self.flush(r, &mut out.sent) {
                 return out;
             }
         }
@@ -623,22 +616,25 @@ impl VxlanTx {
         out
     }
 
-    /// Sends a run in one `sendmsg`, gathering each VXLAN header and its
-    /// frame where they are; `false` when the socket is full (nothing
-    /// sent: the caller tries again later). Frames the kernel refuses are
-    /// counted by reason.
-    fn flush(&mut self, r: Run, frames: &[TxFrame<'_>], sent: &mut usize) -> bool {
-        let run = &frames[r.start..r.start + r.count];
-        let header: &[u8] = &self.header;
-        let gathered: Vec<&[u8]> = run.iter().flat_map(|f| [header, f.data]).collect();
-        let segment = (r.count > 1).then(|| u16::try_from(r.seg).unwrap_or(u16::MAX));
+    /// Sends the run in the buffer and empties it; `false` when the socket
+    /// is full (nothing sent: the caller tries again later). Frames the
+    /// kernel refuses are counted by reason.
+    fn flush(&mut self, r: Run, sent: &mut usize) -> bool {
         let s = &self.ep.senders[r.sender];
-        let res = crate::sys::send_gathered(s.sock.as_fd(), &self.remote, &gathered, segment);
+        let t = Transmit {
+            destination: self.remote,
+            ecn: None,
+            contents: &self.buf,
+            segment_size: (r.count > 1).then_some(r.seg),
+            src_ip: None,
+        };
+        let res = s.state.try_send(UdpSockRef::from(&s.sock), &t);
         // `kicks`: the calls made, so frames per syscall can be read off.
         self.counters.kicks += 1;
-        let bytes: u64 = run.iter().map(|f| f.data.len() as u64).sum();
+        let bytes = (self.buf.len() - r.count * vxlan::HEADER_LEN) as u64;
+        self.buf.clear();
         match res {
-            Ok(_) => {
+            Ok(()) => {
                 self.counters.packets += r.count as u64;
                 self.counters.bytes += bytes;
                 *sent += r.count;
@@ -652,12 +648,6 @@ impl VxlanTx {
                 match e.raw_os_error() {
                     Some(libc::EMSGSIZE) => self.counters.drop_too_big += n,
                     Some(libc::ENOBUFS) => self.counters.drop_no_free_slots += n,
-                    Some(libc::EIO | libc::EINVAL) if segment.is_some() => {
-                        // The device cannot segment (no checksum offload):
-                        // one datagram per call from now on.
-                        self.ep.max_segments.store(1, Ordering::Relaxed);
-                        self.counters.drop_io_error += n;
-                    }
                     _ => self.counters.drop_io_error += n,
                 }
                 tracing::debug!(error = %e, frames = n, "vxlan send refused");
@@ -674,7 +664,6 @@ mod tests {
     #[test]
     fn runs_join_equal_segments_of_one_sender_and_close_on_a_short_one() {
         let r = Run {
-            start: 0,
             sender: 3,
             seg: 1522,
             count: 1,

@@ -128,26 +128,35 @@ pub struct MtuRequest {
 
 #[utoipa::path(post, path = "/v1/taps/{iface}/mtu", tag = "taps", params(("iface" = String, Path, description = "tap<id>, tun<id> or the id")),
     request_body = MtuRequest,
-    responses((status = 200, description = "the interface, MTU read back", body = vtap::TapInfo), Errors))]
+    responses((status = 200, description = "the interface, MTU read back; a `Warning` header (code 199) for each VXLAN tunnel of its bridge that carries less (frames longer are dropped there, counted `drop_too_big`)", body = vtap::TapInfo), Errors))]
 async fn set_mtu(
     State(s): State<Arc<AppState>>,
     Path(iface): Path<String>,
     body: Bytes,
-) -> Result<Json<vtap::TapInfo>, ApiError> {
+) -> Result<Response, ApiError> {
     let req: MtuRequest = parse_body(&body)?;
     let mut node = s.node.lock().await;
     let before = node
         .registry
         .get(&iface)
         .map_err(|e| live_only(&s, &iface, e))?;
-    let info = node.registry.set_mtu(&iface, req.mtu).await?;
+    let (info, warnings) = node.set_mtu(&iface, req.mtu).await?;
     if let Err(e) = state::save(&s, &node, &[]) {
         if let Err(u) = node.registry.set_mtu(&iface, before.host_mtu_size).await {
             tracing::error!(error = %error_chain(&u), "cannot undo an MTU change that was not saved");
         }
         return Err(e.into());
     }
-    Ok(Json(info))
+    let mut resp = Json(info).into_response();
+    for w in warnings {
+        tracing::warn!(iface = %iface, "{w}");
+        // RFC 7234's form: code 199 (miscellaneous), agent, quoted text.
+        let text = format!("199 vtapd \"{}\"", w.replace('"', "'"));
+        if let Ok(v) = axum::http::HeaderValue::from_str(&text) {
+            resp.headers_mut().append(axum::http::header::WARNING, v);
+        }
+    }
+    Ok(resp)
 }
 
 #[utoipa::path(delete, path = "/v1/taps/{iface}", tag = "taps", params(("iface" = String, Path, description = "tap<id>, tun<id> or the id")),
