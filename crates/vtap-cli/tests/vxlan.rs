@@ -255,6 +255,20 @@ fn two_daemons_and_linux_share_a_vni_and_a_killed_daemon_comes_back() {
         t["datapath"]["tx"][0]["counters"]["packets"].as_u64() > Some(0),
         "{t}"
     );
+    // Growing a tap past what its bridge's tunnels carry: made, with a
+    // warning on stderr naming them; then back.
+    let out = a.vtap(&["set", &taps_a[0], "mtu", "1500"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("vtap: warning: mtu:")
+            && err.contains("vxlan_tunnel0")
+            && err.contains("vxlan_tunnel1")
+            && err.contains("drop_too_big"),
+        "{err}"
+    );
+    let out = a.vtap(&["set", &taps_a[0], "mtu", "1450"]);
+    assert!(out.status.success() && out.stderr.is_empty(), "{out:?}");
 
     // kill -9 node B: A and Linux keep talking; B's pods go quiet.
     b.kill9();
