@@ -15,6 +15,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+pub mod vxlan;
+
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
 /// Panics unless running as root: these tests create namespaces and taps.

@@ -16,9 +16,7 @@ use common::Daemon;
 use serde_json::Value;
 use vtap_testkit::{wait_until, TestNs};
 
-fn under(i: u8) -> String {
-    format!("198.18.95.{i}")
-}
+use vtap_testkit::vxlan::{underlay_ip as under, Fabric};
 
 struct Pod {
     ns: TestNs,
@@ -36,103 +34,6 @@ impl Pod {
     fn reaches(&self, to: &Pod) -> bool {
         let out = self.ns.exec("ping", &["-c", "1", "-W", "2", &to.ip]);
         out.status.success()
-    }
-}
-
-/// The fabric and three underlay namespaces (198.18.95.1-3); node 3 is
-/// Linux's, with its `vxlan` device flooding to 1 and 2 and one pod.
-struct Fabric {
-    _fabric: TestNs,
-    unders: Vec<TestNs>,
-    linux_pod: Pod,
-}
-
-impl Fabric {
-    fn new(vni: u32) -> Self {
-        let fabric = TestNs::new("cvf");
-        fabric.ip(&["link", "add", "fab", "type", "bridge"]);
-        fabric.ip(&["link", "set", "fab", "up"]);
-        let mut unders = Vec::new();
-        for i in 1..=3u8 {
-            let ns = TestNs::new(&format!("cvu{i}"));
-            let (a, b) = (format!("u{i}"), format!("f{i}"));
-            ns.ip(&[
-                "link",
-                "add",
-                &a,
-                "type",
-                "veth",
-                "peer",
-                "name",
-                &b,
-                "netns",
-                &fabric.name,
-            ]);
-            ns.ip(&["addr", "add", &format!("{}/24", under(i)), "dev", &a]);
-            ns.ip(&["link", "set", &a, "up"]);
-            // Finished inner checksums on the wire.
-            ns.exec("ethtool", &["-K", &a, "tx", "off"]);
-            fabric.ip(&["link", "set", &b, "master", "fab", "up"]);
-            unders.push(ns);
-        }
-        let c = &unders[2];
-        let vni = vni.to_string();
-        c.ip(&[
-            "link",
-            "add",
-            "vx0",
-            "type",
-            "vxlan",
-            "id",
-            &vni,
-            "local",
-            &under(3),
-            "dstport",
-            "4789",
-        ]);
-        for i in [1, 2] {
-            let dst = under(i);
-            let args = [
-                "fdb",
-                "append",
-                "00:00:00:00:00:00",
-                "dev",
-                "vx0",
-                "dst",
-                &dst,
-            ];
-            assert!(c.exec("bridge", &args).status.success());
-        }
-        c.ip(&["link", "add", "br0", "type", "bridge"]);
-        c.ip(&["link", "set", "vx0", "master", "br0", "up"]);
-        let linux_pod = Pod::new("cvpc", 3);
-        c.ip(&[
-            "link",
-            "add",
-            "pc",
-            "mtu",
-            "1450",
-            "type",
-            "veth",
-            "peer",
-            "name",
-            "eth0",
-            "mtu",
-            "1450",
-            "netns",
-            &linux_pod.ns.name,
-        ]);
-        c.ip(&["link", "set", "pc", "master", "br0", "up"]);
-        c.ip(&["link", "set", "br0", "up"]);
-        linux_pod
-            .ns
-            .ip(&["addr", "add", "198.18.94.3/24", "dev", "eth0"]);
-        linux_pod.ns.ip(&["link", "set", "eth0", "up"]);
-        Self {
-            _fabric: fabric,
-            unders,
-            linux_pod,
-        }
     }
 }
 
@@ -163,7 +64,16 @@ fn tunnels(d: &Daemon) -> Vec<Value> {
 #[test]
 fn two_daemons_and_linux_share_a_vni_and_a_killed_daemon_comes_back() {
     const VNI: u32 = 5001;
-    let fab = Fabric::new(VNI);
+    // Kept to the end (`_fabric`, not `_`: the bridge lives as long).
+    let Fabric {
+        fabric: _fabric,
+        unders,
+        linux_pod,
+    } = Fabric::new("cv", 3, VNI, "198.18.94.3/24");
+    let linux_pod = Pod {
+        ns: linux_pod,
+        ip: "198.18.94.3".into(),
+    };
     let (da, db) = (
         tempfile::tempdir().expect("tempdir"),
         tempfile::tempdir().expect("tempdir"),
@@ -171,7 +81,7 @@ fn two_daemons_and_linux_share_a_vni_and_a_killed_daemon_comes_back() {
 
     // Node A through the CLI.
     let a = Daemon::start(&da.path().join("vtap.sock"), None);
-    let (ua, ub) = (&fab.unders[0].name, &fab.unders[1].name);
+    let (ua, ub) = (&unders[0].name, &unders[1].name);
     let e = a.refused(&[
         "vxlan",
         "create",
@@ -244,7 +154,7 @@ fn two_daemons_and_linux_share_a_vni_and_a_killed_daemon_comes_back() {
     let pb = [Pod::new("cvb1", 21), Pod::new("cvb2", 22)];
     let taps_a: Vec<String> = pa.iter().map(|p| pod_tap(&a, p, "bd")).collect();
     let taps_b: Vec<String> = pb.iter().map(|p| pod_tap(&b, p, "bd")).collect();
-    let everyone: Vec<&Pod> = pa.iter().chain(&pb).chain([&fab.linux_pod]).collect();
+    let everyone: Vec<&Pod> = pa.iter().chain(&pb).chain([&linux_pod]).collect();
     for from in &everyone {
         for to in everyone.iter().filter(|t| t.ip != from.ip) {
             assert!(from.reaches(to), "{} -> {}", from.ip, to.ip);
@@ -272,7 +182,7 @@ fn two_daemons_and_linux_share_a_vni_and_a_killed_daemon_comes_back() {
 
     // kill -9 node B: A and Linux keep talking; B's pods go quiet.
     b.kill9();
-    assert!(pa[0].reaches(&fab.linux_pod), "A -> Linux with B down");
+    assert!(pa[0].reaches(&linux_pod), "A -> Linux with B down");
     assert!(
         !pa[0].reaches(&pb[0]),
         "B's pods are not forwarded while B is down"
@@ -285,10 +195,7 @@ fn two_daemons_and_linux_share_a_vni_and_a_killed_daemon_comes_back() {
         wait_until(Duration::from_secs(10), || pa[0].reaches(&pb[0])),
         "A -> B's pod after B's restart"
     );
-    assert!(
-        fab.linux_pod.reaches(&pb[1]),
-        "Linux -> B after the restart"
-    );
+    assert!(linux_pod.reaches(&pb[1]), "Linux -> B after the restart");
 
     // Cleanup through the CLI: tunnels leave their bridges, then go.
     for (d, taps) in [(&a, &taps_a), (&b, &taps_b)] {
@@ -304,7 +211,7 @@ fn two_daemons_and_linux_share_a_vni_and_a_killed_daemon_comes_back() {
         }
         assert!(tunnels(d).is_empty());
     }
-    for u in &fab.unders[..2] {
+    for u in &unders[..2] {
         let ss = u.exec("ss", &["-H", "-u", "-a", "-n"]);
         assert!(
             ss.stdout.is_empty(),

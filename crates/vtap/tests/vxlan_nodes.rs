@@ -36,91 +36,17 @@ struct Pod {
 /// meanwhile, and B's pods are reached again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_vtap_nodes_and_a_linux_node_share_one_vni() {
-    let fabric = TestNs::new("vxff");
-    fabric.ip(&["link", "add", "fab", "type", "bridge"]);
-    fabric.ip(&["link", "set", "fab", "up"]);
-    let under = |i: u8| format!("198.18.95.{i}");
-    let mut unders = Vec::new();
-    for i in 1..=3u8 {
-        let ns = TestNs::new(&format!("vxu{i}"));
-        let (a, b) = (format!("u{i}"), format!("f{i}"));
-        ns.ip(&[
-            "link",
-            "add",
-            &a,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            &b,
-            "netns",
-            &fabric.name,
-        ]);
-        ns.ip(&["addr", "add", &format!("{}/24", under(i)), "dev", &a]);
-        ns.ip(&["link", "set", &a, "up"]);
-        // Finished checksums on the wire (see Pair::new).
-        ns.exec("ethtool", &["-K", &a, "tx", "off"]);
-        fabric.ip(&["link", "set", &b, "master", "fab", "up"]);
-        unders.push(ns);
-    }
-    // Node C: Linux.
-    let c = &unders[2];
-    let vni = VNI.to_string();
-    c.ip(&[
-        "link",
-        "add",
-        "vx0",
-        "type",
-        "vxlan",
-        "id",
-        &vni,
-        "local",
-        &under(3),
-        "dstport",
-        "4789",
-    ]);
-    for i in [1, 2] {
-        let dst = under(i);
-        c.exec(
-            "bridge",
-            &[
-                "fdb",
-                "append",
-                "00:00:00:00:00:00",
-                "dev",
-                "vx0",
-                "dst",
-                &dst,
-            ],
-        );
-    }
-    c.ip(&["link", "add", "br0", "type", "bridge"]);
-    c.ip(&["link", "set", "vx0", "master", "br0", "up"]);
+    // Kept to the end (`_fabric`, not `_`: the bridge lives as long).
+    let vtap_testkit::vxlan::Fabric {
+        fabric: _fabric,
+        unders,
+        linux_pod,
+    } = vtap_testkit::vxlan::Fabric::new("vxn", 3, 4343, "198.18.93.3/24");
+    let unders = &unders;
     let pc = Pod {
-        ns: TestNs::new("vxpc"),
+        ns: linux_pod,
         ip: "198.18.93.3".into(),
     };
-    c.ip(&[
-        "link",
-        "add",
-        "pc",
-        "mtu",
-        "1450",
-        "type",
-        "veth",
-        "peer",
-        "name",
-        "eth0",
-        "mtu",
-        "1450",
-        "netns",
-        &pc.ns.name,
-    ]);
-    c.ip(&["link", "set", "pc", "master", "br0", "up"]);
-    c.ip(&["link", "set", "br0", "up"]);
-    pc.ns.ip(&["addr", "add", "198.18.93.3/24", "dev", "eth0"]);
-    pc.ns.ip(&["link", "set", "eth0", "up"]);
-
     // A vtap node: its tunnels to the two others and its pods on a bridge.
     async fn vtap_node(me: u8, unders: &[TestNs], pods: &[Pod]) -> Node {
         let mut n = node();
@@ -172,8 +98,8 @@ async fn two_vtap_nodes_and_a_linux_node_share_one_vni() {
         pod("vxb2", "198.18.93.22"),
         pod("vxb3", "198.18.93.23"),
     ];
-    let _a = vtap_node(1, &unders, &pa).await;
-    let b = vtap_node(2, &unders, &pb).await;
+    let _a = vtap_node(1, unders, &pa).await;
+    let b = vtap_node(2, unders, &pb).await;
 
     // Each pod pings every other once; ping says "DUP!" for a duplicate.
     let reach = |from: &Pod, to: &Pod| -> Result<(), String> {
@@ -206,7 +132,7 @@ async fn two_vtap_nodes_and_a_linux_node_share_one_vni() {
     drop(b);
     reach(&pa[0], &pc).expect("A -> C with B gone");
     assert!(reach(&pa[0], &pb[0]).is_err(), "B's pod is gone with B");
-    let _b = vtap_node(2, &unders, &pb).await;
+    let _b = vtap_node(2, unders, &pb).await;
     let back = vtap_testkit::wait_until(Duration::from_secs(10), || reach(&pa[0], &pb[0]).is_ok());
     assert!(back, "B's pods reached again");
     reach(&pc, &pb[1]).expect("C -> B again");
