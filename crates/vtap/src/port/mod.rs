@@ -17,6 +17,7 @@
 //! burst, never per frame.
 
 pub mod fake;
+pub mod store;
 
 use std::os::fd::RawFd;
 use std::sync::{Arc, Mutex, MutexGuard};

@@ -26,7 +26,6 @@
 //! it shrink later, the kernel refuses the longer datagrams and they are
 //! counted the same way.
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, Weak};
 
@@ -37,6 +36,7 @@ use crate::datapath::{self, capture, DataPath, RxMode, SharedDataPath};
 use crate::kind::ErrorKind;
 use crate::netns::{self, Netns, NetnsSpec};
 use crate::options;
+use crate::port::store::{CaptureError, Store, Stored};
 use crate::wire::vxlan;
 
 mod request;
@@ -174,17 +174,9 @@ pub enum Error {
     /// The data path refused.
     #[error(transparent)]
     DataPath(#[from] datapath::Error),
-    /// A capture is already running.
-    #[error("interface '{iface}': a capture is running ({captured} frames so far); stop it first")]
-    CaptureRunning {
-        /// The interface.
-        iface: String,
-        /// Frames captured so far.
-        captured: u64,
-    },
-    /// No capture to stop.
-    #[error("interface '{0}': no capture is running")]
-    NoCapture(String),
+    /// A capture could not be started or stopped.
+    #[error(transparent)]
+    Capture(#[from] CaptureError),
 }
 
 impl Error {
@@ -192,8 +184,9 @@ impl Error {
     pub fn kind(&self) -> ErrorKind {
         match self {
             Error::Invalid(_) => ErrorKind::Invalid,
-            Error::Taken { .. } | Error::CaptureRunning { .. } => ErrorKind::Conflict,
-            Error::NotFound(_) | Error::NoCapture(_) => ErrorKind::NotFound,
+            Error::Capture(e) => e.kind(),
+            Error::Taken { .. } => ErrorKind::Conflict,
+            Error::NotFound(_) => ErrorKind::NotFound,
             Error::Namespace(netns::Error::Permission { .. }) => ErrorKind::Permission,
             Error::Socket(e) if e.source.raw_os_error() == Some(libc::EPERM) => {
                 ErrorKind::Permission
@@ -212,6 +205,18 @@ struct Tunnel {
     key: TunnelKey,
     local: SocketAddr,
     _ns: Netns,
+}
+
+impl Stored for Tunnel {
+    fn id(&self) -> u32 {
+        self.info.id
+    }
+    fn name(&self) -> &str {
+        &self.info.name
+    }
+    fn datapath(&self) -> &SharedDataPath {
+        &self.datapath
+    }
 }
 
 impl Tunnel {
@@ -238,7 +243,7 @@ struct Shared {
 /// The tunnels of one process.
 #[derive(Debug, Default)]
 pub struct Tunnels {
-    map: BTreeMap<u32, Tunnel>,
+    map: Store<Tunnel>,
     endpoints: Vec<Shared>,
 }
 
@@ -273,13 +278,13 @@ impl Tunnels {
 
     /// The id `key` (a name or an id) names, if it is a tunnel's.
     pub fn find(&self, key: &str) -> Option<u32> {
-        if let Ok(id) = key.parse::<u32>() {
-            return self.map.contains_key(&id).then_some(id);
-        }
-        self.map
-            .values()
-            .find(|t| t.info.name == key)
-            .map(|t| t.info.id)
+        self.map.find(key)
+    }
+
+    /// Tunnel `key`, live.
+    fn tunnel(&self, key: &str) -> Result<&Tunnel, Error> {
+        let id = self.resolve(key)?;
+        self.map.get(id).ok_or_else(|| Error::NotFound(key.into()))
     }
 
     /// The id `key` names.
@@ -289,17 +294,17 @@ impl Tunnels {
 
     /// One tunnel.
     pub fn get(&self, key: &str) -> Result<VxlanInfo, Error> {
-        Ok(self.map[&self.resolve(key)?].snapshot())
+        Ok(self.tunnel(key)?.snapshot())
     }
 
     /// The MTU interfaces bridged with tunnel `id` may have.
     pub fn inner_mtu(&self, id: u32) -> Option<u32> {
-        self.map.get(&id).map(|t| t.info.inner_mtu)
+        self.map.get(id).map(|t| t.info.inner_mtu)
     }
 
     /// The tunnel as one end of a cross-connect or a bridge port.
     pub fn end(&self, key: &str) -> Result<crate::port::End, Error> {
-        let t = &self.map[&self.resolve(key)?];
+        let t = self.tunnel(key)?;
         Ok(crate::port::End {
             id: t.info.id,
             name: t.info.name.clone(),
@@ -311,13 +316,13 @@ impl Tunnels {
 
     /// Its data path.
     pub fn datapath(&self, key: &str) -> Result<SharedDataPath, Error> {
-        Ok(self.map[&self.resolve(key)?].datapath.clone())
+        Ok(self.tunnel(key)?.datapath.clone())
     }
 
     /// The lowest free instance.
     fn free_instance(&self) -> u32 {
         (0..MAX_TUNNELS)
-            .find(|i| !self.map.contains_key(&(ID_BASE + i)))
+            .find(|i| !self.map.contains(ID_BASE + i))
             .unwrap_or(MAX_TUNNELS)
     }
 
@@ -335,7 +340,7 @@ impl Tunnels {
     pub fn create(&mut self, opts: &VxlanOptions) -> Result<VxlanInfo, Error> {
         let c = opts.validate()?;
         let instance = match opts.instance {
-            Some(i) if self.map.contains_key(&(ID_BASE + i)) => {
+            Some(i) if self.map.contains(ID_BASE + i) => {
                 return Err(Error::Taken {
                     field: "instance",
                     value: i.to_string(),
@@ -476,7 +481,7 @@ impl Tunnels {
             _ns: ns,
         };
         let snap = t.snapshot();
-        self.map.insert(id, t);
+        self.map.insert(t);
         Ok(snap)
     }
 
@@ -486,7 +491,7 @@ impl Tunnels {
         let id = self.resolve(key)?;
         let t = self
             .map
-            .remove(&id)
+            .remove(id)
             .ok_or_else(|| Error::NotFound(key.into()))?;
         let info = t.snapshot();
         drop(t);
@@ -497,9 +502,9 @@ impl Tunnels {
 
     /// Sets the rx mode.
     pub fn set_rx_mode(&mut self, key: &str, mode: RxMode) -> Result<VxlanInfo, Error> {
-        let t = &self.map[&self.resolve(key)?];
-        datapath::lock(&t.datapath).set_rx_mode(0, mode)?;
-        Ok(t.snapshot())
+        let id = self.resolve(key)?;
+        self.map.set_rx_mode(id, mode)?;
+        self.get(key)
     }
 
     /// Starts a pcap capture of the inner frames (see [`capture`]).
@@ -509,21 +514,14 @@ impl Tunnels {
         direction: capture::Direction,
         count: Option<u64>,
     ) -> Result<capture::Stream, Error> {
-        let t = &self.map[&self.resolve(key)?];
-        datapath::lock(&t.datapath)
-            .start_capture_exclusive(direction, count, false)
-            .map_err(|captured| Error::CaptureRunning {
-                iface: key.into(),
-                captured,
-            })
+        Ok(self
+            .map
+            .start_capture(self.resolve(key)?, key, direction, count)?)
     }
 
     /// Stops the running capture.
     pub fn stop_capture(&self, key: &str) -> Result<capture::CaptureState, Error> {
-        let t = &self.map[&self.resolve(key)?];
-        datapath::lock(&t.datapath)
-            .stop_capture()
-            .ok_or_else(|| Error::NoCapture(key.into()))
+        Ok(self.map.stop_capture(self.resolve(key)?, key)?)
     }
 }
 

@@ -34,7 +34,6 @@ pub mod xdp;
 
 use kernel::{open_packet, open_xdp, queues_for, Held};
 
-use std::collections::BTreeMap;
 use std::os::fd::AsFd;
 use std::sync::{Arc, Mutex};
 
@@ -45,6 +44,7 @@ use crate::kind::ErrorKind;
 use crate::mac::MacAddr;
 use crate::netns::{self, Netns, NetnsSpec};
 use crate::options;
+use crate::port::store::{CaptureError, Store, Stored};
 use packet::Link;
 
 /// The first uplink id (tap ids are below, [`options::MAX_ID`] at most).
@@ -306,17 +306,9 @@ pub enum Error {
     /// The data path refused.
     #[error(transparent)]
     DataPath(#[from] datapath::Error),
-    /// A capture is already running.
-    #[error("interface '{iface}': a capture is running ({captured} frames so far); stop it first")]
-    CaptureRunning {
-        /// The interface.
-        iface: String,
-        /// Frames captured so far.
-        captured: u64,
-    },
-    /// No capture to stop.
-    #[error("interface '{0}': no capture is running")]
-    NoCapture(String),
+    /// A capture could not be started or stopped.
+    #[error(transparent)]
+    Capture(#[from] CaptureError),
 }
 
 impl Error {
@@ -328,8 +320,9 @@ impl Error {
             | Error::Namespace(_)
             | Error::NoInterface { .. }
             | Error::Refused { .. } => ErrorKind::Invalid,
-            Error::Taken { .. } | Error::CaptureRunning { .. } => ErrorKind::Conflict,
-            Error::NotFound(_) | Error::NoCapture(_) => ErrorKind::NotFound,
+            Error::Capture(e) => e.kind(),
+            Error::Taken { .. } => ErrorKind::Conflict,
+            Error::NotFound(_) => ErrorKind::NotFound,
             Error::Socket { source, .. } if source.source.raw_os_error() == Some(libc::EPERM) => {
                 ErrorKind::Permission
             }
@@ -361,6 +354,18 @@ struct Uplink {
     _ns: Netns,
 }
 
+impl Stored for Uplink {
+    fn id(&self) -> u32 {
+        self.info.id
+    }
+    fn name(&self) -> &str {
+        &self.info.name
+    }
+    fn datapath(&self) -> &SharedDataPath {
+        &self.datapath
+    }
+}
+
 impl Uplink {
     fn snapshot(&self) -> HostInterfaceInfo {
         let (link, mtu) = self.held.query().map_or((Link::Gone, None), |s| {
@@ -382,7 +387,7 @@ impl Uplink {
 /// The uplinks of one process.
 #[derive(Debug, Default)]
 pub struct Uplinks {
-    map: BTreeMap<u32, Uplink>,
+    map: Store<Uplink>,
 }
 
 impl Uplinks {
@@ -408,13 +413,13 @@ impl Uplinks {
 
     /// The id `key` (a name or an id) names, if it is an uplink's.
     pub fn find(&self, key: &str) -> Option<u32> {
-        if let Ok(id) = key.parse::<u32>() {
-            return self.map.contains_key(&id).then_some(id);
-        }
-        self.map
-            .values()
-            .find(|u| u.info.name == key)
-            .map(|u| u.info.id)
+        self.map.find(key)
+    }
+
+    /// Uplink `key`, open.
+    fn uplink(&self, key: &str) -> Result<&Uplink, Error> {
+        let id = self.resolve(key)?;
+        self.map.get(id).ok_or_else(|| Error::NotFound(key.into()))
     }
 
     /// The id `key` names.
@@ -424,12 +429,12 @@ impl Uplinks {
 
     /// One uplink.
     pub fn get(&self, key: &str) -> Result<HostInterfaceInfo, Error> {
-        Ok(self.map[&self.resolve(key)?].snapshot())
+        Ok(self.uplink(key)?.snapshot())
     }
 
     /// The uplink as one end of a cross-connect or a bridge port.
     pub fn end(&self, key: &str) -> Result<crate::port::End, Error> {
-        let u = &self.map[&self.resolve(key)?];
+        let u = self.uplink(key)?;
         Ok(crate::port::End {
             id: u.info.id,
             name: u.info.name.clone(),
@@ -441,14 +446,14 @@ impl Uplinks {
 
     /// Its data path.
     pub fn datapath(&self, key: &str) -> Result<SharedDataPath, Error> {
-        Ok(self.map[&self.resolve(key)?].datapath.clone())
+        Ok(self.uplink(key)?.datapath.clone())
     }
 
     /// The lowest uplink id neither in use nor in `reserved` (ids a caller
     /// holds for uplinks this store does not serve).
     pub fn free_id(&self, reserved: &std::collections::BTreeSet<u32>) -> u32 {
         (ID_BASE..)
-            .find(|id| !self.map.contains_key(id) && !reserved.contains(id))
+            .find(|id| !self.map.contains(*id) && !reserved.contains(id))
             .unwrap_or(ID_BASE)
     }
 
@@ -479,7 +484,7 @@ impl Uplinks {
             });
         }
         let id = match opts.id {
-            Some(id) if self.map.contains_key(&id) => {
+            Some(id) if self.map.contains(id) => {
                 return Err(Error::Taken {
                     field: "id",
                     value: id.to_string(),
@@ -581,7 +586,7 @@ impl Uplinks {
             _ns: ns,
         };
         let snap = up.snapshot();
-        self.map.insert(id, up);
+        self.map.insert(up);
         Ok(snap)
     }
 
@@ -591,7 +596,7 @@ impl Uplinks {
         let id = self.resolve(key)?;
         let up = self
             .map
-            .remove(&id)
+            .remove(id)
             .ok_or_else(|| Error::NotFound(key.into()))?;
         let info = up.snapshot();
         drop(up);
@@ -601,14 +606,8 @@ impl Uplinks {
 
     /// Sets the rx mode of every queue.
     pub fn set_rx_mode(&mut self, key: &str, mode: RxMode) -> Result<HostInterfaceInfo, Error> {
-        let u = &self.map[&self.resolve(key)?];
-        {
-            let mut d = datapath::lock(&u.datapath);
-            for q in 0..d.num_rx() {
-                d.set_rx_mode(q, mode)?;
-            }
-        }
-        Ok(u.snapshot())
+        self.map.set_rx_mode(self.resolve(key)?, mode)?;
+        self.get(key)
     }
 
     /// Starts a pcap capture (see [`capture`]).
@@ -618,21 +617,14 @@ impl Uplinks {
         direction: capture::Direction,
         count: Option<u64>,
     ) -> Result<capture::Stream, Error> {
-        let u = &self.map[&self.resolve(key)?];
-        datapath::lock(&u.datapath)
-            .start_capture_exclusive(direction, count, false)
-            .map_err(|captured| Error::CaptureRunning {
-                iface: key.into(),
-                captured,
-            })
+        Ok(self
+            .map
+            .start_capture(self.resolve(key)?, key, direction, count)?)
     }
 
     /// Stops the running capture.
     pub fn stop_capture(&self, key: &str) -> Result<capture::CaptureState, Error> {
-        let u = &self.map[&self.resolve(key)?];
-        datapath::lock(&u.datapath)
-            .stop_capture()
-            .ok_or_else(|| Error::NoCapture(key.into()))
+        Ok(self.map.stop_capture(self.resolve(key)?, key)?)
     }
 }
 
