@@ -263,6 +263,11 @@ struct CreateArgs {
     /// Bridge to enslave the host side to.
     #[arg(long)]
     host_bridge: Option<String>,
+    /// A bridge domain of vtap's to make the tap a port of at once (with
+    /// VXLAN tunnels in it and no --host-mtu-size, the host MTU is the
+    /// least they carry).
+    #[arg(long)]
+    bridge: Option<String>,
     /// Host IPv4 address A/L.
     #[arg(long)]
     host_ip4_addr: Option<String>,
@@ -325,6 +330,7 @@ impl From<CreateArgs> for CreateOptions {
             host_mac_addr: a.host_mac_addr,
             hw_addr: a.hw_addr,
             host_bridge: a.host_bridge,
+            bridge: a.bridge,
             host_ip4_addr: a.host_ip4_addr,
             host_ip4_gw: a.host_ip4_gw,
             host_ip6_addr: a.host_ip6_addr,

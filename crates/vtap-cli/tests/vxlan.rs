@@ -37,7 +37,9 @@ impl Pod {
     }
 }
 
-/// A persistent tap for `pod` on daemon `d`, in bridge `bd`.
+/// A persistent tap for `pod` on daemon `d`, created into bridge `bd`
+/// (`create --bridge`) with no MTU given: it gets what the bridge's tunnels
+/// carry, 1450, as the kernel shows.
 fn pod_tap(d: &Daemon, pod: &Pod, bd: &str) -> String {
     let tap = d.ok(&[
         "create",
@@ -45,13 +47,19 @@ fn pod_tap(d: &Daemon, pod: &Pod, bd: &str) -> String {
         &pod.ns.name,
         "--host-ip4-addr",
         &format!("{}/24", pod.ip),
-        "--host-mtu-size",
-        "1450",
+        "--bridge",
+        bd,
         "--persist",
     ]);
-    let tap = tap.trim().to_string();
-    d.ok(&["bridge", "add", bd, &tap]);
-    tap
+    let mtus: Vec<u64> = pod
+        .ns
+        .links()
+        .iter()
+        .filter(|l| l["ifname"] != "lo")
+        .filter_map(|l| l["mtu"].as_u64())
+        .collect();
+    assert_eq!(mtus, [1450], "the tap's MTU fits the tunnels");
+    tap.trim().to_string()
 }
 
 fn tunnels(d: &Daemon) -> Vec<Value> {

@@ -119,6 +119,61 @@ impl Node {
         Ok(self.registry.end(key)?)
     }
 
+    /// Creates a tap; with `bridge`, makes it a port of that bridge domain
+    /// at once (its host MTU, if not given, the least the bridge's tunnels
+    /// carry). A bridge that refuses it leaves nothing: the tap is deleted
+    /// again.
+    pub async fn create(&mut self, opts: &crate::CreateOptions) -> Result<TapInfo, Error> {
+        let (opts, bridge) = self.fit_to_bridge(opts)?;
+        let info = self.registry.create(&opts).await?;
+        if let Some(bd) = bridge {
+            self.join_or_undo(&bd, &info).await?;
+        }
+        Ok(info)
+    }
+
+    /// Splits `opts` into what the registry creates and the bridge to join
+    /// after: the bridge must exist, and a tap given no host MTU gets the
+    /// least the bridge's tunnels carry.
+    pub fn fit_to_bridge(
+        &self,
+        opts: &crate::CreateOptions,
+    ) -> Result<(crate::CreateOptions, Option<String>), Error> {
+        let mut opts = opts.clone();
+        let Some(bd) = opts.bridge.take() else {
+            return Ok((opts, None));
+        };
+        let members = self.forwarder.bridge(&bd)?.interfaces;
+        if opts.host_mtu_size.is_none() {
+            opts.host_mtu_size = members
+                .iter()
+                .filter_map(|m| {
+                    self.tunnels
+                        .find(m)
+                        .and_then(|id| self.tunnels.inner_mtu(id))
+                })
+                .min();
+        }
+        Ok((opts, Some(bd)))
+    }
+
+    /// Makes the new tap `info` a port of bridge `bd`; if the bridge
+    /// refuses, deletes the tap (an attached one is let go of) and says why.
+    pub async fn join_or_undo(&mut self, bd: &str, info: &TapInfo) -> Result<(), Error> {
+        let Err(e) = self.bridge_add(bd, &info.name) else {
+            return Ok(());
+        };
+        let undone = if info.attached {
+            self.registry.release(&info.name).map(drop)
+        } else {
+            self.registry.delete(&info.name).await.map(drop)
+        };
+        if let Err(u) = undone {
+            tracing::error!(iface = %info.name, error = %u, "cannot undo a create its bridge refused");
+        }
+        Err(e)
+    }
+
     /// Creates a VXLAN tunnel.
     pub fn vxlan_create(&mut self, opts: &VxlanOptions) -> Result<VxlanInfo, Error> {
         Ok(self.tunnels.create(opts)?)

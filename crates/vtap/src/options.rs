@@ -209,6 +209,12 @@ pub struct CreateOptions {
     pub attach: bool,
     /// `auto`, `vhost-net` or `userspace` (default `auto`).
     pub backend: Option<String>,
+    /// A bridge domain of vtap's to make the new tap a port of at once (not
+    /// `host_bridge`, the kernel's). With VXLAN tunnels in it and no
+    /// `host_mtu_size`, the host MTU is the least they carry. Taken by
+    /// [`crate::node::Node::create`] and the daemon; a registry alone has
+    /// no bridges and refuses it.
+    pub bridge: Option<String>,
 }
 
 /// Validated, typed options. Built only by [`CreateOptions::validate`].
@@ -281,6 +287,13 @@ fn queue_count(field: &'static str, v: Option<u16>) -> Result<u16, Error> {
 impl CreateOptions {
     /// Checks every field and their combinations.
     pub fn validate(&self) -> Result<TapConfig, Error> {
+        if let Some(bd) = &self.bridge {
+            return Err(refuse(
+                "bridge",
+                bd,
+                "a registry alone has no bridge domains (create through the node or the daemon)",
+            ));
+        }
         if let Some(id) = self.id {
             if id > MAX_ID {
                 return Err(refuse("id", id, format!("must be in 0..={MAX_ID}")));

@@ -624,3 +624,65 @@ async fn a_tap_too_big_for_the_tunnel_is_refused_with_the_numbers() {
     n.vxlan_delete(&t.name).expect("delete");
     n.registry.delete(&tap.name).await.expect("delete tap");
 }
+
+/// A tap created into a bridge domain with a tunnel: its host MTU, not
+/// given, is what the tunnel carries (read back from the kernel); one
+/// given too big, or a bridge that does not exist, is refused and leaves no
+/// interface behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tap_created_into_a_tunnel_bridge_gets_an_mtu_that_fits() {
+    let _serial = SERIAL.lock().await;
+    let pair = Pair::new("vxc", 97, false);
+    let mut n = node();
+    let t = n.vxlan_create(&pair.tunnel_options()).expect("tunnel");
+    n.forwarder.bridge_create("bdc").expect("bridge");
+    n.bridge_add("bdc", &t.name).expect("tunnel");
+    let opts = |mtu: Option<u32>, bridge: &str| CreateOptions {
+        host_ns: Some(pair.pod1.name.clone()),
+        host_ip4_addr: Some(format!("{}/24", pod_addr(97, 1, false))),
+        host_mtu_size: mtu,
+        bridge: Some(bridge.into()),
+        ..Default::default()
+    };
+    // Refusals first: nothing may be left in the pod's namespace.
+    let e = n
+        .create(&opts(Some(1500), "bdc"))
+        .await
+        .expect_err("too big");
+    assert!(
+        e.to_string()
+            .contains("host MTU 1500 is more than vxlan_tunnel0 carries (1450"),
+        "{e}"
+    );
+    let e = n.create(&opts(None, "nobd")).await.expect_err("no bridge");
+    assert!(e.to_string().contains("nobd"), "{e}");
+    assert!(
+        pair.pod1.link_names().iter().all(|l| l == "lo"),
+        "nothing left: {:?}",
+        pair.pod1.link_names()
+    );
+    assert!(n.registry.list().is_empty());
+    // A registry alone has no bridges: refused, not ignored.
+    let e = n
+        .registry
+        .create(&opts(None, "bdc"))
+        .await
+        .expect_err("registry");
+    assert!(e.to_string().contains("bridge 'bdc'"), "{e}");
+
+    let tap = n.create(&opts(None, "bdc")).await.expect("fits");
+    let link = pair.pod1.link(&tap.host_if_name).expect("in the pod");
+    assert_eq!(link["mtu"], 1450, "the kernel's MTU: {link}");
+    assert_eq!(
+        n.forwarder.bridge("bdc").expect("bd").interfaces,
+        [t.name.clone(), tap.name.clone()]
+    );
+    assert!(
+        pair.ping(true, false, 1422),
+        "pod 1 -> pod 2 at the largest DF size"
+    );
+    n.bridge_remove("bdc", &tap.name).expect("remove");
+    n.bridge_remove("bdc", &t.name).expect("remove");
+    n.vxlan_delete(&t.name).expect("delete");
+    n.registry.delete(&tap.name).await.expect("delete tap");
+}

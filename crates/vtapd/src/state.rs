@@ -309,6 +309,7 @@ pub fn save(s: &AppState, node: &Node, pending: &[Pending]) -> Result<(), Error>
 /// The options that re-attach a saved interface exactly as it was.
 pub fn reattach_options(t: &TapInfo) -> CreateOptions {
     CreateOptions {
+        bridge: None,
         id: Some(t.id),
         host_if_name: Some(t.host_if_name.clone()),
         host_ns: t.host_ns.clone(),

@@ -57,6 +57,9 @@ async fn create(State(s): State<Arc<AppState>>, body: Bytes) -> Result<Response,
         None => node.registry.free_id(&held)?,
     };
     opts.id = Some(id);
+    // A bridge to join: checked (and the MTU fitted to its tunnels) before
+    // anything is made; joined once the tap exists.
+    let (opts, bridge) = node.fit_to_bridge(&opts)?;
     // Write-ahead: the intent is in the state file before the kernel
     // changes, so that a crash in the middle is rolled back at restart.
     let base = state::snapshot(&s, &node, &[]);
@@ -85,10 +88,21 @@ async fn create(State(s): State<Arc<AppState>>, body: Bytes) -> Result<Response,
             return Err(e.into());
         }
     };
+    if let Some(bd) = &bridge {
+        if let Err(e) = node.join_or_undo(bd, &info).await {
+            if let Err(se) = state::save(&s, &node, &[]) {
+                tracing::warn!(error = %error_chain(&se), "cannot clear a create's intent");
+            }
+            return Err(e.into());
+        }
+    }
     if let Err(e) = state::save(&s, &node, &[]) {
         // Not durable: undo it (an attach is let go of, never deleted: the
         // interface existed before). The intent still in the file is
         // harmless: the next save that succeeds drops it.
+        if let Some(bd) = &bridge {
+            let _ = node.bridge_remove(bd, &info.name);
+        }
         let undone = if info.attached {
             node.registry.release(&info.name).map(drop)
         } else {
