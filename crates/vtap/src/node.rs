@@ -100,7 +100,8 @@ impl Node {
         }
     }
 
-    /// The id of interface `key`: an uplink's name or id, or a tap's.
+    /// The id of interface `key`: an uplink's or a tunnel's name or id, or a
+    /// tap's.
     pub fn resolve(&self, key: &str) -> Result<u32, Error> {
         if let Some(id) = self.uplinks.find(key).or_else(|| self.tunnels.find(key)) {
             return Ok(id);
@@ -108,7 +109,8 @@ impl Node {
         Ok(self.registry.resolve(key)?)
     }
 
-    /// Interface `key` (a tap or an uplink) as the forwarding plane takes it.
+    /// Interface `key` (a tap, an uplink or a tunnel) as the forwarding
+    /// plane takes it.
     pub fn end(&self, key: &str) -> Result<crate::port::End, Error> {
         if self.uplinks.find(key).is_some() {
             return Ok(self.uplinks.end(key)?);
