@@ -285,11 +285,7 @@ impl Node {
     /// Refuses when `tap` is a tap whose host MTU is more than `tunnel`, a
     /// tunnel, carries (anything else passes).
     fn check_mtu_fits(&self, tap: &str, tunnel: &str) -> Result<(), Error> {
-        let Some(t) = self
-            .tunnels
-            .find(tunnel)
-            .and_then(|id| self.tunnels.get(&id.to_string()).ok())
-        else {
+        let Ok(t) = self.tunnels.get(tunnel) else {
             return Ok(());
         };
         if self.uplinks.find(tap).is_some() || self.tunnels.find(tap).is_some() {

@@ -322,7 +322,18 @@ impl DataPath {
             .into_iter()
             .map(|(r, t)| (engine::Rx::from(r), engine::Tx::Xsk(t)))
             .unzip();
-        Self::assemble(&cfg, Running::Direct, rx, tx, 0, None)
+        Self::assemble(&cfg, Running::Direct, rx, tx, 0, None).complete_frames_only()
+    }
+
+    /// Ethernet frames with no offload metadata: an engine without a
+    /// virtio-net header (XDP sockets, VXLAN datagrams) cannot carry it, so
+    /// the offload layer segments and checksums every frame toward it.
+    fn complete_frames_only(mut self) -> Self {
+        self.caps = crate::offload::Caps {
+            l2: true,
+            ..crate::offload::Caps::default()
+        };
+        self
     }
 
     /// A data path on a VXLAN tunnel's queue pair.
@@ -338,7 +349,7 @@ impl DataPath {
         };
         let rx = vec![engine::Rx::from(rx)];
         let tx = vec![engine::Tx::Vxlan(tx)];
-        Self::assemble(&cfg, Running::Direct, rx, tx, 0, None)
+        Self::assemble(&cfg, Running::Direct, rx, tx, 0, None).complete_frames_only()
     }
 
     /// Times a queue reported its interface down or gone (host uplinks: the

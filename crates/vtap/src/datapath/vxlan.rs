@@ -135,7 +135,7 @@ struct Inbox {
 /// The receive side's state, under the endpoint's lock.
 #[derive(Debug)]
 struct Demux {
-    bufs: Vec<Vec<u8>>,
+    bufs: [Vec<u8>; RECV_BATCH],
     meta: Vec<RecvMeta>,
     inboxes: HashMap<TunnelKey, Inbox>,
     /// Frame buffers to reuse.
@@ -203,7 +203,7 @@ impl Endpoint {
             rx_state,
             senders,
             demux: Mutex::new(Demux {
-                bufs: (0..RECV_BATCH).map(|_| vec![0; RECV_BUF]).collect(),
+                bufs: std::array::from_fn(|_| vec![0; RECV_BUF]),
                 meta: vec![RecvMeta::default(); RECV_BATCH],
                 inboxes: HashMap::new(),
                 spare: Vec::new(),
@@ -312,17 +312,6 @@ impl Endpoint {
     }
 }
 
-/// Where a decapsulated frame goes.
-enum Dest {
-    /// To the caller's tunnel now.
-    Own,
-    /// Into an inbox (another tunnel's, or the caller's once its burst is
-    /// full).
-    Inbox(TunnelKey),
-    /// No tunnel has it.
-    Unknown,
-}
-
 /// A tunnel's receive queue.
 #[derive(Debug)]
 pub struct VxlanRx {
@@ -358,80 +347,67 @@ impl VxlanRx {
     /// their inboxes.
     pub fn rx_burst(&mut self, max: usize, mut f: impl FnMut(RxFrame<'_>)) -> usize {
         let max = max.min(MAX_BURST);
-        let ep = self.ep.clone();
+        let Self {
+            ep,
+            key: own,
+            counters,
+            scratch,
+            ..
+        } = self;
         let mut guard = ep.lock();
         let d = &mut *guard;
         let mut done = 0;
-        if let Some(own) = d.inboxes.get_mut(&self.key) {
+        if let Some(inbox) = d.inboxes.get_mut(own) {
             while done < max {
-                let Some(mut buf) = own.frames.pop_front() else {
+                let Some(mut buf) = inbox.frames.pop_front() else {
                     break;
                 };
-                self.count(buf.len());
+                count(counters, buf.len());
                 f(RxFrame::owned(rx_hdr(), &mut buf));
                 d.spare.push(buf);
                 done += 1;
             }
-            if own.frames.is_empty() {
+            if inbox.frames.is_empty() {
                 // Drained: the inbox stops signalling (read resets it).
-                let _ = own.event.read();
+                let _ = inbox.event.read();
             }
         }
         while done < max {
-            self.counters.kicks += 1;
-            let got = {
-                let mut slices: Vec<IoSliceMut<'_>> =
-                    d.bufs.iter_mut().map(|b| IoSliceMut::new(b)).collect();
-                ep.rx_state
-                    .recv(UdpSockRef::from(&ep.rx), &mut slices, &mut d.meta)
-            };
-            let n = match got {
+            counters.kicks += 1;
+            let mut slices = d.bufs.each_mut().map(|b| IoSliceMut::new(b));
+            let n = match ep
+                .rx_state
+                .recv(UdpSockRef::from(&ep.rx), &mut slices, &mut d.meta)
+            {
                 Ok(n) => n,
                 Err(e) if e.kind() == ErrorKind::Interrupted => continue,
                 Err(_) => break,
             };
-            for i in 0..n {
-                let meta = d.meta[i];
-                let stride = meta.stride.max(1);
-                let len = meta.len.min(d.bufs[i].len());
-                for at in (0..len).step_by(stride) {
-                    let seg = &d.bufs[i][at..(at + stride).min(len)];
+            for (buf, meta) in d.bufs.iter().zip(&d.meta).take(n) {
+                let len = meta.len.min(buf.len());
+                for seg in buf[..len].chunks(meta.stride.max(1)) {
                     d.counters.datagrams += 1;
-                    let (dest, inner) = match vxlan::decapsulate(seg) {
+                    let (vni, inner) = match vxlan::decapsulate(seg) {
+                        Ok(v) => v,
                         Err(r) => {
                             d.counters.refused(r);
                             continue;
                         }
-                        Ok((vni, inner)) => {
-                            let key = (meta.addr.ip(), vni);
-                            let dest = if key == self.key && done < max {
-                                Dest::Own
-                            } else if d.inboxes.contains_key(&key) {
-                                Dest::Inbox(key)
-                            } else {
-                                Dest::Unknown
-                            };
-                            (dest, inner)
-                        }
                     };
-                    match dest {
-                        Dest::Own => {
-                            self.scratch.clear();
-                            self.scratch.extend_from_slice(inner);
-                            self.counters.packets += 1;
-                            self.counters.bytes += inner.len() as u64;
-                            f(RxFrame::owned(rx_hdr(), &mut self.scratch));
-                            done += 1;
-                        }
-                        Dest::Inbox(key) => {
-                            let mut buf = d.spare.pop().unwrap_or_default();
-                            buf.clear();
-                            buf.extend_from_slice(inner);
-                            if let Some(ib) = d.inboxes.get_mut(&key) {
-                                deposit(ib, buf);
-                            }
-                        }
-                        Dest::Unknown => d.counters.drop_unknown_tunnel += 1,
+                    let key = (meta.addr.ip(), vni);
+                    if key == *own && done < max {
+                        scratch.clear();
+                        scratch.extend_from_slice(inner);
+                        count(counters, inner.len());
+                        f(RxFrame::owned(rx_hdr(), scratch));
+                        done += 1;
+                    } else if let Some(ib) = d.inboxes.get_mut(&key) {
+                        let mut frame = d.spare.pop().unwrap_or_default();
+                        frame.clear();
+                        frame.extend_from_slice(inner);
+                        deposit(ib, frame);
+                    } else {
+                        d.counters.drop_unknown_tunnel += 1;
                     }
                 }
             }
@@ -440,11 +416,6 @@ impl VxlanRx {
             }
         }
         done
-    }
-
-    fn count(&mut self, len: usize) {
-        self.counters.packets += 1;
-        self.counters.bytes += len as u64;
     }
 
     /// The fd that is readable while the socket or the inbox has frames.
@@ -458,6 +429,12 @@ impl VxlanRx {
         let mut rev = [0];
         let _ = crate::sys::poll(&fds, &mut rev, timeout_ms);
     }
+}
+
+/// Counts a frame handed on.
+fn count(c: &mut Counters, len: usize) {
+    c.packets += 1;
+    c.bytes += len as u64;
 }
 
 /// Leaves a frame in an inbox, waking its worker if the inbox was empty;

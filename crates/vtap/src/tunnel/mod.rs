@@ -436,13 +436,9 @@ impl Tunnels {
             })?;
         let max_frame = engine::max_inner_frame(mtu, &c.remote);
         let tx = engine::VxlanTx::new(endpoint.clone(), c.remote, c.vni, max_frame);
+        // Inner frames are Ethernet and carry no offloads (the engine says
+        // so): super-frames are cut and checksums finished before it.
         let mut dp = DataPath::start_vxlan(rx, tx);
-        // Inner frames are Ethernet; the tunnel takes no offloads, so
-        // super-frames are cut and checksums finished before it.
-        dp.set_offload_caps(crate::offload::Caps {
-            l2: true,
-            ..crate::offload::Caps::default()
-        });
         dp.set_rx_mode(0, opts.rx_mode.unwrap_or_default())?;
         let overhead = if c.remote.is_ipv4() {
             vxlan::OVERHEAD_V4

@@ -142,13 +142,9 @@ pub(super) fn open_xdp(
             name: ifname.into(),
             source,
         })?;
-    let mut dp = DataPath::start_xsk(opened.queues);
-    // Complete frames only: the offload layer segments and checksums
-    // toward the uplink.
-    dp.set_offload_caps(Caps {
-        l2: true,
-        ..Caps::default()
-    });
+    // Complete frames only (the engine says so): the offload layer
+    // segments and checksums toward the uplink.
+    let dp = DataPath::start_xsk(opened.queues);
     let kernel = KernelSide {
         fanout_id: None,
         // XDP sockets transmit with dev_direct_xmit: no qdisc.
