@@ -28,6 +28,21 @@ async fn settle_fds(baseline: usize) -> usize {
     }
 }
 
+/// This process's fd count once it has not changed for 200 ms (2 s at
+/// most).
+async fn quiet_fds() -> usize {
+    let start = Instant::now();
+    let (mut last, mut since) = (fd_count("self"), Instant::now());
+    while since.elapsed() < Duration::from_millis(200) && start.elapsed() < Duration::from_secs(2) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let n = fd_count("self");
+        if n != last {
+            (last, since) = (n, Instant::now());
+        }
+    }
+    last
+}
+
 fn sorted(mut v: Vec<String>) -> Vec<String> {
     v.sort();
     v
@@ -70,11 +85,14 @@ struct Clean<'a> {
 }
 
 impl<'a> Clean<'a> {
-    fn snapshot(ns: &'a TestNs) -> Self {
+    /// The namespace's links and this process's fds once they are quiet
+    /// (the previous test's rtnetlink connections close shortly after it
+    /// returns: a baseline taken while one is still open is one too high).
+    async fn snapshot(ns: &'a TestNs) -> Self {
         Self {
             ns,
             links: sorted(ns.link_names()),
-            fds: fd_count("self"),
+            fds: quiet_fds().await,
         }
     }
 
@@ -115,7 +133,7 @@ async fn a_fault_at_any_creation_step_leaves_nothing() {
     // Warm up (the runtime's lazily created fds), then take the baseline.
     let info = reg.create(&full(&ns, &name)).await.expect("warm-up create");
     reg.delete(&info.name).await.expect("warm-up delete");
-    let clean = Clean::snapshot(&ns);
+    let clean = Clean::snapshot(&ns).await;
 
     for (i, &step) in Step::CREATE.iter().enumerate() {
         let opts = if step == Step::SetBridge {
@@ -286,7 +304,7 @@ async fn bad_input_is_refused_with_its_field_and_leaves_nothing() {
         .await
         .expect("warm-up");
     reg.delete(&warm.name).await.expect("warm-up delete");
-    let clean = Clean::snapshot(&ns);
+    let clean = Clean::snapshot(&ns).await;
 
     let o = |f: &dyn Fn(&mut CreateOptions)| {
         let mut opts = CreateOptions {
@@ -424,7 +442,7 @@ async fn a_thousand_cycles_do_not_grow_anything() {
     };
     let warm = reg.create(&opts).await.expect("warm-up");
     reg.delete(&warm.name).await.expect("warm-up delete");
-    let clean = Clean::snapshot(&ns);
+    let clean = Clean::snapshot(&ns).await;
     let start = Instant::now();
     for i in 0..1000 {
         let info = reg
