@@ -18,6 +18,10 @@ PKGS=(
 	curl        # the tests read /metrics the way an operator would (curl --unix-socket)
 	socat       # api-fuzz.sh: schemathesis speaks TCP, the daemon a Unix socket
 	python3-venv # api-fuzz.sh installs schemathesis from PyPI into a venv
+	containernetworking-plugins # host-local: the real IPAM plugin vtap-cni delegates to in its tests
+	podman      # a real CNI runtime for vtap-cni's test (its CNI backend)
+	runc        # podman's runtime here (crun refuses hybrid cgroups)
+	busybox-static # the containers' root file system in that test (no registry)
 )
 
 missing=()

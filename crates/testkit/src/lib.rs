@@ -164,6 +164,33 @@ impl TestNs {
             .collect()
     }
 
+    /// Routes out of `name` that someone added (not the kernel's own), both
+    /// families, as `DST/LEN` or `DST/LEN via GW` (`default` as `0.0.0.0/0`,
+    /// `::/0`), sorted.
+    pub fn routes(&self, name: &str) -> Vec<String> {
+        let mut out = vec![];
+        for (fam, any) in [("-4", "0.0.0.0/0"), ("-6", "::/0")] {
+            let v = self.ip_json(&[fam, "route", "show", "dev", name]);
+            for r in v.as_array().into_iter().flatten() {
+                if r["protocol"].as_str() == Some("kernel") {
+                    continue;
+                }
+                let dst = match r["dst"].as_str().unwrap_or("?") {
+                    "default" => any.to_string(),
+                    d if d.contains('/') => d.to_string(),
+                    d if fam == "-4" => format!("{d}/32"),
+                    d => format!("{d}/128"),
+                };
+                out.push(match r["gateway"].as_str() {
+                    Some(g) => format!("{dst} via {g}"),
+                    None => dst,
+                });
+            }
+        }
+        out.sort();
+        out
+    }
+
     /// `ethtool -k NAME` inside the namespace, as feature -> "on"/"off".
     pub fn ethtool_k(&self, name: &str) -> BTreeMap<String, String> {
         let out = self.exec("ethtool", &["-k", name]);

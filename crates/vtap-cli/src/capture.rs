@@ -4,7 +4,8 @@
 use hyper::Method;
 use serde_json::json;
 
-use crate::{client, one_line};
+use crate::one_line;
+use vtapd::client;
 
 /// Streams a capture from the daemon into `file` (`-`: standard output),
 /// until the daemon ends it or Ctrl-C; says on stderr how many frames.

@@ -7,7 +7,6 @@
 //! stderr that names the field and the reason.
 
 mod capture;
-mod client;
 mod demo;
 mod show;
 
@@ -21,6 +20,7 @@ use clap::{Args, Parser, Subcommand};
 use hyper::Method;
 use serde_json::{json, Value};
 use vtap::CreateOptions;
+use vtapd::client;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -280,6 +280,16 @@ struct CreateArgs {
     /// IPv6 default gateway.
     #[arg(long)]
     host_ip6_gw: Option<String>,
+    /// A further host address A/L, either family (repeat for more).
+    #[arg(long = "host-addr")]
+    host_addrs: Vec<String>,
+    /// A route out of the host side: "DST/LEN" (on link) or "DST/LEN via
+    /// GW" (repeat for more).
+    #[arg(long = "host-route", value_parser = parse_route)]
+    host_routes: Vec<vtap::options::RouteOption>,
+    /// A label KEY=VALUE kept with the interface (repeat for more).
+    #[arg(long = "label", value_parser = parse_label)]
+    labels: Vec<(String, String)>,
     /// Host MTU (68..=65521).
     #[arg(long)]
     host_mtu_size: Option<u32>,
@@ -321,6 +331,29 @@ struct CreateArgs {
     backend: Option<String>,
 }
 
+/// `--host-route`: "DST/LEN" or "DST/LEN via GW" (checked by the daemon).
+fn parse_route(s: &str) -> Result<vtap::options::RouteOption, String> {
+    let words: Vec<&str> = s.split_whitespace().collect();
+    match words.as_slice() {
+        [dst] => Ok(vtap::options::RouteOption {
+            dst: (*dst).into(),
+            gw: None,
+        }),
+        [dst, "via", gw] => Ok(vtap::options::RouteOption {
+            dst: (*dst).into(),
+            gw: Some((*gw).into()),
+        }),
+        _ => Err("expected \"DST/LEN\" or \"DST/LEN via GW\"".into()),
+    }
+}
+
+/// `--label`: KEY=VALUE.
+fn parse_label(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .ok_or_else(|| "expected KEY=VALUE".into())
+}
+
 impl From<CreateArgs> for CreateOptions {
     fn from(a: CreateArgs) -> Self {
         CreateOptions {
@@ -335,6 +368,9 @@ impl From<CreateArgs> for CreateOptions {
             host_ip4_gw: a.host_ip4_gw,
             host_ip6_addr: a.host_ip6_addr,
             host_ip6_gw: a.host_ip6_gw,
+            host_addrs: a.host_addrs,
+            host_routes: a.host_routes,
+            labels: a.labels.into_iter().collect(),
             host_mtu_size: a.host_mtu_size,
             rx_ring_size: a.rx_ring_size,
             tx_ring_size: a.tx_ring_size,
@@ -413,9 +449,19 @@ fn bridge_path(bd: &str) -> Result<String, String> {
 async fn run(cli: Cli) -> Result<(), String> {
     let sock = &cli.socket;
     let call = |method: Method, path: String, body: Option<Value>| async move {
-        client::request(sock, method, &path, body)
+        let answer = client::request(sock, method, &path, body)
             .await
-            .map_err(|e| one_line(&e))
+            .map_err(|e| match &e {
+                client::Error::Connect { .. } => format!(
+                    "{} (`vtap daemon` starts one; --socket/VTAP_SOCKET choose another)",
+                    one_line(&e)
+                ),
+                _ => one_line(&e),
+            })?;
+        for w in &answer.warnings {
+            eprintln!("vtap: warning: {w}");
+        }
+        Ok::<Value, String>(answer.body)
     };
     match cli.command {
         Command::Daemon { config } => vtapd::run(vtapd::DaemonOptions {

@@ -51,12 +51,16 @@ pub enum Step {
     AddIp4,
     /// Add the IPv6 address.
     AddIp6,
+    /// Add the further addresses (`host_addrs`).
+    AddAddrs,
     /// Set the link up.
     LinkUp,
     /// Add the IPv4 default route.
     AddIp4Route,
     /// Add the IPv6 default route.
     AddIp6Route,
+    /// Add the routes (`host_routes`).
+    AddRoutes,
     /// Read back the effective state.
     ReadBack,
     /// Delete: clear `TUNSETPERSIST`.
@@ -84,9 +88,11 @@ impl Step {
         Step::SetBridge,
         Step::AddIp4,
         Step::AddIp6,
+        Step::AddAddrs,
         Step::LinkUp,
         Step::AddIp4Route,
         Step::AddIp6Route,
+        Step::AddRoutes,
         Step::ReadBack,
     ];
 
@@ -112,9 +118,11 @@ impl Step {
             Step::SetBridge => "set-bridge",
             Step::AddIp4 => "add-ip4",
             Step::AddIp6 => "add-ip6",
+            Step::AddAddrs => "add-addrs",
             Step::LinkUp => "link-up",
             Step::AddIp4Route => "add-ip4-route",
             Step::AddIp6Route => "add-ip6-route",
+            Step::AddRoutes => "add-routes",
             Step::ReadBack => "read-back",
             Step::DeleteClearPersist => "delete-clear-persist",
             Step::DeleteLink => "delete-link",

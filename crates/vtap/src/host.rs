@@ -377,17 +377,44 @@ impl Host {
             .map_err(op_err(format!("delete address {addr}/{plen}")))
     }
 
-    fn default_route(index: u32, gw: IpAddr) -> netlink_packet_route::route::RouteMessage {
-        match gw {
-            IpAddr::V4(g) => RouteMessageBuilder::<Ipv4Addr>::new()
-                .gateway(g)
-                .output_interface(index)
-                .build(),
-            IpAddr::V6(g) => RouteMessageBuilder::<Ipv6Addr>::new()
-                .gateway(g)
-                .output_interface(index)
-                .build(),
+    /// A main-table route to `dst/len` out of link `index`, via `gw` or
+    /// on link.
+    fn route_msg(
+        index: u32,
+        dst: IpAddr,
+        len: u8,
+        gw: Option<IpAddr>,
+    ) -> netlink_packet_route::route::RouteMessage {
+        use netlink_packet_route::route::RouteScope;
+        match dst {
+            IpAddr::V4(d) => {
+                let mut b = RouteMessageBuilder::<Ipv4Addr>::new()
+                    .destination_prefix(d, len)
+                    .output_interface(index);
+                match gw {
+                    Some(IpAddr::V4(g)) => b = b.gateway(g),
+                    _ => b = b.scope(RouteScope::Link),
+                }
+                b.build()
+            }
+            IpAddr::V6(d) => {
+                let mut b = RouteMessageBuilder::<Ipv6Addr>::new()
+                    .destination_prefix(d, len)
+                    .output_interface(index);
+                if let Some(IpAddr::V6(g)) = gw {
+                    b = b.gateway(g);
+                }
+                b.build()
+            }
         }
+    }
+
+    fn default_route(index: u32, gw: IpAddr) -> netlink_packet_route::route::RouteMessage {
+        let any = match gw {
+            IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+        };
+        Self::route_msg(index, any, 0, Some(gw))
     }
 
     /// Adds a default route via `gw` out of link `index`.
@@ -398,6 +425,38 @@ impl Host {
             .execute()
             .await
             .map_err(op_err(format!("add default route via {gw}")))
+    }
+
+    /// Adds a route to `dst/len` out of link `index`, via `gw` or on link.
+    pub async fn add_route(
+        &self,
+        index: u32,
+        dst: IpAddr,
+        len: u8,
+        gw: Option<IpAddr>,
+    ) -> Result<(), Error> {
+        self.handle
+            .route()
+            .add(Self::route_msg(index, dst, len, gw))
+            .execute()
+            .await
+            .map_err(op_err(format!("add route to {dst}/{len}")))
+    }
+
+    /// Removes the route to `dst/len` out of link `index`.
+    pub async fn del_route(
+        &self,
+        index: u32,
+        dst: IpAddr,
+        len: u8,
+        gw: Option<IpAddr>,
+    ) -> Result<(), Error> {
+        self.handle
+            .route()
+            .del(Self::route_msg(index, dst, len, gw))
+            .execute()
+            .await
+            .map_err(op_err(format!("delete route to {dst}/{len}")))
     }
 
     /// The global-scope addresses on link `index`, with prefix lengths, in
@@ -428,34 +487,50 @@ impl Host {
         Ok(out)
     }
 
-    /// The gateways of the default routes (IPv4 and IPv6, main table) that
-    /// leave through link `index`.
-    pub async fn default_gateways(&self, index: u32) -> Result<Vec<IpAddr>, Error> {
-        use netlink_packet_route::route::{RouteAddress, RouteAttribute};
+    /// The routes out of link `index` in the main table that someone
+    /// added (not the kernel's own prefix and link-local routes), default
+    /// routes included: (destination, prefix length, gateway).
+    pub async fn routes(&self, index: u32) -> Result<Vec<(IpAddr, u8, Option<IpAddr>)>, Error> {
+        use netlink_packet_route::route::{RouteAddress, RouteAttribute, RouteProtocol, RouteType};
         let mut out = Vec::new();
         let queries = [
-            RouteMessageBuilder::<Ipv4Addr>::new().build(),
-            RouteMessageBuilder::<Ipv6Addr>::new().build(),
+            (
+                RouteMessageBuilder::<Ipv4Addr>::new().build(),
+                IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            ),
+            (
+                RouteMessageBuilder::<Ipv6Addr>::new().build(),
+                IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+            ),
         ];
-        for q in queries {
+        for (q, any) in queries {
             let mut answers = self.handle.route().get(q).execute();
             while let Some(m) = answers
                 .try_next()
                 .await
                 .map_err(op_err(format!("list routes of link #{index}")))?
             {
-                if m.header.destination_prefix_length != 0 {
+                let mine = m.attributes.contains(&RouteAttribute::Oif(index))
+                    && m.header.kind == RouteType::Unicast
+                    && m.header.protocol != RouteProtocol::Kernel
+                    && m.header.table == 254;
+                if !mine {
                     continue;
                 }
-                let oif = m.attributes.contains(&RouteAttribute::Oif(index));
-                let gw = m.attributes.iter().find_map(|a| match a {
-                    RouteAttribute::Gateway(RouteAddress::Inet(g)) => Some(IpAddr::V4(*g)),
-                    RouteAttribute::Gateway(RouteAddress::Inet6(g)) => Some(IpAddr::V6(*g)),
+                let addr = |a: &RouteAddress| match a {
+                    RouteAddress::Inet(v4) => Some(IpAddr::V4(*v4)),
+                    RouteAddress::Inet6(v6) => Some(IpAddr::V6(*v6)),
+                    _ => None,
+                };
+                let dst = m.attributes.iter().find_map(|a| match a {
+                    RouteAttribute::Destination(d) => addr(d),
                     _ => None,
                 });
-                if let (true, Some(g)) = (oif, gw) {
-                    out.push(g);
-                }
+                let gw = m.attributes.iter().find_map(|a| match a {
+                    RouteAttribute::Gateway(g) => addr(g),
+                    _ => None,
+                });
+                out.push((dst.unwrap_or(any), m.header.destination_prefix_length, gw));
             }
         }
         Ok(out)

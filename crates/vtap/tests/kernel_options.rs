@@ -122,6 +122,86 @@ async fn every_host_option_reads_back_from_the_kernel() {
     assert!(reg.is_empty());
 }
 
+/// Several addresses per family, routes (on link, via a gateway, a
+/// default one) and labels: in the kernel, in what vtap says, gone with the
+/// interface; a route the kernel refuses undoes the whole create.
+#[tokio::test]
+async fn further_addresses_routes_and_labels_read_back_from_the_kernel() {
+    use vtap::options::RouteOption;
+    let ns = TestNs::new("more");
+    let mut reg = registry();
+    let name = ifname("vm");
+    let route = |dst: &str, gw: Option<&str>| RouteOption {
+        dst: dst.into(),
+        gw: gw.map(Into::into),
+    };
+    let opts = CreateOptions {
+        host_if_name: Some(name.clone()),
+        host_ip4_addr: Some("198.18.43.1/24".into()),
+        host_addrs: vec![
+            "198.18.44.1/24".into(),
+            "2001:db8:43::1/64".into(),
+            "2001:db8:44::1/64".into(),
+        ],
+        host_routes: vec![
+            route("0.0.0.0/0", Some("198.18.43.254")),
+            route("198.18.128.0/17", Some("198.18.44.254")),
+            route("198.18.45.0/24", None),
+            route("2001:db8:4500::/40", Some("2001:db8:43::fe")),
+        ],
+        labels: [("cni.vtap.io/attachment".to_string(), "n/c/eth0".to_string())].into(),
+        ..in_ns(&ns)
+    };
+    let info = reg.create(&opts).await.expect("create");
+    let mut addrs = ns.addrs(&name);
+    addrs.sort();
+    assert_eq!(
+        addrs,
+        [
+            "198.18.43.1/24",
+            "198.18.44.1/24",
+            "2001:db8:43::1/64",
+            "2001:db8:44::1/64"
+        ]
+    );
+    assert_eq!(
+        ns.routes(&name),
+        [
+            "0.0.0.0/0 via 198.18.43.254",
+            "198.18.128.0/17 via 198.18.44.254",
+            "198.18.45.0/24",
+            "2001:db8:4500::/40 via 2001:db8:43::fe",
+        ]
+    );
+    assert_eq!(info.host_addrs, opts.host_addrs);
+    assert_eq!(info.host_routes, opts.host_routes);
+    assert_eq!(info.labels, opts.labels);
+    reg.delete(&info.name).await.expect("delete");
+    assert!(ns.link(&name).is_none());
+    let left = ns.ip(&["route", "show"]) + &ns.ip(&["-6", "route", "show"]);
+    assert!(
+        !left.contains("198.18.") && !left.contains("2001:db8:"),
+        "{left}"
+    );
+
+    // The kernel refuses the last route (its gateway is on no link): the
+    // addresses and routes before it go with the interface.
+    let bad = CreateOptions {
+        host_routes: vec![
+            route("198.18.45.0/24", None),
+            route("198.18.46.0/24", Some("198.18.99.1")),
+        ],
+        ..opts.clone()
+    };
+    let e = error_chain(&reg.create(&bad).await.expect_err("unreachable gateway"));
+    assert!(
+        e.contains("host-routes '198.18.46.0/24 via 198.18.99.1': gateway unreachable"),
+        "{e}"
+    );
+    assert!(ns.link(&name).is_none(), "nothing left: {e}");
+    assert!(reg.is_empty());
+}
+
 #[tokio::test]
 async fn defaults_are_effective_values() {
     let ns = TestNs::new("def");

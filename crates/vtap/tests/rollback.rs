@@ -59,6 +59,11 @@ fn full(ns: &TestNs, name: &str) -> CreateOptions {
         host_ip4_gw: Some("198.18.70.254".into()),
         host_ip6_addr: Some("2001:db8:70::1/64".into()),
         host_ip6_gw: Some("2001:db8:70::fe".into()),
+        host_addrs: vec!["198.18.71.1/24".into(), "2001:db8:71::1/64".into()],
+        host_routes: vec![vtap::options::RouteOption {
+            dst: "198.18.80.0/24".into(),
+            gw: Some("198.18.71.254".into()),
+        }],
         host_mtu_size: Some(9000),
         num_rx_queues: Some(2),
         gso: true,
@@ -184,7 +189,7 @@ async fn a_failed_delete_leaves_the_interface_intact() {
             0,
             "{step}: persist restored"
         );
-        assert_eq!(ns.addrs(&name).len(), 2, "{step}: addresses untouched");
+        assert_eq!(ns.addrs(&name).len(), 4, "{step}: addresses untouched");
     }
     reg.delete(&info.name).await.expect("delete after faults");
     assert!(ns.link(&name).is_none());
@@ -238,7 +243,7 @@ async fn a_batch_delete_deletes_each_and_leaves_a_failed_one_intact() {
     for (i, (ns, (_, host))) in nss.iter().zip(&names).enumerate() {
         if i == f {
             assert!(ns.link(host).is_some(), "the failed one is still there");
-            assert_eq!(ns.addrs(host).len(), 2, "and whole");
+            assert_eq!(ns.addrs(host).len(), 4, "and whole");
             assert_ne!(ns.tun_flags(host) & iff::PERSIST, 0, "persist restored");
         } else {
             assert!(ns.link(host).is_none(), "{host} deleted");

@@ -11,6 +11,7 @@
 
 pub mod api;
 pub mod app;
+pub mod client;
 pub mod config;
 pub mod declare;
 #[doc(hidden)]

@@ -325,6 +325,7 @@ pub fn reattach_options(t: &TapInfo) -> CreateOptions {
         persist: true,
         attach: true,
         backend: Some(t.backend.to_string()),
+        labels: t.labels.clone(),
         ..CreateOptions::default()
     }
 }

@@ -26,6 +26,7 @@ enum Undo {
     DelAddress(u32, IpAddr, u8),
     LinkDown(u32),
     DelRoute(u32, IpAddr),
+    DelOtherRoute(u32, Route),
 }
 
 /// The inverses of the steps done so far, and the resources they act on.
@@ -73,6 +74,10 @@ impl Inverse for Kernel<'_> {
             (Undo::DelRoute(i, gw), Some(h)) => {
                 h.del_default_route(*i, *gw).await.map_err(Into::into)
             }
+            (Undo::DelOtherRoute(i, r), Some(h)) => h
+                .del_route(*i, r.dst, r.len, r.gw)
+                .await
+                .map_err(Into::into),
             (_, None) => Ok(()),
         }
     }
@@ -154,29 +159,59 @@ fn route_error(e: Error, field: &'static str, gw: IpAddr, name: &str) -> Error {
     }
 }
 
+/// Maps a failure to add one of `host_routes` to the error users
+/// understand.
+fn other_route_error(e: Error, r: &Route, name: &str) -> Error {
+    let errno = match &e {
+        Error::Step {
+            source: StepError::Host(h),
+            ..
+        } => h.errno(),
+        _ => None,
+    };
+    match errno {
+        Some(libc::ENETUNREACH) | Some(libc::EHOSTUNREACH) => Error::RouteRefused {
+            route: r.to_string(),
+            reason: format!("gateway unreachable from {name}"),
+        },
+        Some(libc::EEXIST) => Error::RouteRefused {
+            route: r.to_string(),
+            reason: "the namespace has a route to this destination already".into(),
+        },
+        _ => e,
+    }
+}
+
 /// Fills an attached interface's host addresses and gateways from the
 /// kernel (the first global address and default gateway of each family).
 /// Best effort: a failed query leaves the fields empty, it does not fail the
 /// attach.
 async fn read_back_host_config(host: &host::Host, index: u32, info: &mut TapInfo) {
     if let Ok(addrs) = host.addresses(index).await {
-        let first = |v6: bool| {
-            addrs
-                .iter()
-                .find(|(a, _)| a.is_ipv6() == v6)
-                .map(|(a, l)| format!("{a}/{l}"))
-        };
-        info.host_ip4_addr = first(false);
-        info.host_ip6_addr = first(true);
+        let first = |v6: bool| addrs.iter().find(|(a, _)| a.is_ipv6() == v6).copied();
+        let firsts = [first(false), first(true)];
+        info.host_ip4_addr = firsts[0].map(|(a, l)| format!("{a}/{l}"));
+        info.host_ip6_addr = firsts[1].map(|(a, l)| format!("{a}/{l}"));
+        info.host_addrs = addrs
+            .iter()
+            .filter(|a| !firsts.contains(&Some(**a)))
+            .map(|(a, l)| format!("{a}/{l}"))
+            .collect();
     }
-    if let Ok(gws) = host.default_gateways(index).await {
-        let first = |v6: bool| {
-            gws.iter()
-                .find(|g| g.is_ipv6() == v6)
-                .map(ToString::to_string)
+    if let Ok(routes) = host.routes(index).await {
+        let gw = |v6: bool| {
+            routes
+                .iter()
+                .find(|(d, l, g)| *l == 0 && d.is_ipv6() == v6 && g.is_some())
+                .and_then(|(_, _, g)| g.map(|g| g.to_string()))
         };
-        info.host_ip4_gw = first(false);
-        info.host_ip6_gw = first(true);
+        info.host_ip4_gw = gw(false);
+        info.host_ip6_gw = gw(true);
+        info.host_routes = routes
+            .iter()
+            .filter(|(_, l, g)| *l != 0 || g.is_none())
+            .map(|&(dst, len, gw)| Route { dst, len, gw }.to_option())
+            .collect();
     }
 }
 
@@ -492,7 +527,11 @@ impl Registry {
             (Step::AddIp4, cfg.host_ip4_addr.map(|p| (p.ip(), p.len))),
             (Step::AddIp6, cfg.host_ip6_addr.map(|p| (p.ip(), p.len))),
         ];
-        for (s, addr) in addrs {
+        let more = cfg
+            .host_addrs
+            .iter()
+            .map(|p| (Step::AddAddrs, Some((p.addr, p.len))));
+        for (s, addr) in addrs.into_iter().chain(more) {
             let Some((ip, len)) = addr else { continue };
             astep(f, s, async {
                 host.add_address(index, ip, len).await.map_err(Into::into)
@@ -524,6 +563,16 @@ impl Registry {
             .await
             .map_err(|e| route_error(e, "host-ip6-gw", gw, &name))?;
             rb.undo.push(Undo::DelRoute(index, gw));
+        }
+        for r in &cfg.host_routes {
+            astep(f, Step::AddRoutes, async {
+                host.add_route(index, r.dst, r.len, r.gw)
+                    .await
+                    .map_err(Into::into)
+            })
+            .await
+            .map_err(|e| other_route_error(e, r, &name))?;
+            rb.undo.push(Undo::DelOtherRoute(index, *r));
         }
 
         // Read the effective state back from the kernel.
@@ -565,6 +614,9 @@ impl Registry {
             host_ip4_gw: cfg.host_ip4_gw.map(|a| a.to_string()),
             host_ip6_addr: cfg.host_ip6_addr.map(|p| p.to_string()),
             host_ip6_gw: cfg.host_ip6_gw.map(|a| a.to_string()),
+            host_addrs: cfg.host_addrs.iter().map(ToString::to_string).collect(),
+            host_routes: cfg.host_routes.iter().map(Route::to_option).collect(),
+            labels: cfg.labels.clone(),
             host_mtu_size: now.mtu,
             rx_ring_size: cfg.rx_ring_size,
             tx_ring_size: cfg.tx_ring_size,

@@ -114,6 +114,14 @@ pub enum Error {
         /// The gateway.
         gw: IpAddr,
     },
+    /// One of `host_routes` was refused by the kernel.
+    #[error("host-routes '{route}': {reason}")]
+    RouteRefused {
+        /// The route.
+        route: String,
+        /// Why.
+        reason: String,
+    },
     /// A run-time offload change is refused.
     #[error("offload {action}: {reason}")]
     Offload {
@@ -166,6 +174,7 @@ impl Error {
             | Error::BridgeMissing { .. }
             | Error::NotBridge { .. }
             | Error::GatewayUnreachable { .. }
+            | Error::RouteRefused { .. }
             | Error::Offload { .. }
             | Error::AttachMissing { .. }
             | Error::AttachMismatch { .. }

@@ -51,7 +51,9 @@ use crate::linkwatch::{LinkWatch, Watched};
 use crate::mac::MacAddr;
 use crate::netns::{self, Netns, NetnsSpec};
 use crate::offload::Caps;
-use crate::options::{self, BackendRequest, CreateOptions, TapConfig, MAX_ID};
+use crate::options::{
+    self, BackendRequest, CreateOptions, Labels, Route, RouteOption, TapConfig, MAX_ID,
+};
 use crate::tun::{self, Mode, OffloadMode};
 
 /// Where vhost-net lives.
@@ -125,6 +127,15 @@ pub struct TapInfo {
     pub host_ip6_addr: Option<String>,
     /// IPv6 default gateway.
     pub host_ip6_gw: Option<String>,
+    /// Further host addresses `A/L`.
+    #[serde(default)]
+    pub host_addrs: Vec<String>,
+    /// Routes out of the host side (besides the default gateways).
+    #[serde(default)]
+    pub host_routes: Vec<RouteOption>,
+    /// The caller's labels.
+    #[serde(default)]
+    pub labels: Labels,
     /// Host-side MTU as the kernel has it.
     pub host_mtu_size: u32,
     /// Rx ring size.

@@ -1,4 +1,6 @@
-//! A minimal HTTP/1.1 client for the daemon's Unix socket.
+//! A minimal HTTP/1.1 client for the daemon's Unix socket, for the CLI
+//! and the CNI plugin: one connection per request (the daemon serves
+//! many; a CNI plugin lives for one request anyway).
 
 use std::path::{Path, PathBuf};
 
@@ -12,7 +14,7 @@ use tokio::net::UnixStream;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// No daemon answers on the socket.
-    #[error("cannot connect to vtapd at {} (is `vtap daemon` running? --socket/VTAP_SOCKET choose another)", path.display())]
+    #[error("cannot connect to vtapd at {} (is vtapd running?)", path.display())]
     Connect {
         /// The socket path.
         path: PathBuf,
@@ -83,33 +85,47 @@ fn api_error(status: StatusCode, body: &[u8]) -> Error {
     Error::Api { status, message }
 }
 
-/// Sends one request and returns the JSON answer (`Null` for 204).
+/// A successful answer.
+#[derive(Debug)]
+pub struct Answer {
+    /// The JSON body (`Null` for 204).
+    pub body: serde_json::Value,
+    /// The daemon's warnings (`Warning: 199 vtapd "..."`): the change was
+    /// made, with a consequence the caller should know.
+    pub warnings: Vec<String>,
+}
+
+/// Sends one request and returns the answer.
 pub async fn request(
     socket: &Path,
     method: Method,
     path: &str,
     body: Option<serde_json::Value>,
-) -> Result<serde_json::Value, Error> {
+) -> Result<Answer, Error> {
     let (resp, conn) = send(socket, method, path, body).await?;
     let status = resp.status();
-    // The daemon's warnings (`Warning: 199 vtapd "..."`): the change was
-    // made, with a consequence the caller should know.
-    for w in resp.headers().get_all(hyper::header::WARNING) {
-        if let Ok(text) = w.to_str() {
-            let text = text.trim_start_matches("199 vtapd ").trim_matches('"');
-            eprintln!("vtap: warning: {text}");
-        }
-    }
+    let warnings = resp
+        .headers()
+        .get_all(hyper::header::WARNING)
+        .iter()
+        .filter_map(|w| w.to_str().ok())
+        .map(|t| {
+            t.trim_start_matches("199 vtapd ")
+                .trim_matches('"')
+                .to_string()
+        })
+        .collect();
     let body = resp.into_body().collect().await?.to_bytes();
     conn.abort();
     if !status.is_success() {
         return Err(api_error(status, &body));
     }
-    Ok(if body.is_empty() {
+    let body = if body.is_empty() {
         serde_json::Value::Null
     } else {
         serde_json::from_slice(&body)?
-    })
+    };
+    Ok(Answer { body, warnings })
 }
 
 /// Sends one request whose answer is a stream, handing each chunk to
