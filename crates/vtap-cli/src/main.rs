@@ -244,6 +244,33 @@ enum SetCommand {
         /// The MTU.
         mtu: u32,
     },
+    /// A token-bucket rate limit on one direction: rx (frames vtap takes
+    /// from the interface) or tx (frames it sends to it); --off lifts it.
+    RateLimit(RateLimitArgs),
+}
+
+#[derive(Debug, Args)]
+struct RateLimitArgs {
+    /// rx or tx.
+    direction: String,
+    /// Bytes per second.
+    #[arg(long)]
+    bytes_per_sec: Option<u64>,
+    /// The byte bucket's size (default: 20 ms of the rate, at least 64 KiB).
+    #[arg(long)]
+    burst: Option<u64>,
+    /// Bytes that may go once, beyond the rate.
+    #[arg(long)]
+    one_time_burst: Option<u64>,
+    /// Frames per second.
+    #[arg(long)]
+    packets_per_sec: Option<u64>,
+    /// The packet bucket's size (default: 20 ms of the rate, at least 32).
+    #[arg(long)]
+    packet_burst: Option<u64>,
+    /// Lift the limit.
+    #[arg(long, conflicts_with_all = ["bytes_per_sec", "burst", "one_time_burst", "packets_per_sec", "packet_burst"])]
+    off: bool,
 }
 
 #[derive(Debug, Args)]
@@ -371,6 +398,7 @@ impl From<CreateArgs> for CreateOptions {
             host_addrs: a.host_addrs,
             host_routes: a.host_routes,
             labels: a.labels.into_iter().collect(),
+            rate_limit: None,
             host_mtu_size: a.host_mtu_size,
             rx_ring_size: a.rx_ring_size,
             tx_ring_size: a.tx_ring_size,
@@ -733,6 +761,27 @@ async fn run(cli: Cli) -> Result<(), String> {
             }
             let path = format!("{}/rx-mode", iface_path(&iface)?);
             call(Method::POST, path, Some(json!({ "mode": mode }))).await?;
+            Ok(())
+        }
+        Command::Set {
+            iface,
+            what: SetCommand::RateLimit(a),
+        } => {
+            if !["rx", "tx"].contains(&a.direction.as_str()) {
+                return Err(format!("direction '{}': expected rx or tx", a.direction));
+            }
+            let given = [a.bytes_per_sec, a.packets_per_sec]
+                .iter()
+                .any(Option::is_some);
+            if !given && !a.off {
+                return Err("rate-limit: give --bytes-per-sec, --packets-per-sec or --off".into());
+            }
+            let body = json!({"direction": a.direction, "bytes_per_sec": a.bytes_per_sec,
+                "burst": a.burst, "one_time_burst": a.one_time_burst,
+                "packets_per_sec": a.packets_per_sec, "packet_burst": a.packet_burst});
+            let path = format!("{}/rate-limit", iface_path(&iface)?);
+            let st = call(Method::POST, path, Some(body)).await?;
+            println!("{}", show::rate_limit_line(&iface, &st));
             Ok(())
         }
         Command::Set {

@@ -156,6 +156,45 @@ pub(crate) fn print_tunnels(tunnels: &[Value]) {
     }
 }
 
+/// One line per direction of a rate-limit state (`{"rx": ..., "tx": ...}`).
+pub fn rate_limit_line(iface: &str, st: &Value) -> String {
+    let mut parts = Vec::new();
+    for dir in ["rx", "tx"] {
+        let d = &st[dir];
+        if d.is_null() {
+            parts.push(format!("{dir} unlimited"));
+            continue;
+        }
+        let (l, c) = (&d["limit"], &d["counters"]);
+        let mut rate = Vec::new();
+        if !l["bytes_per_sec"].is_null() {
+            rate.push(format!(
+                "{} B/s burst {}",
+                opt(l, "bytes_per_sec"),
+                opt(l, "burst")
+            ));
+        }
+        if !l["packets_per_sec"].is_null() {
+            rate.push(format!(
+                "{} pkt/s burst {}",
+                opt(l, "packets_per_sec"),
+                opt(l, "packet_burst")
+            ));
+        }
+        parts.push(format!(
+            "{dir} {}: passed {} frames {} bytes, throttled {}, delayed {}, queued {}, drop_rate_limit {}",
+            rate.join(" + "),
+            opt(c, "frames"),
+            opt(c, "bytes"),
+            opt(c, "throttled"),
+            opt(c, "delayed"),
+            opt(c, "queued"),
+            opt(c, "drop_rate_limit"),
+        ));
+    }
+    format!("{iface} rate-limit: {}", parts.join("; "))
+}
+
 /// Ring state and counters, one line per queue.
 fn print_datapath(dp: &Value) {
     if dp.is_null() {
@@ -173,6 +212,9 @@ fn print_datapath(dp: &Value) {
         .into_iter()
         .filter(|k| caps[*k].as_bool() == Some(true))
         .collect();
+    if let Some(rl) = dp.get("rate_limit").filter(|r| !r.is_null()) {
+        println!("  {}", rate_limit_line("", rl).trim_start());
+    }
     let o = &dp["offload"];
     println!(
         "  egress offloads [{}]  sw: segmented {} -> {} segments, csum completed {}, coalesced {} into {}, csum verified {} bad {}, bad-header drops {}",

@@ -304,6 +304,20 @@ fn protocol(version: &str, subnet4: &str, subnet6: &str) {
             net.held()
         );
         ok("DEL", &net.conf, "c1", &c.path());
+        // The bandwidth capability: bits into the pod are vtap's tx, out rx.
+        let bw = json!({"bandwidth": {"ingressRate": 80_000_000, "ingressBurst": 800_000, "egressRate": 40_000_000}});
+        ok(
+            "ADD",
+            &with(&net.conf, "runtimeConfig", bw),
+            "cbw",
+            &c.path(),
+        );
+        let taps = net.daemon.show();
+        let rl = &taps[0]["datapath"]["rate_limit"];
+        assert_eq!(rl["tx"]["limit"]["bytes_per_sec"], 10_000_000, "{rl}");
+        assert_eq!(rl["tx"]["limit"]["burst"], 100_000, "{rl}");
+        assert_eq!(rl["rx"]["limit"]["bytes_per_sec"], 5_000_000, "{rl}");
+        ok("DEL", &net.conf, "cbw", &c.path());
     } else {
         let e = err("GC", &net.conf, "", "");
         assert_eq!(e["code"], 1, "GC needs 1.1.0: {e}");

@@ -44,6 +44,14 @@ pub enum Error {
     /// A tunnel operation refused.
     #[error(transparent)]
     Tunnel(#[from] tunnel::Error),
+    /// A rate limit was refused.
+    #[error("interface '{iface}': rate-limit {source}")]
+    RateLimit {
+        /// The interface as named.
+        iface: String,
+        /// Why.
+        source: crate::datapath::limit::Error,
+    },
     /// A tap's MTU is more than a tunnel of the bridge carries.
     #[error("mtu: {tap}'s host MTU {mtu} is more than {tunnel} carries ({inner_mtu}: underlay MTU {underlay_mtu} less {overhead}); give the tap host-mtu-size {inner_mtu} or less")]
     MtuTooBig {
@@ -71,7 +79,7 @@ impl Error {
             Error::Forward(e) => e.kind(),
             Error::Uplink(e) => e.kind(),
             Error::Tunnel(e) => e.kind(),
-            Error::MtuTooBig { .. } => registry::ErrorKind::Invalid,
+            Error::MtuTooBig { .. } | Error::RateLimit { .. } => registry::ErrorKind::Invalid,
         }
     }
 }
@@ -119,6 +127,41 @@ impl Node {
             return Ok(self.tunnels.end(key)?);
         }
         Ok(self.registry.end(key)?)
+    }
+
+    /// Sets (or, with `None`, lifts) the rate limit of one direction of
+    /// interface `key`: a tap, an uplink or a tunnel alike.
+    pub fn set_rate_limit(
+        &self,
+        key: &str,
+        dir: crate::datapath::limit::Direction,
+        opts: Option<&crate::datapath::limit::LimitOptions>,
+    ) -> Result<(), Error> {
+        let end = self.end(key)?;
+        let refused = |source| Error::RateLimit {
+            iface: key.to_string(),
+            source,
+        };
+        let Some(port) = end.datapath else {
+            return Err(refused(crate::datapath::limit::Error {
+                field: "rate-limit",
+                reason: "the interface runs no data path".into(),
+            }));
+        };
+        let set = crate::port::lock(&port).set_rate_limit(dir, opts);
+        set.map_err(refused)
+    }
+
+    /// The rate limits of interface `key` in force, with their counters.
+    pub fn rate_limit_state(
+        &self,
+        key: &str,
+    ) -> Result<crate::datapath::limit::RateLimitState, Error> {
+        let end = self.end(key)?;
+        let st = end
+            .datapath
+            .and_then(|p| crate::port::lock(&p).rate_limit_state());
+        Ok(st.unwrap_or_default())
     }
 
     /// Creates a tap; with `bridge`, makes it a port of that bridge domain

@@ -119,6 +119,13 @@ struct BalanceLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct LimitLabels {
+    iface: String,
+    direction: &'static str,
+    what: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct BridgeLabels {
     bridge: String,
 }
@@ -140,6 +147,8 @@ struct Families {
     in_flight: Family<QueueLabels, Gauge>,
     ring_size: Family<QueueLabels, Gauge>,
     offload: Family<OffloadLabels, Counter>,
+    rate_limit: Family<LimitLabels, Counter>,
+    rate_limit_queued: Family<BalanceLabels, Gauge>,
     host_mtu: Family<IfLabels, Gauge>,
     forwarding: Family<FwdLabels, Counter>,
     balanced: Family<BalanceLabels, Gauge>,
@@ -254,6 +263,9 @@ impl Families {
             }
         }
         self.add_accounting(name, &dp.accounting);
+        if let Some(rl) = &dp.rate_limit {
+            self.add_rate_limit(name, rl);
+        }
         let o = &dp.offload;
         for (what, n) in [
             ("segmented", o.segmented),
@@ -270,6 +282,36 @@ impl Families {
                 what,
             };
             self.offload.get_or_create(&l).inc_by(n);
+        }
+    }
+
+    /// What each direction's rate limit let through, held back, delayed
+    /// and dropped, and how many frames wait in its shaping queue.
+    fn add_rate_limit(&self, iface: &str, rl: &vtap::datapath::limit::RateLimitState) {
+        for (direction, st) in [("rx", &rl.rx), ("tx", &rl.tx)] {
+            let Some(st) = st else { continue };
+            let c = &st.counters;
+            for (what, n) in [
+                ("frames", c.frames),
+                ("bytes", c.bytes),
+                ("throttled", c.throttled),
+                ("delayed", c.delayed),
+                ("drop_rate_limit", c.drop_rate_limit),
+            ] {
+                let l = LimitLabels {
+                    iface: iface.to_string(),
+                    direction,
+                    what,
+                };
+                self.rate_limit.get_or_create(&l).inc_by(n);
+            }
+            let l = BalanceLabels {
+                iface: iface.to_string(),
+                direction,
+            };
+            self.rate_limit_queued
+                .get_or_create(&l)
+                .set(gauge_value(c.queued));
         }
     }
 
@@ -347,6 +389,18 @@ impl Families {
             "vtap_offload",
             "Offload work done in software toward the interface, and bad headers",
             self.offload,
+        );
+        m.register(
+            "vtap_rate_limit",
+            "Rate limits per interface and direction: frames and bytes let \
+             through, times rx was held back (throttled), tx frames delayed \
+             in the shaping queue and dropped from it (drop_rate_limit)",
+            self.rate_limit,
+        );
+        m.register(
+            "vtap_rate_limit_queued",
+            "Frames waiting in an interface's tx shaping queue",
+            self.rate_limit_queued,
         );
         m.register(
             "vtap_forwarding_frames",

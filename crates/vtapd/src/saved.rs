@@ -3,6 +3,7 @@
 //! and acting on it is [`crate::state`]'s.
 
 use serde::{Deserialize, Serialize};
+use vtap::datapath::limit::RateLimits;
 use vtap::datapath::RxMode;
 use vtap::forward::Xconnect;
 use vtap::tunnel::VxlanOptions;
@@ -19,6 +20,9 @@ pub struct SavedTap {
     pub info: TapInfo,
     /// Rx mode of its queues.
     pub rx_mode: Option<RxMode>,
+    /// Its rate limits.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<RateLimits>,
 }
 
 /// A host uplink as saved: the options that open it again as it was (id,
@@ -27,6 +31,9 @@ pub struct SavedTap {
 pub struct SavedHostInterface {
     /// Its options.
     pub options: HostInterfaceOptions,
+    /// Its rate limits.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<RateLimits>,
 }
 
 /// A VXLAN tunnel as saved: the options that create it again as it was
@@ -35,6 +42,9 @@ pub struct SavedHostInterface {
 pub struct SavedVxlan {
     /// Its options.
     pub options: VxlanOptions,
+    /// Its rate limits.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<RateLimits>,
 }
 
 /// A bridge domain as saved.

@@ -43,6 +43,7 @@ use std::fs::File;
 use std::io::{Read, Seek, Write};
 use std::path::{Path, PathBuf};
 
+use vtap::datapath::limit::{Direction, RateLimits};
 use vtap::datapath::RxMode;
 use vtap::node::Node;
 use vtap::registry::{error_chain, AttachState, Registry};
@@ -214,6 +215,24 @@ pub fn store(path: &Path, saved: &Saved) -> Result<(), Error> {
     Ok(())
 }
 
+/// The rate limits a data path has in force, as saved.
+fn limits_of(dp: Option<&vtap::datapath::State>) -> Option<RateLimits> {
+    dp.and_then(|d| d.rate_limit.as_ref())
+        .map(RateLimits::from_state)
+}
+
+/// Puts saved rate limits back on interface `name`.
+fn restore_limits(node: &Node, name: &str, limits: Option<&RateLimits>) {
+    let Some(l) = limits else { return };
+    for dir in [Direction::Rx, Direction::Tx] {
+        if let Some(o) = l.get(dir) {
+            if let Err(e) = node.set_rate_limit(name, dir, Some(o)) {
+                tracing::error!(iface = %name, error = %error_chain(&e), "rate limit not restored");
+            }
+        }
+    }
+}
+
 /// What the daemon serves now (`node` is locked), with the intents
 /// `pending`.
 pub fn snapshot(s: &AppState, node: &Node, pending: &[Pending]) -> Saved {
@@ -222,11 +241,13 @@ pub fn snapshot(s: &AppState, node: &Node, pending: &[Pending]) -> Saved {
         .list()
         .into_iter()
         .map(|mut info| {
-            let rx_mode = info
-                .datapath
-                .take()
-                .and_then(|d| d.rx.first().and_then(|q| q.mode));
-            SavedTap { info, rx_mode }
+            let dp = info.datapath.take();
+            let rx_mode = dp.as_ref().and_then(|d| d.rx.first().and_then(|q| q.mode));
+            SavedTap {
+                info,
+                rx_mode,
+                rate_limit: limits_of(dp.as_ref()),
+            }
         })
         .collect();
     let fwd = &node.forwarder;
@@ -264,6 +285,7 @@ pub fn snapshot(s: &AppState, node: &Node, pending: &[Pending]) -> Saved {
         .iter()
         .map(|u| SavedHostInterface {
             options: u.options(),
+            rate_limit: limits_of(u.datapath.as_ref()),
         })
         .collect();
     for d in detached_uplinks(s).values() {
@@ -276,6 +298,7 @@ pub fn snapshot(s: &AppState, node: &Node, pending: &[Pending]) -> Saved {
         .iter()
         .map(|t| SavedVxlan {
             options: t.options(),
+            rate_limit: limits_of(t.datapath.as_ref()),
         })
         .collect();
     for (i, d) in detached_tunnels(s).iter() {
@@ -370,10 +393,11 @@ pub async fn reattach(
     member: &Memberships,
 ) -> Result<TapInfo, String> {
     let reg = &mut node.registry;
-    let info = reg
-        .create(&reattach_options(&t.info))
-        .await
-        .map_err(|e| error_chain(&e))?;
+    let opts = CreateOptions {
+        rate_limit: t.rate_limit,
+        ..reattach_options(&t.info)
+    };
+    let info = reg.create(&opts).await.map_err(|e| error_chain(&e))?;
     let name = &t.info.name;
     if let Some(mode) = t.rx_mode.filter(|m| *m != RxMode::default()) {
         if let Err(e) = reg.set_rx_mode(name, mode) {
@@ -433,6 +457,7 @@ pub fn reopen_uplink(
     let info = node
         .host_interface_create(&h.options)
         .map_err(|e| error_chain(&e))?;
+    restore_limits(node, &info.name, h.rate_limit.as_ref());
     rejoin(node, &info.name, member);
     tracing::info!(iface = %info.name, host_if_name = %info.host_if_name, "uplink open again");
     Ok(info)
@@ -446,6 +471,7 @@ pub fn remake_tunnel(
     member: &Memberships,
 ) -> Result<vtap::tunnel::VxlanInfo, String> {
     let info = node.vxlan_create(&t.options).map_err(|e| error_chain(&e))?;
+    restore_limits(node, &info.name, t.rate_limit.as_ref());
     rejoin(node, &info.name, member);
     tracing::info!(iface = %info.name, src = %info.src, dst = %info.dst, vni = info.vni, "tunnel made again");
     Ok(info)

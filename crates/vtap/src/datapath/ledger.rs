@@ -104,10 +104,11 @@ fn tx_from_queues(tx: &[Counters]) -> u64 {
 
 impl Ledger {
     /// Checks the ledger against the tx queues' counters and the offload
-    /// stage's.
-    pub fn account(&self, tx_queues: &[Counters], offload: &Stats) -> Accounting {
+    /// stage's; `shaped` frames are held or were dropped by a tx rate
+    /// limit on their way from the one to the other.
+    pub fn account(&self, tx_queues: &[Counters], offload: &Stats, shaped: u64) -> Accounting {
         let to = tx_to_queues(self.tx.offered, offload);
-        let from = tx_from_queues(tx_queues);
+        let from = tx_from_queues(tx_queues) + shaped;
         Accounting {
             rx: self.rx,
             rx_balanced: self.rx.received == rx_accounted(&self.rx),
@@ -169,7 +170,7 @@ mod tests {
                 ..Ledger::default()
             };
             assert_eq!(
-                l.account(queues, offload).tx_balanced,
+                l.account(queues, offload, 0).tx_balanced,
                 *want,
                 "{offered} {queues:?} {offload:?}"
             );
@@ -194,7 +195,11 @@ mod tests {
                 rx: r,
                 ..Ledger::default()
             };
-            assert_eq!(l.account(&[], &Stats::default()).rx_balanced, want, "{r:?}");
+            assert_eq!(
+                l.account(&[], &Stats::default(), 0).rx_balanced,
+                want,
+                "{r:?}"
+            );
         }
     }
 }

@@ -12,6 +12,8 @@ mod engine;
 #[doc(hidden)]
 pub mod fuzz;
 pub mod ledger;
+pub mod limit;
+mod limited;
 pub mod queue;
 pub mod user;
 pub mod vhost;
@@ -151,6 +153,9 @@ pub struct State {
     /// The forwarding plane's ledger, checked against the counters.
     #[serde(default)]
     pub accounting: Accounting,
+    /// Rate limits in force, with what they did (absent: none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<limit::RateLimitState>,
     /// vhost-net only: how the kernel runs its workers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vhost_worker_mode: Option<vhost::WorkerMode>,
@@ -182,6 +187,12 @@ pub struct DataPath {
     ledger: Ledger,
     offered: u64,
     backend: Backend,
+    /// Rate limit of frames taken from the interface ([`limit`]).
+    rx_limit: Option<limit::Limiter>,
+    /// Rate limit and shaping queue of frames sent to it.
+    tx_shaper: Option<limit::Shaper>,
+    /// Frames dropped by tx shapers no longer in force (for the ledger).
+    rate_limit_dropped: u64,
     _arena: Option<Arena>,
 }
 
@@ -384,12 +395,16 @@ impl DataPath {
             ledger: Ledger::default(),
             offered,
             backend: cfg.backend,
+            rx_limit: None,
+            tx_shaper: None,
+            rate_limit_dropped: 0,
             _arena: arena,
         }
     }
 
-    /// Receives up to `max` frames from rx queue `q`.
-    pub fn rx_burst(
+    /// Receives up to `max` frames from rx queue `q`, whatever the rate
+    /// limit ([`DataPath::rx_burst`] honours it).
+    fn rx_burst_now(
         &mut self,
         q: usize,
         max: usize,
@@ -424,7 +439,7 @@ impl DataPath {
     /// make room when the ring or its buffers are full (a burst of segments
     /// cut in software can be far larger than the ring). What still does not
     /// fit then is counted as dropped. Returns how many were queued.
-    pub fn tx_burst_wait(
+    fn tx_burst_wait_now(
         &mut self,
         q: usize,
         frames: &[TxFrame<'_>],
@@ -629,7 +644,10 @@ impl DataPath {
         };
         let tx_counters: Vec<Counters> = self.tx.iter().map(engine::Tx::counters).collect();
         State {
-            accounting: self.ledger.account(&tx_counters, &self.offload),
+            accounting: self
+                .ledger
+                .account(&tx_counters, &self.offload, self.shaped_frames()),
+            rate_limit: self.rate_limit_state(),
             backend: self.backend,
             features_offered: self.offered,
             features_negotiated: negotiated,

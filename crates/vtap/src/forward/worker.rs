@@ -74,6 +74,7 @@ impl Worker {
                 let bd = self.bds[i].clone();
                 moved += self.bridge_round(&mut lock_bd(&bd));
             }
+            moved += self.flush_shaped();
             if moved > 0 {
                 idle = 0;
                 last_moved = std::time::Instant::now();
@@ -259,6 +260,41 @@ impl Worker {
         Some(rounds)
     }
 
+    /// Sends what waits for tx tokens on every port this worker sends to
+    /// (the cross-connects' far ends, every bridge port); frames sent.
+    fn flush_shaped(&self) -> usize {
+        let mut sent = 0;
+        for (_, _, to) in &self.xcs {
+            sent += lock(to).flush_shaped();
+        }
+        for bd in &self.bds {
+            for p in &lock_bd(bd).ports {
+                sent += lock(&p.datapath).flush_shaped();
+            }
+        }
+        sent
+    }
+
+    /// The soonest a rate limit lets a port this worker serves move again
+    /// (frames waiting for tx tokens on the ports it sends to).
+    fn tx_holds(&self) -> Option<Duration> {
+        let mut soonest: Option<Duration> = None;
+        let mut see = |h: Option<Duration>| {
+            if let Some(h) = h {
+                soonest = Some(soonest.map_or(h, |s| s.min(h)));
+            }
+        };
+        for (_, _, to) in &self.xcs {
+            see(lock(to).tx_hold());
+        }
+        for bd in &self.bds {
+            for p in &lock_bd(bd).ports {
+                see(lock(&p.datapath).tx_hold());
+            }
+        }
+        soonest
+    }
+
     /// Every port this worker receives from.
     fn served(&self) -> Vec<SharedPort> {
         let mut all: Vec<SharedPort> = self.xcs.iter().map(|(_, from, _)| from.clone()).collect();
@@ -269,13 +305,21 @@ impl Worker {
     }
 
     /// Arms every rx queue served and sleeps until one signals, a command
-    /// arrives, or the safety timeout passes.
+    /// arrives, tokens of a rate limit are due, or the safety timeout
+    /// passes. A port whose rx limit holds it back is not armed (its fd
+    /// would wake the worker at once): the sleep ends when its tokens are
+    /// due instead.
     fn sleep(&mut self) {
         let mut fds: Vec<(RawFd, libc::c_short)> = vec![(self.wake.as_raw_fd(), libc::POLLIN)];
         let mut pending = false;
+        let mut hold = self.tx_holds();
         let served = self.served();
         for dp in &served {
             let mut d = lock(dp);
+            if let Some(h) = d.rx_hold() {
+                hold = Some(hold.map_or(h, |s| s.min(h)));
+                continue;
+            }
             for q in 0..d.num_rx() {
                 pending |= d.arm_rx(q).unwrap_or(true);
                 if let Ok(fd) = d.rx_wait_fd(q) {
@@ -286,8 +330,13 @@ impl Worker {
         if pending {
             return;
         }
+        let timeout = hold.map_or(SLEEP_MS, |h| {
+            // Whole milliseconds, rounded up, at least one.
+            let ms = h.as_micros().div_ceil(1000).clamp(1, SLEEP_MS as u128);
+            i32::try_from(ms).unwrap_or(SLEEP_MS)
+        });
         let mut rev = vec![0; fds.len()];
-        let _ = crate::sys::poll(&fds, &mut rev, SLEEP_MS);
+        let _ = crate::sys::poll(&fds, &mut rev, timeout);
         let _ = self.wake.read();
         for dp in &served {
             let d = lock(dp);

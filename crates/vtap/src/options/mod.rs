@@ -196,6 +196,8 @@ pub struct CreateOptions {
     /// The caller's tags, kept with the interface and saved (see
     /// [`check_labels`]); vtap gives them no meaning.
     pub labels: Labels,
+    /// Rate limits of the data path ([`crate::datapath::limit`]).
+    pub rate_limit: Option<crate::datapath::limit::RateLimits>,
     /// Host-side MTU, 68..=65521; the daemon default, else the kernel's.
     pub host_mtu_size: Option<u32>,
     /// Rx ring size, a power of two 1..=32768 (default 256).
@@ -257,6 +259,8 @@ pub struct TapConfig {
     pub host_routes: Vec<Route>,
     /// Labels.
     pub labels: Labels,
+    /// Rate limits.
+    pub rate_limit: Option<crate::datapath::limit::RateLimits>,
     /// Host MTU.
     pub host_mtu_size: Option<u32>,
     /// Rx ring size.
@@ -393,6 +397,10 @@ impl CreateOptions {
             .collect();
         let host_routes = host::check_routes(&self.host_routes, &gw_families)?;
         check_labels(&self.labels)?;
+        if let Some(r) = &self.rate_limit {
+            r.check()
+                .map_err(|why| refuse("rate-limit", "(given)", why))?;
+        }
         let any_v6 = host_ip6_addr.is_some()
             || host_ip6_gw.is_some()
             || host_addrs.iter().any(|p| p.addr.is_ipv6());
@@ -503,6 +511,7 @@ impl CreateOptions {
             host_addrs,
             host_routes,
             labels: self.labels.clone(),
+            rate_limit: self.rate_limit,
             host_mtu_size: self.host_mtu_size,
             rx_ring_size,
             tx_ring_size,

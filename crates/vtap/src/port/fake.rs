@@ -82,7 +82,7 @@ impl FakePort {
 
     /// The ledger checked against the tx counters and offload stats.
     pub fn accounting(&self) -> datapath::Accounting {
-        self.ledger.account(&[self.tx], &self.offload)
+        self.ledger.account(&[self.tx], &self.offload, 0)
     }
 }
 

@@ -23,7 +23,7 @@ use std::os::fd::RawFd;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use crate::datapath::{self, DataPath, Ledger, RxFrame, RxMode};
+use crate::datapath::{self, limit, DataPath, Ledger, RxFrame, RxMode};
 use crate::offload::{Caps, Stats};
 use crate::wire::TxFrame;
 
@@ -66,6 +66,35 @@ pub trait Port: Send + std::fmt::Debug {
     fn rx_wait_fd(&self, q: usize) -> Result<RawFd, datapath::Error>;
     /// Clears rx queue `q`'s signal after a wake-up.
     fn ack_rx(&self, q: usize);
+    /// How long an rx rate limit holds reading back (`None`: it may read).
+    fn rx_hold(&mut self) -> Option<Duration> {
+        None
+    }
+    /// How long until a frame waiting for tx tokens may go (`None`: none
+    /// waits).
+    fn tx_hold(&mut self) -> Option<Duration> {
+        None
+    }
+    /// Sends the frames waiting for tx tokens that are due; how many went.
+    fn flush_shaped(&mut self) -> usize {
+        0
+    }
+    /// The rate limits in force, with their counters (`None`: none).
+    fn rate_limit_state(&self) -> Option<limit::RateLimitState> {
+        None
+    }
+    /// Sets or lifts a rate limit.
+    fn set_rate_limit(
+        &mut self,
+        dir: limit::Direction,
+        opts: Option<&limit::LimitOptions>,
+    ) -> Result<(), limit::Error> {
+        let _ = (dir, opts);
+        Err(limit::Error {
+            field: "rate-limit",
+            reason: "this kind of port has none".into(),
+        })
+    }
 }
 
 /// A port shared between its owner and the worker that drives it.
@@ -140,5 +169,24 @@ impl Port for DataPath {
     }
     fn ack_rx(&self, q: usize) {
         DataPath::ack_rx(self, q);
+    }
+    fn rx_hold(&mut self) -> Option<Duration> {
+        DataPath::rx_hold(self)
+    }
+    fn tx_hold(&mut self) -> Option<Duration> {
+        DataPath::tx_hold(self)
+    }
+    fn flush_shaped(&mut self) -> usize {
+        DataPath::flush_shaped(self)
+    }
+    fn rate_limit_state(&self) -> Option<limit::RateLimitState> {
+        DataPath::rate_limit_state(self)
+    }
+    fn set_rate_limit(
+        &mut self,
+        dir: limit::Direction,
+        opts: Option<&limit::LimitOptions>,
+    ) -> Result<(), limit::Error> {
+        DataPath::set_rate_limit(self, dir, opts)
     }
 }

@@ -159,6 +159,23 @@ fn route_error(e: Error, field: &'static str, gw: IpAddr, name: &str) -> Error {
     }
 }
 
+/// Puts `limits` (checked by validation) in force on a new data path.
+fn set_rate_limits(dp: &mut DataPath, limits: Option<&RateLimits>) -> Result<(), Error> {
+    let Some(l) = limits else { return Ok(()) };
+    for dir in [Direction::Rx, Direction::Tx] {
+        if let Some(o) = l.get(dir) {
+            dp.set_rate_limit(dir, Some(o)).map_err(|e| {
+                Error::Invalid(options::Error {
+                    field: "rate-limit",
+                    value: format!("{dir:?}"),
+                    reason: e.to_string(),
+                })
+            })?;
+        }
+    }
+    Ok(())
+}
+
 /// Maps a failure to add one of `host_routes` to the error users
 /// understand.
 fn other_route_error(e: Error, r: &Route, name: &str) -> Error {
@@ -457,6 +474,7 @@ impl Registry {
             })?;
             let tun = cfg.mode == Mode::Tun;
             dp.set_offload_caps(Caps::from_mask(mask, cfg.gro_coalesce, tun));
+            set_rate_limits(&mut dp, cfg.rate_limit.as_ref())?;
             rb.datapath = Some(dp);
         }
 

@@ -43,6 +43,7 @@ pub use create::Intent;
 use create::{astep, step};
 pub use error::{error_chain, parse_key, Error, StepError};
 
+use crate::datapath::limit::{Direction, RateLimits};
 use crate::datapath::{self, DataPath};
 pub use crate::datapath::{lock, Backend, SharedDataPath};
 use crate::fault::{Faults, Step};

@@ -27,6 +27,7 @@
 //! | GET/DELETE | `/v1/bridges/{bd}` | | the bridge with its MAC table / 204 |
 //! | POST | `/v1/bridges/{bd}/interfaces` | `{"iface": "tap0"}` | the bridge |
 //! | DELETE | `/v1/bridges/{bd}/interfaces/{if}` | | the bridge |
+//! | POST | `/v1/{taps,host-interfaces,vxlan-tunnels}/{if}/rate-limit` | `{"direction": "tx", "bytes_per_sec": 1250000, "burst": 65536, "packets_per_sec": 10000}` (no rate: lift it) | the limits in force with their counters |
 //! | GET | `/metrics` | | Prometheus text format: per queue packets, bytes, kicks, drops by reason, ring occupancy; offload counters; API requests |
 //! | PUT/DELETE | `/v1/debug/fault` | `{"step": "set-mtu", "errno": 5}` | 204 (only with `[debug] fault_injection`) |
 //!
@@ -60,6 +61,7 @@ use crate::app::{detached, detached_id};
 mod debug;
 mod forwarding;
 mod host_interfaces;
+mod limits;
 mod taps;
 mod vxlan;
 
@@ -271,6 +273,7 @@ fn routes() -> OpenApiRouter<Arc<AppState>> {
         .merge(taps::routes())
         .merge(host_interfaces::routes())
         .merge(vxlan::routes())
+        .merge(limits::routes())
         .merge(forwarding::routes())
         .merge(debug::routes())
         .routes(routes!(metrics))
