@@ -319,6 +319,10 @@ fn kill_9_at_every_step_of_a_create_or_delete_leaves_vtap_and_the_kernel_agreein
                 "2001:db8:11::1/64",
                 "--host-ip6-gw",
                 "2001:db8:11::fe",
+                "--host-addr",
+                "198.18.12.1/24",
+                "--host-route",
+                "198.18.80.0/24 via 198.18.12.254",
             ]);
         }
         d.vtap(&args)

@@ -417,14 +417,28 @@ impl Host {
         Self::route_msg(index, any, 0, Some(gw))
     }
 
+    /// Adds (`add`) or removes a route; `what` names it in errors.
+    async fn change_route(
+        &self,
+        add: bool,
+        msg: netlink_packet_route::route::RouteMessage,
+        what: String,
+    ) -> Result<(), Error> {
+        let routes = self.handle.route();
+        let done = if add {
+            routes.add(msg).execute().await
+        } else {
+            routes.del(msg).execute().await
+        };
+        let verb = if add { "add" } else { "delete" };
+        done.map_err(op_err(format!("{verb} {what}")))
+    }
+
     /// Adds a default route via `gw` out of link `index`.
     pub async fn add_default_route(&self, index: u32, gw: IpAddr) -> Result<(), Error> {
-        self.handle
-            .route()
-            .add(Self::default_route(index, gw))
-            .execute()
+        let msg = Self::default_route(index, gw);
+        self.change_route(true, msg, format!("default route via {gw}"))
             .await
-            .map_err(op_err(format!("add default route via {gw}")))
     }
 
     /// Adds a route to `dst/len` out of link `index`, via `gw` or on link.
@@ -435,12 +449,9 @@ impl Host {
         len: u8,
         gw: Option<IpAddr>,
     ) -> Result<(), Error> {
-        self.handle
-            .route()
-            .add(Self::route_msg(index, dst, len, gw))
-            .execute()
+        let msg = Self::route_msg(index, dst, len, gw);
+        self.change_route(true, msg, format!("route to {dst}/{len}"))
             .await
-            .map_err(op_err(format!("add route to {dst}/{len}")))
     }
 
     /// Removes the route to `dst/len` out of link `index`.
@@ -451,12 +462,9 @@ impl Host {
         len: u8,
         gw: Option<IpAddr>,
     ) -> Result<(), Error> {
-        self.handle
-            .route()
-            .del(Self::route_msg(index, dst, len, gw))
-            .execute()
+        let msg = Self::route_msg(index, dst, len, gw);
+        self.change_route(false, msg, format!("route to {dst}/{len}"))
             .await
-            .map_err(op_err(format!("delete route to {dst}/{len}")))
     }
 
     /// The global-scope addresses on link `index`, with prefix lengths, in
@@ -538,12 +546,9 @@ impl Host {
 
     /// Removes the default route via `gw` out of link `index`.
     pub async fn del_default_route(&self, index: u32, gw: IpAddr) -> Result<(), Error> {
-        self.handle
-            .route()
-            .del(Self::default_route(index, gw))
-            .execute()
+        let msg = Self::default_route(index, gw);
+        self.change_route(false, msg, format!("default route via {gw}"))
             .await
-            .map_err(op_err(format!("delete default route via {gw}")))
     }
 }
 

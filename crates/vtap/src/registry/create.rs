@@ -139,16 +139,20 @@ where
     f.await.map_err(|source| Error::Step { step: s, source })
 }
 
-/// Maps a route-add failure to the error users understand.
-fn route_error(e: Error, field: &'static str, gw: IpAddr, name: &str) -> Error {
-    let errno = match &e {
+/// The errno of a failed netlink step, if that is what failed.
+fn host_errno(e: &Error) -> Option<i32> {
+    match e {
         Error::Step {
             source: StepError::Host(h),
             ..
         } => h.errno(),
         _ => None,
-    };
-    match errno {
+    }
+}
+
+/// Maps a route-add failure to the error users understand.
+fn route_error(e: Error, field: &'static str, gw: IpAddr, name: &str) -> Error {
+    match host_errno(&e) {
         Some(libc::ENETUNREACH) | Some(libc::EHOSTUNREACH) => Error::GatewayUnreachable {
             field,
             gw,
@@ -179,14 +183,7 @@ fn set_rate_limits(dp: &mut DataPath, limits: Option<&RateLimits>) -> Result<(),
 /// Maps a failure to add one of `host_routes` to the error users
 /// understand.
 fn other_route_error(e: Error, r: &Route, name: &str) -> Error {
-    let errno = match &e {
-        Error::Step {
-            source: StepError::Host(h),
-            ..
-        } => h.errno(),
-        _ => None,
-    };
-    match errno {
+    match host_errno(&e) {
         Some(libc::ENETUNREACH) | Some(libc::EHOSTUNREACH) => Error::RouteRefused {
             route: r.to_string(),
             reason: format!("gateway unreachable from {name}"),
