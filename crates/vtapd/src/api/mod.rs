@@ -246,7 +246,9 @@ fn live_only(s: &AppState, key: &str, e: vtap::registry::Error) -> ApiError {
     }
 }
 
-pub(crate) fn parse_body<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
+pub(crate) fn parse_body<T: serde::de::DeserializeOwned + Serialize>(
+    body: &Bytes,
+) -> Result<T, ApiError> {
     let body: &[u8] = if body.iter().all(u8::is_ascii_whitespace) {
         b"{}"
     } else {
@@ -262,7 +264,47 @@ pub(crate) fn parse_body<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result
             "request body: expected a JSON object, found an array",
         ));
     }
-    serde_json::from_value(value).map_err(|e| ApiError::bad_request(format!("request body: {e}")))
+    let parsed: T = serde_json::from_value(value.clone())
+        .map_err(|e| ApiError::bad_request(format!("request body: {e}")))?;
+    // The same holds for structs inside the body (`"rate_limit": [null,
+    // null]`): where what was read is an object, what was sent must be one.
+    if let Ok(read) = serde_json::to_value(&parsed) {
+        if let Some(path) = array_for_object(&value, &read, String::new()) {
+            return Err(ApiError::bad_request(format!(
+                "{path}: expected a JSON object, found an array"
+            )));
+        }
+    }
+    Ok(parsed)
+}
+
+/// The first place where `sent` has an array and `read` (what it was read
+/// as) an object, as a dotted path.
+fn array_for_object(
+    sent: &serde_json::Value,
+    read: &serde_json::Value,
+    path: String,
+) -> Option<String> {
+    use serde_json::Value;
+    let at = |k: &dyn std::fmt::Display| {
+        if path.is_empty() {
+            k.to_string()
+        } else {
+            format!("{path}.{k}")
+        }
+    };
+    match (sent, read) {
+        (Value::Array(_), Value::Object(_)) => Some(path),
+        (Value::Object(s), Value::Object(r)) => s
+            .iter()
+            .find_map(|(k, v)| r.get(k).and_then(|rv| array_for_object(v, rv, at(k)))),
+        (Value::Array(s), Value::Array(r)) => s
+            .iter()
+            .zip(r)
+            .enumerate()
+            .find_map(|(i, (v, rv))| array_for_object(v, rv, at(&i))),
+        _ => None,
+    }
 }
 
 /// The routes and the OpenAPI description, from the same declarations
@@ -442,6 +484,32 @@ async fn info(State(s): State<Arc<AppState>>) -> Json<Info> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_struct_sent_as_an_array_is_refused_at_any_depth() {
+        let cases = [
+            (r#"[null, null]"#, "request body: expected a JSON object"),
+            (
+                r#"{"rate_limit": [null, null]}"#,
+                "rate_limit: expected a JSON object",
+            ),
+            (
+                r#"{"rate_limit": {"tx": [1, 2, 3, 4, 5]}}"#,
+                "rate_limit.tx: expected a JSON object",
+            ),
+            (
+                r#"{"host_routes": [{"dst": "198.18.0.0/16"}, ["198.18.0.0/16", null]]}"#,
+                "host_routes.1: expected a JSON object",
+            ),
+        ];
+        for (body, why) in cases {
+            let e = parse_body::<CreateOptions>(&Bytes::from(body)).expect_err(body);
+            assert_eq!(e.status, StatusCode::BAD_REQUEST);
+            assert!(e.message.starts_with(why), "{body}: {}", e.message);
+        }
+        let ok = r#"{"host_addrs": ["198.18.1.1/24"], "rate_limit": {"tx": {"bytes_per_sec": 5}}}"#;
+        assert!(parse_body::<CreateOptions>(&Bytes::from(ok)).is_ok());
+    }
 
     #[test]
     fn each_error_class_maps_to_one_status() {
