@@ -152,10 +152,18 @@ impl Tmpfs {
         Self(dir)
     }
 
-    /// Fills it up.
+    /// Fills it up, the last page of the state file's journal too (blank
+    /// lines, which a reader skips, one byte at a time until the disk
+    /// refuses): an append that fits a page the file already has would
+    /// succeed on a full tmpfs, and be durable.
     fn fill(&self) {
+        use std::io::Write;
         let of = format!("of={}", self.0.join("fill").display());
         let _ = vtap_testkit::run("dd", &["if=/dev/zero", &of, "bs=4k"]);
+        let journal = self.0.join("vtap.state.json.journal");
+        if let Ok(mut f) = std::fs::OpenOptions::new().append(true).open(journal) {
+            while f.write_all(b"\n").and_then(|()| f.sync_data()).is_ok() {}
+        }
     }
 
     fn free(&self) {
@@ -411,8 +419,14 @@ fn a_persisted_interface_that_cannot_be_reattached_is_kept_shown_retried_and_del
     );
     assert_eq!(kernel_taps(&ns), vec![host.clone()]);
     d.ok(&["bridge", "create", "bd1"]); // a save
-    let saved = std::fs::read_to_string(dir.path().join("vtap.state.json")).expect("state");
-    assert!(saved.contains(&host), "kept in the state file");
+                                        // The base file and its journal (changes since the base was written).
+    let base = std::fs::read_to_string(dir.path().join("vtap.state.json")).expect("state");
+    let journal =
+        std::fs::read_to_string(dir.path().join("vtap.state.json.journal")).unwrap_or_default();
+    assert!(
+        base.contains(&host) || journal.contains(&host),
+        "kept in the state file"
+    );
     let line = d.refused(&["set", "tap0", "mtu", "1400"]);
     assert!(line.contains("detached"), "{line}");
     // On request: back, and back in its bridge.

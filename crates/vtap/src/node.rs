@@ -132,7 +132,7 @@ impl Node {
     /// Sets (or, with `None`, lifts) the rate limit of one direction of
     /// interface `key`: a tap, an uplink or a tunnel alike.
     pub fn set_rate_limit(
-        &self,
+        &mut self,
         key: &str,
         dir: crate::datapath::limit::Direction,
         opts: Option<&crate::datapath::limit::LimitOptions>,
@@ -149,6 +149,8 @@ impl Node {
             }));
         };
         let set = crate::port::lock(&port).set_rate_limit(dir, opts);
+        // The registry keeps what a state file saves of a tap; it must know.
+        self.registry.touch(key);
         set.map_err(refused)
     }
 

@@ -77,6 +77,8 @@ pub struct AppState {
     pub api_latency: crate::metrics::ApiLatency,
     /// Where the state is saved after every change (none: not saved).
     pub state_file: Option<PathBuf>,
+    /// Its journal, open after the first save ([`crate::journal`]).
+    pub journal: std::sync::Mutex<Option<crate::journal::Journal>>,
 }
 
 impl AppState {
@@ -93,6 +95,7 @@ impl AppState {
             api_requests: crate::metrics::ApiRequests::default(),
             api_latency: crate::metrics::api_latency(),
             state_file: None,
+            journal: std::sync::Mutex::new(None),
         }
     }
 }

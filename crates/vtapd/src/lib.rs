@@ -16,6 +16,7 @@ pub mod config;
 pub mod declare;
 #[doc(hidden)]
 pub mod fuzz;
+pub mod journal;
 pub mod metrics;
 pub mod saved;
 pub mod state;
@@ -206,6 +207,7 @@ pub async fn run(opts: DaemonOptions) -> Result<(), Error> {
         fault_injection: cfg.debug.fault_injection,
         socket: socket.display().to_string(),
         state_file: Some(state_file.clone()),
+        journal: std::sync::Mutex::new(None),
         ..app::AppState::new(registry, forwarder)
     });
     if let (true, Some(f)) = (cfg.debug.fault_injection, cfg.debug.start_fault) {

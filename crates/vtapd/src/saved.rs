@@ -14,7 +14,7 @@ use vtap::TapInfo;
 pub const VERSION: u32 = 1;
 
 /// One interface as saved: what `show` says, and its rx mode.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct SavedTap {
     /// The interface (data-path state left out).
     pub info: TapInfo,
@@ -89,6 +89,9 @@ pub struct Pending {
 pub struct Saved {
     /// Format version.
     pub version: u32,
+    /// Which journal continues this file ([`crate::journal`]).
+    #[serde(default)]
+    pub generation: u64,
     /// Interfaces (detached ones included).
     pub taps: Vec<SavedTap>,
     /// Host uplinks (those not open again included).

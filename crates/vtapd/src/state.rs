@@ -2,10 +2,11 @@
 //! not durable.
 //!
 //! After every change the daemon writes what it serves — interfaces,
-//! cross-connects, bridge domains — to a state file, atomically (a temporary
-//! file in the same directory, fsync, rename, fsync of the directory), so a
-//! crash at any moment leaves either the old or the new state, never half of
-//! one. The file lives beside the socket by default, named after it
+//! cross-connects, bridge domains — to a state file: a base written
+//! atomically (a temporary file in the same directory, fsync, rename, fsync
+//! of the directory) and a journal of the changes since, one synced line
+//! each ([`crate::journal`]: what changed, not everything), so a crash at
+//! any moment leaves either the old or the new state, never half of one. The file lives beside the socket by default, named after it
 //! (`/run/vtap/vtap.sock` → `/run/vtap/vtap.state.json`: like persistent
 //! taps, it does not outlive a reboot), or where `state_file` in the config
 //! says. One daemon owns a state file: it holds an exclusive lock on
@@ -46,13 +47,14 @@ use std::path::{Path, PathBuf};
 use vtap::datapath::limit::{Direction, RateLimits};
 use vtap::datapath::RxMode;
 use vtap::node::Node;
-use vtap::registry::{error_chain, AttachState, Registry};
+use vtap::registry::{error_chain, AttachState, Registry, SavedView};
 use vtap::{CreateOptions, TapInfo};
 
 use crate::app::{
     detached, detached_tunnels, detached_uplinks, AppState, Detached, DetachedTunnel,
     DetachedUplink,
 };
+use crate::journal::{self, Journal, Mirror, Record};
 pub use crate::saved::{
     Memberships, Pending, PendingOp, Saved, SavedBridge, SavedHostInterface, SavedTap, SavedVxlan,
     VERSION,
@@ -172,12 +174,15 @@ pub fn load(path: &Path) -> Result<Option<Saved>, Error> {
             message: format!("version {} (this vtapd reads {VERSION})", saved.version),
         });
     }
+    let mut saved = saved;
+    journal::replay(path, &mut saved)?;
     Ok(Some(saved))
 }
 
 /// Writes `saved` atomically: temporary file, fsync, rename, fsync the
 /// directory. Mode 0600. A failure leaves the previous file in place.
-pub fn store(path: &Path, saved: &Saved) -> Result<(), Error> {
+/// Returns the bytes written.
+pub fn store(path: &Path, saved: &Saved) -> Result<u64, Error> {
     use std::os::unix::fs::OpenOptionsExt;
     let io = |what: &'static str| {
         move |source| Error::Io {
@@ -212,7 +217,7 @@ pub fn store(path: &Path, saved: &Saved) -> Result<(), Error> {
     std::fs::File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(io("sync its directory"))?;
-    Ok(())
+    Ok(body.len() as u64)
 }
 
 /// The rate limits a data path has in force, as saved.
@@ -222,7 +227,7 @@ fn limits_of(dp: Option<&vtap::datapath::State>) -> Option<RateLimits> {
 }
 
 /// Puts saved rate limits back on interface `name`.
-fn restore_limits(node: &Node, name: &str, limits: Option<&RateLimits>) {
+fn restore_limits(node: &mut Node, name: &str, limits: Option<&RateLimits>) {
     let Some(l) = limits else { return };
     for dir in [Direction::Rx, Direction::Tx] {
         if let Some(o) = l.get(dir) {
@@ -233,32 +238,28 @@ fn restore_limits(node: &Node, name: &str, limits: Option<&RateLimits>) {
     }
 }
 
-/// What the daemon serves now (`node` is locked), with the intents
-/// `pending`.
-pub fn snapshot(s: &AppState, node: &Node, pending: &[Pending]) -> Saved {
-    let mut taps: Vec<SavedTap> = node
-        .registry
-        .list()
-        .into_iter()
-        .map(|mut info| {
-            let dp = info.datapath.take();
-            let rx_mode = dp.as_ref().and_then(|d| d.rx.first().and_then(|q| q.mode));
-            SavedTap {
-                info,
-                rx_mode,
-                rate_limit: limits_of(dp.as_ref()),
-            }
-        })
-        .collect();
+/// What the daemon serves now besides its live interfaces (`node` is
+/// locked): uplinks, tunnels, cross-connects, bridges, the intents
+/// `pending`, and the detached interfaces (whose memberships are kept).
+struct Sections {
+    detached_taps: Vec<SavedTap>,
+    host_interfaces: Vec<SavedHostInterface>,
+    vxlan_tunnels: Vec<SavedVxlan>,
+    xconnects: Vec<vtap::forward::Xconnect>,
+    bridges: Vec<SavedBridge>,
+    pending: Vec<Pending>,
+}
+
+fn sections(s: &AppState, node: &Node, pending: &[Pending]) -> Sections {
     let fwd = &node.forwarder;
     let mut xconnects = fwd.list();
     let mut bridges: Vec<SavedBridge> = fwd
-        .bridges()
+        .bridge_ports()
         .into_iter()
-        .map(|b| SavedBridge {
-            name: b.name,
-            interfaces: b.interfaces,
-            mac_limit: Some(b.mac_limit),
+        .map(|(name, interfaces, mac_limit)| SavedBridge {
+            name,
+            interfaces,
+            mac_limit: Some(mac_limit),
         })
         .collect();
     let mut keep = |name: &str, m: &Memberships| {
@@ -275,8 +276,9 @@ pub fn snapshot(s: &AppState, node: &Node, pending: &[Pending]) -> Saved {
             }
         }
     };
+    let mut detached_taps = Vec::new();
     for d in detached(s).values() {
-        taps.push(d.saved.clone());
+        detached_taps.push(d.saved.clone());
         keep(&d.saved.info.name, &d.memberships);
     }
     let mut host_interfaces: Vec<SavedHostInterface> = node
@@ -305,12 +307,10 @@ pub fn snapshot(s: &AppState, node: &Node, pending: &[Pending]) -> Saved {
         vxlan_tunnels.push(d.saved.clone());
         keep(&format!("vxlan_tunnel{i}"), &d.memberships);
     }
-    taps.sort_by_key(|t| t.info.id);
     host_interfaces.sort_by_key(|h| h.options.id);
     vxlan_tunnels.sort_by_key(|t| t.options.instance);
-    Saved {
-        version: VERSION,
-        taps,
+    Sections {
+        detached_taps,
         host_interfaces,
         vxlan_tunnels,
         xconnects,
@@ -319,14 +319,173 @@ pub fn snapshot(s: &AppState, node: &Node, pending: &[Pending]) -> Saved {
     }
 }
 
+/// A live interface as saved.
+fn saved_tap(v: &SavedView<'_>) -> SavedTap {
+    let (rx_mode, rate_limit) = v.settings();
+    SavedTap {
+        info: TapInfo {
+            host_mtu_size: v.host_mtu,
+            datapath: None,
+            ..v.info.clone()
+        },
+        rx_mode,
+        rate_limit,
+    }
+}
+
+/// Whether `saved` is what live interface `v` would be saved as (without
+/// copying it, unless its host MTU moved since vtap set it).
+fn same_tap(saved: Option<&SavedTap>, v: &SavedView<'_>) -> bool {
+    let Some(t) = saved else { return false };
+    let (rx_mode, rate_limit) = v.settings();
+    t.rx_mode == rx_mode
+        && t.rate_limit == rate_limit
+        && t.info.host_mtu_size == v.host_mtu
+        && if v.info.host_mtu_size == v.host_mtu {
+            t.info == *v.info
+        } else {
+            t.info == saved_tap(v).info
+        }
+}
+
+/// What the daemon serves now (`node` is locked), with the intents
+/// `pending`.
+pub fn snapshot(s: &AppState, node: &Node, pending: &[Pending]) -> Saved {
+    let sec = sections(s, node, pending);
+    let mut taps: Vec<SavedTap> = node.registry.saved_views().map(|v| saved_tap(&v)).collect();
+    taps.extend(sec.detached_taps);
+    taps.sort_by_key(|t| t.info.id);
+    Saved {
+        version: VERSION,
+        generation: 0,
+        taps,
+        host_interfaces: sec.host_interfaces,
+        vxlan_tunnels: sec.vxlan_tunnels,
+        xconnects: sec.xconnects,
+        bridges: sec.bridges,
+        pending: sec.pending,
+    }
+}
+
+/// The records that bring the journal's mirror `m` to what the daemon
+/// serves now: each interface compared in place, the small sections whole,
+/// bridge ports one by one.
+fn changes(s: &AppState, node: &Node, pending: &[Pending], m: &Mirror) -> Changes {
+    let sec = sections(s, node, pending);
+    let mut out = Vec::new();
+    let mut revs = Vec::new();
+    let mut seen = std::collections::HashSet::with_capacity(m.taps.len() + 1);
+    for v in node.registry.saved_views() {
+        let id = v.info.id;
+        seen.insert(id);
+        // Neither changed by vtap nor moved by the kernel since last seen.
+        if m.revs.get(&id) == Some(&(v.rev, v.host_mtu)) {
+            continue;
+        }
+        if !same_tap(m.taps.get(&id), &v) {
+            out.push(Record::Tap {
+                tap: Box::new(saved_tap(&v)),
+            });
+        }
+        revs.push((id, (v.rev, v.host_mtu)));
+    }
+    for t in &sec.detached_taps {
+        seen.insert(t.info.id);
+        if m.taps.get(&t.info.id) != Some(t) {
+            out.push(Record::Tap {
+                tap: Box::new(t.clone()),
+            });
+        }
+    }
+    for id in m.taps.keys().filter(|id| !seen.contains(*id)) {
+        out.push(Record::TapGone { id: *id });
+    }
+    journal::section_changes(
+        m,
+        &sec.host_interfaces,
+        &sec.vxlan_tunnels,
+        &sec.xconnects,
+        &sec.bridges,
+        &sec.pending,
+        &mut out,
+    );
+    Changes { records: out, revs }
+}
+
+/// What [`changes`] found: the records to write, and the revisions of the
+/// interfaces it looked at (remembered once the records are written).
+struct Changes {
+    records: Vec<Record>,
+    revs: Vec<(u32, (u64, u32))>,
+}
+
+/// The journal slot (saves are serialised by the node lock; a save takes
+/// the journal out while it works, holding no other lock meanwhile).
+fn journal_slot(s: &AppState) -> std::sync::MutexGuard<'_, Option<Journal>> {
+    s.journal
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// Saves what the daemon serves (the caller holds the node lock, which
-/// serialises saves), with `pending` intents. Without a state file there is
+/// serialises saves), with `pending` intents: the changes since the last
+/// save, appended to the journal as one synced line; the first save of a
+/// daemon's life, and one after the journal has outgrown its base, writes a
+/// new base instead ([`crate::journal`]). Without a state file there is
 /// nothing to save.
 pub fn save(s: &AppState, node: &Node, pending: &[Pending]) -> Result<(), Error> {
     let Some(path) = &s.state_file else {
         return Ok(());
     };
-    store(path, &snapshot(s, node, pending))
+    let old = journal_slot(s).take();
+    let (result, now) = match old {
+        Some(mut j) if !j.wants_new_base() => {
+            let c = changes(s, node, pending, &j.mirror);
+            let r = if c.records.is_empty() {
+                Ok(())
+            } else {
+                j.append(&c.records)
+            };
+            if r.is_ok() {
+                j.mirror.revs.extend(c.revs);
+            }
+            (r, Some(j))
+        }
+        old => {
+            let generation = match &old {
+                Some(j) => j.generation(),
+                // The first save: past whatever the file on disk continues.
+                None => load(path).ok().flatten().map_or(0, |s| s.generation),
+            } + 1;
+            match Journal::start(path, snapshot(s, node, pending), generation) {
+                Ok(j) => (Ok(()), Some(j)),
+                Err(e) => (Err(e), old),
+            }
+        }
+    };
+    *journal_slot(s) = now;
+    result
+}
+
+/// Saves the intents `pending` alone (write-ahead of a kernel change, while
+/// the node is busy making it): one journal line.
+pub fn save_pending(s: &AppState, pending: &[Pending]) -> Result<(), Error> {
+    let Some(path) = &s.state_file else {
+        return Ok(());
+    };
+    let mut slot = journal_slot(s);
+    let Some(j) = slot.as_mut() else {
+        return Err(Error::Format {
+            path: path.clone(),
+            message: "not open yet (the daemon has not saved once)".into(),
+        });
+    };
+    if j.mirror.pending.as_slice() == pending {
+        return Ok(());
+    }
+    j.append(&[Record::Pending {
+        list: pending.to_vec(),
+    }])
 }
 
 /// The options that re-attach a saved interface exactly as it was.

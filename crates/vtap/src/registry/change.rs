@@ -89,7 +89,9 @@ impl Registry {
             }
         }
         tracing::info!(id, ?mode, "rx mode changed");
-        Ok(t.snapshot())
+        let info = t.snapshot();
+        self.bump(id);
+        Ok(info)
     }
 
     /// Sets an interface's MTU: the host side in the kernel, read back, and
@@ -104,6 +106,9 @@ impl Registry {
             }));
         }
         let id = self.resolve(key)?;
+        // A new revision whether or not the change is made: at worst the
+        // state file compares this interface once more.
+        self.bump(id);
         let tap = self
             .taps
             .get_mut(&id)
@@ -208,6 +213,7 @@ impl Registry {
     ) -> Result<TapInfo, Error> {
         let allow_uso = self.settings.allow_uso;
         let faults = self.faults.clone();
+        self.bump(id);
         let tap = self
             .taps
             .get_mut(&id)

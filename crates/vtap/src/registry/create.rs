@@ -308,6 +308,7 @@ impl Registry {
                     "interface created"
                 );
                 self.taps.insert(info.id, tap);
+                self.bump(info.id);
                 Ok(info)
             }
             Err(e) => {
@@ -669,6 +670,7 @@ impl Registry {
             ns,
             queues: std::mem::take(&mut rb.queues),
             watch,
+            rev: 0,
         })
     }
 

@@ -180,6 +180,32 @@ pub struct TapInfo {
     pub reason: Option<String>,
 }
 
+/// One interface as a state file keeps it ([`Registry::saved_views`]).
+#[derive(Debug)]
+pub struct SavedView<'a> {
+    /// What it was made as (`datapath` empty; `host_mtu_size` as set by
+    /// vtap, see `host_mtu`).
+    pub info: &'a TapInfo,
+    /// The host MTU as the kernel last announced it.
+    pub host_mtu: u32,
+    /// Its revision: unchanged, with `host_mtu`, means nothing vtap keeps
+    /// of it changed.
+    pub rev: u64,
+    datapath: Option<&'a SharedDataPath>,
+}
+
+impl SavedView<'_> {
+    /// Its rx queues' mode and its rate limits (locks its data path).
+    pub fn settings(&self) -> (Option<datapath::RxMode>, Option<RateLimits>) {
+        let Some(d) = self.datapath else {
+            return (None, None);
+        };
+        let d = lock(d);
+        let limits = d.rate_limit_state().map(|st| RateLimits::from_state(&st));
+        (d.rx_mode(0).ok(), limits)
+    }
+}
+
 /// Whether this process serves an interface.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -237,6 +263,10 @@ struct Tap {
     ns: Netns,
     /// The queue fds (shared with a direct data path, not duplicated).
     queues: Vec<Arc<std::fs::File>>,
+    /// Bumped by every change vtap makes to it ([`Registry::touch`]), so
+    /// a state file can tell which interfaces changed without reading
+    /// them all.
+    rev: u64,
 }
 
 impl Tap {
@@ -258,6 +288,8 @@ impl Tap {
 #[derive(Debug)]
 pub struct Registry {
     taps: BTreeMap<u32, Tap>,
+    /// The last revision handed out ([`Tap::rev`]).
+    rev: u64,
     settings: Settings,
     faults: Faults,
     own_ns: Netns,
@@ -269,6 +301,7 @@ impl Registry {
     pub fn new(settings: Settings) -> Result<Self, Error> {
         Ok(Self {
             taps: BTreeMap::new(),
+            rev: 0,
             settings,
             faults: Faults::default(),
             own_ns: Netns::current().map_err(Error::Namespace)?,
@@ -290,6 +323,35 @@ impl Registry {
     /// The settings.
     pub fn settings(&self) -> &Settings {
         &self.settings
+    }
+
+    /// Every interface as a state file keeps it, by id, borrowed: no
+    /// data-path counters are gathered and nothing is copied, so a daemon
+    /// with thousands of interfaces can tell cheaply which changed (by
+    /// `rev` and `host_mtu`, without locking any data path).
+    pub fn saved_views(&self) -> impl Iterator<Item = SavedView<'_>> {
+        self.taps.values().map(|t| SavedView {
+            info: &t.info,
+            host_mtu: t.watch.as_ref().map_or(t.info.host_mtu_size, Watched::mtu),
+            rev: t.rev,
+            datapath: t.datapath.as_ref(),
+        })
+    }
+
+    /// Marks interface `key` changed (a change made to its data path from
+    /// outside the registry: a rate limit). Unknown keys are ignored.
+    pub fn touch(&mut self, key: &str) {
+        if let Ok(id) = self.resolve(key) {
+            self.bump(id);
+        }
+    }
+
+    /// Gives interface `id` a new revision.
+    fn bump(&mut self, id: u32) {
+        self.rev += 1;
+        if let Some(t) = self.taps.get_mut(&id) {
+            t.rev = self.rev;
+        }
     }
 
     /// Every interface, by id.

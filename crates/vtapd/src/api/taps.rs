@@ -60,21 +60,18 @@ async fn create(State(s): State<Arc<AppState>>, body: Bytes) -> Result<Response,
     // A bridge to join: checked (and the MTU fitted to its tunnels) before
     // anything is made; joined once the tap exists.
     let (opts, bridge) = node.fit_to_bridge(&opts)?;
-    // Write-ahead: the intent is in the state file before the kernel
-    // changes, so that a crash in the middle is rolled back at restart.
-    let base = state::snapshot(&s, &node, &[]);
-    let path = s.state_file.clone();
+    // Write-ahead: the intent is in the state file (one journal line)
+    // before the kernel changes, so that a crash in the middle is rolled
+    // back at restart.
     let mut record = |i: &vtap::registry::Intent| -> Result<(), String> {
-        let Some(path) = &path else { return Ok(()) };
-        let mut saved = base.clone();
-        saved.pending.push(Pending {
+        let intent = Pending {
             op: PendingOp::Create,
             id: i.id,
             host_if_name: i.host_if_name.clone(),
             host_ns: i.host_ns.clone(),
             attach: i.attach,
-        });
-        state::store(path, &saved).map_err(|e| format!("not done: {}", error_chain(&e)))
+        };
+        state::save_pending(&s, &[intent]).map_err(|e| format!("not done: {}", error_chain(&e)))
     };
     let created = node.registry.create_with_intent(&opts, &mut record).await;
     let info = match created {
