@@ -34,7 +34,7 @@ use serde::{Deserialize, Serialize};
 use vtap::forward::Xconnect;
 
 use crate::saved::{Pending, Saved, SavedBridge, SavedHostInterface, SavedTap, SavedVxlan};
-use crate::state::Error;
+use crate::statefile::Error;
 
 /// A journal this much larger than its base (and at least this many lines)
 /// is folded into a new base.
@@ -334,11 +334,11 @@ pub struct Journal {
 
 impl Journal {
     /// Writes `saved` as the base of generation `generation` (atomically,
-    /// [`crate::state::store`]) and starts an empty journal after it.
+    /// [`crate::statefile::store`]) and starts an empty journal after it.
     pub fn start(base: &Path, mut saved: Saved, generation: u64) -> Result<Self, Error> {
         use std::os::unix::fs::OpenOptionsExt;
         saved.generation = generation;
-        let base_bytes = crate::state::store(base, &saved)?;
+        let base_bytes = crate::statefile::store(base, &saved)?;
         let path = path_of(base);
         let io = |what: &'static str| {
             let path = path.clone();

@@ -20,6 +20,7 @@ pub mod journal;
 pub mod metrics;
 pub mod saved;
 pub mod state;
+pub mod statefile;
 
 use std::io;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};

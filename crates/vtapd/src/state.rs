@@ -59,38 +59,7 @@ pub use crate::saved::{
     Memberships, Pending, PendingOp, Saved, SavedBridge, SavedHostInterface, SavedTap, SavedVxlan,
     VERSION,
 };
-
-/// Why the state could not be read or written.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    /// Reading or writing the file.
-    #[error("state file {}: cannot {what}", path.display())]
-    Io {
-        /// The file.
-        path: PathBuf,
-        /// What failed.
-        what: &'static str,
-        /// The OS error.
-        #[source]
-        source: std::io::Error,
-    },
-    /// The file is not a state file.
-    #[error("state file {}: {message}", path.display())]
-    Format {
-        /// The file.
-        path: PathBuf,
-        /// What is wrong.
-        message: String,
-    },
-    /// Another daemon owns the file.
-    #[error("state file {}: in use by another vtapd (pid {holder}); give this daemon its own --socket or state_file", path.display())]
-    Locked {
-        /// The file.
-        path: PathBuf,
-        /// The holder's pid, as it wrote it ("unknown" if unreadable).
-        holder: String,
-    },
-}
+pub use crate::statefile::{store, Error};
 
 /// The state file for a daemon serving `socket`, unless the config names
 /// one: beside the socket, named after it, so that daemons on different
@@ -103,6 +72,16 @@ pub fn default_path(socket: &Path) -> PathBuf {
         .parent()
         .unwrap_or_else(|| Path::new("."))
         .join(format!("{stem}.state.json"))
+}
+
+/// Reads the state: the base file and its journal; `None` when there is
+/// none.
+pub fn load(path: &Path) -> Result<Option<Saved>, Error> {
+    let Some(mut saved) = crate::statefile::read_base(path)? else {
+        return Ok(None);
+    };
+    journal::replay(path, &mut saved)?;
+    Ok(Some(saved))
 }
 
 /// The exclusive hold on a state file, for the daemon's life.
@@ -149,75 +128,6 @@ pub fn lock(path: &Path) -> Result<StateLock, Error> {
     f.rewind().map_err(io("write its lock file"))?;
     writeln!(f, "{}", std::process::id()).map_err(io("write its lock file"))?;
     Ok(StateLock(f))
-}
-
-/// Reads the state file; `None` when there is none.
-pub fn load(path: &Path) -> Result<Option<Saved>, Error> {
-    let text = match std::fs::read(path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(source) => {
-            return Err(Error::Io {
-                path: path.to_path_buf(),
-                what: "read it",
-                source,
-            })
-        }
-    };
-    let saved: Saved = serde_json::from_slice(&text).map_err(|e| Error::Format {
-        path: path.to_path_buf(),
-        message: e.to_string(),
-    })?;
-    if saved.version != VERSION {
-        return Err(Error::Format {
-            path: path.to_path_buf(),
-            message: format!("version {} (this vtapd reads {VERSION})", saved.version),
-        });
-    }
-    let mut saved = saved;
-    journal::replay(path, &mut saved)?;
-    Ok(Some(saved))
-}
-
-/// Writes `saved` atomically: temporary file, fsync, rename, fsync the
-/// directory. Mode 0600. A failure leaves the previous file in place.
-/// Returns the bytes written.
-pub fn store(path: &Path, saved: &Saved) -> Result<u64, Error> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let io = |what: &'static str| {
-        move |source| Error::Io {
-            path: path.to_path_buf(),
-            what,
-            source,
-        }
-    };
-    let dir = path.parent().unwrap_or_else(|| Path::new("."));
-    let tmp = path.with_extension("json.tmp");
-    let body = serde_json::to_vec_pretty(saved).map_err(|e| Error::Format {
-        path: path.to_path_buf(),
-        message: e.to_string(),
-    })?;
-    let written = (|| {
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)
-            .map_err(io("create its temporary file"))?;
-        f.write_all(&body).map_err(io("write it"))?;
-        f.sync_all().map_err(io("sync it"))?;
-        drop(f);
-        std::fs::rename(&tmp, path).map_err(io("rename it into place"))
-    })();
-    if written.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    written?;
-    std::fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io("sync its directory"))?;
-    Ok(body.len() as u64)
 }
 
 /// The rate limits a data path has in force, as saved.

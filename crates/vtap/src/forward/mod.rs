@@ -37,6 +37,7 @@
 //! clock.
 
 pub mod bridge;
+mod listing;
 #[cfg(test)]
 mod tests;
 mod worker;
@@ -741,20 +742,6 @@ impl Forwarder {
     }
 
     /// Every bridge domain.
-    /// Every bridge domain's name, ports and learn limit: what a state file
-    /// keeps, without the MAC tables [`Forwarder::bridges`] copies.
-    pub fn bridge_ports(&self) -> Vec<(String, Vec<String>, usize)> {
-        self.bridges
-            .keys()
-            .filter_map(|n| self.shared_bridge(n).ok())
-            .map(|(bd, _)| {
-                let b = lock_bd(&bd);
-                let ports = b.ports.iter().map(|p| p.name.clone()).collect();
-                (b.name.clone(), ports, b.macs.limit())
-            })
-            .collect()
-    }
-
     /// Every bridge domain.
     pub fn bridges(&self) -> Vec<BridgeInfo> {
         self.bridges
