@@ -336,7 +336,6 @@ impl Journal {
     /// Writes `saved` as the base of generation `generation` (atomically,
     /// [`crate::statefile::store`]) and starts an empty journal after it.
     pub fn start(base: &Path, mut saved: Saved, generation: u64) -> Result<Self, Error> {
-        use std::os::unix::fs::OpenOptionsExt;
         saved.generation = generation;
         let base_bytes = crate::statefile::store(base, &saved)?;
         let path = path_of(base);
@@ -344,22 +343,12 @@ impl Journal {
             let path = path.clone();
             move |source| Error::Io { path, what, source }
         };
-        let tmp = PathBuf::from(format!("{}.tmp", path.display()));
         let mut header = serde_json::to_vec(&Header { generation }).map_err(|e| Error::Format {
             path: path.clone(),
             message: e.to_string(),
         })?;
         header.push(b'\n');
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)
-            .map_err(io("create it"))?;
-        f.write_all(&header).map_err(io("write it"))?;
-        f.sync_all().map_err(io("sync it"))?;
-        std::fs::rename(&tmp, &path).map_err(io("rename it into place"))?;
+        crate::statefile::write_atomically(&path, &header)?;
         let file = std::fs::OpenOptions::new()
             .append(true)
             .open(&path)

@@ -65,10 +65,21 @@ pub fn read_base(path: &Path) -> Result<Option<Saved>, Error> {
     Ok(Some(saved))
 }
 
-/// Writes `saved` atomically: temporary file, fsync, rename, fsync the
-/// directory. Mode 0600. A failure leaves the previous file in place.
-/// Returns the bytes written.
+/// Writes `saved` atomically ([`write_atomically`]). Returns the bytes
+/// written.
 pub fn store(path: &Path, saved: &Saved) -> Result<u64, Error> {
+    let body = serde_json::to_vec_pretty(saved).map_err(|e| Error::Format {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })?;
+    write_atomically(path, &body)?;
+    Ok(body.len() as u64)
+}
+
+/// Writes `bytes` to `path` atomically: a temporary file beside it, fsync,
+/// rename, fsync the directory. Mode 0600. A failure leaves the previous
+/// file in place.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), Error> {
     use std::os::unix::fs::OpenOptionsExt;
     let io = |what: &'static str| {
         move |source| Error::Io {
@@ -78,11 +89,7 @@ pub fn store(path: &Path, saved: &Saved) -> Result<u64, Error> {
         }
     };
     let dir = path.parent().unwrap_or_else(|| Path::new("."));
-    let tmp = path.with_extension("json.tmp");
-    let body = serde_json::to_vec_pretty(saved).map_err(|e| Error::Format {
-        path: path.to_path_buf(),
-        message: e.to_string(),
-    })?;
+    let tmp = PathBuf::from(format!("{}.tmp", path.display()));
     let written = (|| {
         let mut f = std::fs::OpenOptions::new()
             .write(true)
@@ -91,7 +98,7 @@ pub fn store(path: &Path, saved: &Saved) -> Result<u64, Error> {
             .mode(0o600)
             .open(&tmp)
             .map_err(io("create its temporary file"))?;
-        f.write_all(&body).map_err(io("write it"))?;
+        f.write_all(bytes).map_err(io("write it"))?;
         f.sync_all().map_err(io("sync it"))?;
         drop(f);
         std::fs::rename(&tmp, path).map_err(io("rename it into place"))
@@ -102,6 +109,5 @@ pub fn store(path: &Path, saved: &Saved) -> Result<u64, Error> {
     written?;
     std::fs::File::open(dir)
         .and_then(|d| d.sync_all())
-        .map_err(io("sync its directory"))?;
-    Ok(body.len() as u64)
+        .map_err(io("sync its directory"))
 }
