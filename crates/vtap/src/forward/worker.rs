@@ -18,6 +18,10 @@ pub(super) struct Worker {
     egress: Egress,
     /// How long to keep polling after the last frame moved (µs).
     poll_window_us: Arc<std::sync::atomic::AtomicU64>,
+    /// Ports this worker sent to whose tx rate limit holds frames back:
+    /// drained every round until empty (kept here so that a round without
+    /// rate limits locks no port for it).
+    shaped: Vec<SharedPort>,
 }
 
 impl Worker {
@@ -34,6 +38,7 @@ impl Worker {
             frames: Vec::with_capacity(MAX_BURST),
             egress: Egress::default(),
             poll_window_us,
+            shaped: Vec::new(),
         }
     }
 
@@ -135,7 +140,13 @@ impl Worker {
     /// that matches rx queue `q`: segmented, completed or coalesced as the
     /// egress interface's offloads require ([`crate::offload`]). Every frame
     /// is counted as offered; the queue counts each as sent or dropped.
-    fn send(&mut self, d: &mut dyn Port, q: usize, select: impl ExactSizeIterator<Item = usize>) {
+    /// Returns whether the port's tx rate limit now holds frames back.
+    fn send(
+        &mut self,
+        d: &mut dyn Port,
+        q: usize,
+        select: impl ExactSizeIterator<Item = usize>,
+    ) -> bool {
         let caps = d.offload_caps();
         let input = &self.frames;
         d.ledger_mut().tx.offered += select.len() as u64;
@@ -149,6 +160,7 @@ impl Worker {
         }
         drop(burst);
         d.add_offload_stats(&self.egress.take_stats());
+        d.tx_hold().is_some()
     }
 
     /// One burst from each rx queue of `src` to `dst`; returns frames moved.
@@ -167,7 +179,9 @@ impl Worker {
                 l.forwarded += n as u64;
             }
             let mut d = lock(dst);
-            self.send(&mut *d, q, 0..n);
+            if self.send(&mut *d, q, 0..n) {
+                self.note_shaped(dst);
+            }
             moved += n;
         }
         moved
@@ -233,8 +247,11 @@ impl Worker {
                     l.drop_split_horizon += rx.drop_split_horizon;
                 }
                 for (j, idx) in out.iter().enumerate().filter(|(_, idx)| !idx.is_empty()) {
-                    let mut d = lock(&bd.ports[j].datapath);
-                    self.send(&mut *d, q, idx.iter().copied());
+                    let port = &bd.ports[j].datapath;
+                    let mut d = lock(port);
+                    if self.send(&mut *d, q, idx.iter().copied()) {
+                        self.note_shaped(port);
+                    }
                 }
             }
         }
@@ -260,39 +277,29 @@ impl Worker {
         Some(rounds)
     }
 
-    /// Sends what waits for tx tokens on every port this worker sends to
-    /// (the cross-connects' far ends, every bridge port); frames sent.
-    fn flush_shaped(&self) -> usize {
+    /// Remembers that `port` holds frames back for its tx rate limit.
+    fn note_shaped(&mut self, port: &SharedPort) {
+        if !self.shaped.iter().any(|p| Arc::ptr_eq(p, port)) {
+            self.shaped.push(port.clone());
+        }
+    }
+
+    /// Sends what waits for tx tokens on the ports that hold frames back
+    /// (forgetting those left with none); frames sent.
+    fn flush_shaped(&mut self) -> usize {
         let mut sent = 0;
-        for (_, _, to) in &self.xcs {
-            sent += lock(to).flush_shaped();
-        }
-        for bd in &self.bds {
-            for p in &lock_bd(bd).ports {
-                sent += lock(&p.datapath).flush_shaped();
-            }
-        }
+        self.shaped.retain(|p| {
+            let mut d = lock(p);
+            sent += d.flush_shaped();
+            d.tx_hold().is_some()
+        });
         sent
     }
 
-    /// The soonest a rate limit lets a port this worker serves move again
-    /// (frames waiting for tx tokens on the ports it sends to).
+    /// The soonest a port holding frames back for its tx rate limit may
+    /// send again.
     fn tx_holds(&self) -> Option<Duration> {
-        let mut soonest: Option<Duration> = None;
-        let mut see = |h: Option<Duration>| {
-            if let Some(h) = h {
-                soonest = Some(soonest.map_or(h, |s| s.min(h)));
-            }
-        };
-        for (_, _, to) in &self.xcs {
-            see(lock(to).tx_hold());
-        }
-        for bd in &self.bds {
-            for p in &lock_bd(bd).ports {
-                see(lock(&p.datapath).tx_hold());
-            }
-        }
-        soonest
+        self.shaped.iter().filter_map(|p| lock(p).tx_hold()).min()
     }
 
     /// Every port this worker receives from.
