@@ -249,6 +249,15 @@ enum SetCommand {
     /// A token-bucket rate limit on one direction: rx (frames vtap takes
     /// from the interface) or tx (frames it sends to it); --off lifts it.
     RateLimit(RateLimitArgs),
+    /// Which forwarding worker reads rx queue QUEUE of a cross-connected
+    /// interface (the peer's queue of that number moves with it, unless
+    /// directions are split); kept across restarts.
+    RxPlacement {
+        /// The rx queue (from 0).
+        queue: usize,
+        /// The worker (from 0).
+        worker: usize,
+    },
 }
 
 /// Formats an error and its sources on one line.
@@ -618,6 +627,20 @@ async fn run(cli: Cli) -> Result<(), String> {
             let path = format!("{}/rate-limit", iface_path(&iface)?);
             let st = call(Method::POST, path, Some(body)).await?;
             println!("{}", show::rate_limit_line(&iface, &st));
+            Ok(())
+        }
+        Command::Set {
+            iface,
+            what: SetCommand::RxPlacement { queue, worker },
+        } => {
+            let path = format!("{}/rx-placement", iface_path(&iface)?);
+            let x = call(
+                Method::POST,
+                path,
+                Some(json!({ "queue": queue, "worker": worker })),
+            )
+            .await?;
+            println!("{}", show::placement_lines(&x));
             Ok(())
         }
         Command::Set {

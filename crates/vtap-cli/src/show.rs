@@ -255,8 +255,12 @@ fn print_datapath(dp: &Value) {
                     opt(r, "free"),
                 )
             };
+            let worker = q
+                .get("worker")
+                .and_then(Value::as_u64)
+                .map_or(String::new(), |w| format!("  worker {w}"));
             println!(
-                "  {dir}{i}: {ring}packets {} bytes {} kicks {} drops {}",
+                "  {dir}{i}: {ring}packets {} bytes {} kicks {} drops {}{worker}",
                 opt(c, "packets"),
                 opt(c, "bytes"),
                 opt(c, "kicks"),
@@ -264,4 +268,28 @@ fn print_datapath(dp: &Value) {
             );
         }
     }
+}
+
+/// A cross-connect's rx placement, one line per queue (as VPP's `show
+/// interface rx-placement`, grouped by interface).
+pub fn placement_lines(x: &Value) -> String {
+    x["rx_placement"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|p| {
+            let how = if p["set"].as_bool() == Some(true) {
+                "set"
+            } else {
+                "by load"
+            };
+            format!(
+                "{} queue {} worker {} ({how})",
+                opt(p, "iface"),
+                opt(p, "queue"),
+                opt(p, "worker")
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
 }

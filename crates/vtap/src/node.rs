@@ -279,6 +279,21 @@ impl Node {
         Ok(self.forwarder.remove(id, key)?)
     }
 
+    /// Moves rx queue `queue` of interface `key` (and, unless directions
+    /// are split, its cross-connect peer's queue of that number) to
+    /// forwarding worker `worker`.
+    pub fn set_rx_placement(
+        &mut self,
+        key: &str,
+        queue: usize,
+        worker: usize,
+    ) -> Result<Xconnect, Error> {
+        let end = self.end(key)?;
+        Ok(self
+            .forwarder
+            .set_rx_placement(end.id, &end.name, queue, worker)?)
+    }
+
     /// Adds interface `key` to bridge `bd`.
     pub fn bridge_add(&mut self, bd: &str, key: &str) -> Result<BridgeInfo, Error> {
         let end = self.end(key)?;

@@ -156,6 +156,7 @@ struct Families {
     bridge_mac_limit: Family<BridgeLabels, Gauge>,
     bridge_learn_refused: Family<BridgeLabels, Counter>,
     worker_cpu: Family<WorkerLabels, Counter<f64>>,
+    worker_frames: Family<WorkerLabels, Counter>,
 }
 
 fn gauge_value(v: u64) -> i64 {
@@ -434,6 +435,11 @@ impl Families {
              sleeps without CPU when it has nothing to move)",
             self.worker_cpu,
         );
+        m.register(
+            "vtap_worker_frames",
+            "Frames each forwarding worker has read (where `rx-placement` put the work)",
+            self.worker_frames,
+        );
     }
 }
 
@@ -443,6 +449,7 @@ pub fn render(
     uplinks: &[vtap::uplink::HostInterfaceInfo],
     tunnels: &[vtap::tunnel::VxlanInfo],
     bridges: &[vtap::forward::BridgeInfo],
+    worker_frames: &[u64],
     api: &ApiRequests,
     latency: &ApiLatency,
 ) -> String {
@@ -466,6 +473,13 @@ pub fn render(
         f.worker_cpu
             .get_or_create(&WorkerLabels { worker })
             .inc_by(secs);
+    }
+    for (i, n) in worker_frames.iter().enumerate() {
+        f.worker_frames
+            .get_or_create(&WorkerLabels {
+                worker: format!("vtap-fwd{i}"),
+            })
+            .inc_by(*n);
     }
     let mut m = Metrics::default();
     f.register(&mut m);

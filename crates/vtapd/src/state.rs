@@ -489,6 +489,15 @@ fn rejoin(node: &mut Node, name: &str, member: &Memberships) {
         }
         if let Err(e) = node.xconnect(&x.a, &x.b) {
             tracing::error!(a = %x.a, b = %x.b, error = %error_chain(&e), "xconnect not restored");
+            continue;
+        }
+        // Queues placed by hand go back where they were put (a worker the
+        // pool no longer has leaves the queue where load put it, said so).
+        for p in x.rx_placement.iter().filter(|p| p.set) {
+            if let Err(e) = node.set_rx_placement(&p.iface, p.queue, p.worker) {
+                tracing::warn!(iface = %p.iface, queue = p.queue, worker = p.worker,
+                    error = %error_chain(&e), "rx placement not restored");
+            }
         }
     }
     for bd in &member.bridges {

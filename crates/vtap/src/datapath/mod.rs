@@ -129,6 +129,10 @@ pub struct QueueState {
     /// The ring's indices (none with the direct backend).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ring: Option<split::RingState>,
+    /// The forwarding worker that reads it (rx queues of an interface
+    /// that is forwarded only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub worker: Option<usize>,
     /// Its counters.
     pub counters: Counters,
 }
@@ -193,6 +197,8 @@ pub struct DataPath {
     tx_shaper: Option<limit::Shaper>,
     /// Frames dropped by tx shapers no longer in force (for the ledger).
     rate_limit_dropped: u64,
+    /// The forwarding worker of each rx queue, as the forwarder said.
+    rx_workers: Vec<Option<usize>>,
     _arena: Option<Arena>,
 }
 
@@ -398,6 +404,7 @@ impl DataPath {
             rx_limit: None,
             tx_shaper: None,
             rate_limit_dropped: 0,
+            rx_workers: Vec::new(),
             _arena: arena,
         }
     }
@@ -584,6 +591,16 @@ impl DataPath {
         self.offload.add(s);
     }
 
+    /// Notes which forwarding worker reads rx queue `q`, for `show`.
+    pub fn set_rx_worker(&mut self, q: usize, worker: Option<usize>) {
+        if self.rx_workers.len() < self.rx.len() {
+            self.rx_workers.resize(self.rx.len(), None);
+        }
+        if let Some(w) = self.rx_workers.get_mut(q) {
+            *w = worker;
+        }
+    }
+
     /// Number of rx queues.
     pub fn num_rx(&self) -> usize {
         self.rx.len()
@@ -658,9 +675,11 @@ impl DataPath {
             rx: self
                 .rx
                 .iter()
-                .map(|q| QueueState {
+                .enumerate()
+                .map(|(i, q)| QueueState {
                     mode: Some(q.mode()),
                     ring: q.ring_state(),
+                    worker: self.rx_workers.get(i).copied().flatten(),
                     counters: q.counters(),
                 })
                 .collect(),
@@ -670,6 +689,7 @@ impl DataPath {
                 .map(|q| QueueState {
                     mode: None,
                     ring: q.ring_state(),
+                    worker: None,
                     counters: q.counters(),
                 })
                 .collect(),

@@ -5,10 +5,12 @@
 //!
 //! # Design
 //!
-//! A fixed pool of worker threads; each cross-connect is assigned to the
-//! least loaded worker, which then pumps both directions: one rx burst (up to
-//! 256 frames) from every rx queue of one side, sent as one tx burst on the
-//! other side's queue of the same number (modulo its queue count). Frames keep
+//! A fixed pool of worker threads; each rx queue of a cross-connected
+//! interface is read by one worker (placed by load, queue pair by queue
+//! pair, or by hand: [`xconnect`]'s module doc): one rx burst (up to 256
+//! frames) at a time, sent as one tx burst on the other side's queue of the
+//! same number (modulo its queue count). A bridge domain runs on one worker,
+//! which reads every queue of its ports. Frames keep
 //! their virtio-net header, so a GSO super-frame stays one frame from end to
 //! end and checksum-partial frames stay partial where the egress interface
 //! takes them; where it does not, [`crate::offload`] segments, completes
@@ -37,10 +39,12 @@
 //! clock.
 
 pub mod bridge;
+mod domain;
 mod listing;
 #[cfg(test)]
 mod tests;
 mod worker;
+mod xconnect;
 
 use std::collections::BTreeMap;
 use std::os::fd::{AsRawFd, RawFd};
@@ -57,6 +61,7 @@ pub use bridge::{
 };
 
 pub use crate::port::End;
+pub use xconnect::RxPlacement;
 
 use crate::datapath::MAX_BURST;
 use crate::offload::{Egress, Frame};
@@ -166,6 +171,32 @@ pub enum Error {
     /// A worker could not be started.
     #[error("cannot start a forwarding worker")]
     Worker(#[source] std::io::Error),
+    /// A worker index beyond the pool.
+    #[error("worker {worker}: the forwarder has {workers} worker(s), numbered from 0")]
+    NoSuchWorker {
+        /// The index asked for.
+        worker: usize,
+        /// The pool's size.
+        workers: usize,
+    },
+    /// An rx queue the interface does not have.
+    #[error("queue {queue}: {iface} has {queues} rx queue(s), numbered from 0")]
+    NoSuchQueue {
+        /// The interface.
+        iface: String,
+        /// The queue asked for.
+        queue: usize,
+        /// Its rx queues.
+        queues: usize,
+    },
+    /// The interface's queues cannot be placed.
+    #[error("rx-placement {iface}: {why}")]
+    NotPlaceable {
+        /// The interface.
+        iface: String,
+        /// Why not.
+        why: String,
+    },
 }
 
 impl Error {
@@ -176,6 +207,7 @@ impl Error {
             Error::Busy { .. }
             | Error::Attached { .. }
             | Error::BridgeExists(_)
+            | Error::NotPlaceable { .. }
             | Error::BridgeNotEmpty(_) => K::Conflict,
             Error::NotFound(_) | Error::NoBridge(_) | Error::NotAPort { .. } => K::NotFound,
             Error::Worker(_) => K::Internal,
@@ -185,6 +217,8 @@ impl Error {
             | Error::BridgeName(_)
             | Error::MacLimit(_)
             | Error::PollWindow(_)
+            | Error::NoSuchWorker { .. }
+            | Error::NoSuchQueue { .. }
             | Error::Pin { .. }
             | Error::BridgeTun { .. } => K::Invalid,
         }
@@ -199,12 +233,15 @@ pub struct Xconnect {
     pub a: String,
     /// The other.
     pub b: String,
-    /// The worker thread that moves frames from `a` to `b`.
+    /// The worker thread that moves frames from `a` to `b` (reads rx
+    /// queue 0 of `a`).
     pub worker: usize,
-    /// The worker that moves frames from `b` to `a`: another one when the
-    /// pool has two or more (the directions run in parallel), else the same.
+    /// The worker that moves frames from `b` to `a` (rx queue 0 of `b`).
     #[serde(default)]
     pub reverse_worker: usize,
+    /// The worker of every rx queue of both ends.
+    #[serde(default)]
+    pub rx_placement: Vec<RxPlacement>,
 }
 
 /// A bridge port: an interface's id, name and port.
@@ -268,7 +305,9 @@ fn lock_bd(b: &SharedBridge) -> std::sync::MutexGuard<'_, BridgeDomain> {
 }
 
 enum Cmd {
-    Add(u32, SharedPort, SharedPort),
+    /// Read these rx queues of the first port for cross-connect `key`,
+    /// sending to the second.
+    Add(u32, SharedPort, SharedPort, Vec<usize>),
     Remove(u32, mpsc::Sender<()>),
     AddBridge(SharedBridge),
     RemoveBridge(String, mpsc::Sender<()>),
@@ -280,6 +319,8 @@ enum Cmd {
 struct WorkerHandle {
     tx: mpsc::Sender<Cmd>,
     wake: EventFd,
+    /// Frames the worker has read (it adds; `worker_frames` reads).
+    frames: Arc<std::sync::atomic::AtomicU64>,
     join: Option<JoinHandle<()>>,
 }
 
@@ -295,7 +336,7 @@ impl WorkerHandle {
 pub struct Forwarder {
     workers: Vec<WorkerHandle>,
     /// Keyed by the lower id of the two ends.
-    xconnects: BTreeMap<u32, (End, End, [usize; 2])>,
+    xconnects: BTreeMap<u32, xconnect::XcState>,
     /// Bridge domains by name, with their worker.
     bridges: BTreeMap<String, (SharedBridge, usize)>,
     /// The learn limit of bridges created without one.
@@ -363,6 +404,8 @@ impl Forwarder {
             let wake = EventFd::new(EFD_NONBLOCK).map_err(Error::Worker)?;
             let theirs = wake.try_clone().map_err(Error::Worker)?;
             let window = me.poll_window_us.clone();
+            let frames = Arc::new(std::sync::atomic::AtomicU64::new(0));
+            let counted = frames.clone();
             let cpu = cpus.get(i).copied();
             let (pinned_tx, pinned_rx) = mpsc::channel();
             let join = std::thread::Builder::new()
@@ -374,13 +417,14 @@ impl Forwarder {
                     let ok = pinned.is_ok();
                     let _ = pinned_tx.send(pinned);
                     if ok {
-                        worker::Worker::new(rx, theirs, window).run();
+                        worker::Worker::new(rx, theirs, window, counted).run();
                     }
                 })
                 .map_err(Error::Worker)?;
             me.workers.push(WorkerHandle {
                 tx,
                 wake,
+                frames,
                 join: Some(join),
             });
             let pinned = pinned_rx
@@ -450,316 +494,12 @@ impl Forwarder {
         self.workers.len()
     }
 
-    /// The cross-connect `id` is part of, if any.
-    pub fn involving(&self, id: u32) -> Option<Xconnect> {
-        self.xconnects
-            .values()
-            .find(|(a, b, _)| a.id == id || b.id == id)
-            .map(|(a, b, w)| Xconnect {
-                a: a.name.clone(),
-                b: b.name.clone(),
-                worker: w[0],
-                reverse_worker: w[1],
-            })
-    }
-
-    /// Every cross-connect.
-    pub fn list(&self) -> Vec<Xconnect> {
-        self.xconnects
-            .values()
-            .map(|(a, b, w)| Xconnect {
-                a: a.name.clone(),
-                b: b.name.clone(),
-                worker: w[0],
-                reverse_worker: w[1],
-            })
-            .collect()
-    }
-
-    /// Cross-connects `a` and `b`.
-    pub fn xconnect(&mut self, a: End, b: End) -> Result<Xconnect, Error> {
-        if a.id == b.id {
-            return Err(Error::SameInterface(a.name));
-        }
-        for end in [&a, &b] {
-            if let Some(x) = self.involving(end.id) {
-                let peer = if x.a == end.name { x.b } else { x.a };
-                return Err(Error::Busy {
-                    iface: end.name.clone(),
-                    peer,
-                });
-            }
-            if let Some(bd) = self.bridge_of(end.id) {
-                return Err(Error::Attached {
-                    iface: end.name.clone(),
-                    what: format!("in bridge {bd}; remove it from the bridge first"),
-                });
-            }
-        }
-        if a.tun != b.tun {
-            return Err(Error::Mismatch {
-                a: a.name,
-                b: b.name,
-            });
-        }
-        let dpa = a
-            .datapath
-            .clone()
-            .ok_or_else(|| Error::NoDataPath(a.name.clone()))?;
-        let dpb = b
-            .datapath
-            .clone()
-            .ok_or_else(|| Error::NoDataPath(b.name.clone()))?;
-        let [ab, ba] = self.place_directions();
-        let key = a.id.min(b.id);
-        self.workers[ab].send(Cmd::Add(key, dpa.clone(), dpb.clone()));
-        self.workers[ba].send(Cmd::Add(key, dpb, dpa));
-        tracing::info!(a = %a.name, b = %b.name, worker = ab, reverse_worker = ba, "xconnect added");
-        let x = Xconnect {
-            a: a.name.clone(),
-            b: b.name.clone(),
-            worker: ab,
-            reverse_worker: ba,
-        };
-        self.xconnects.insert(key, (a, b, [ab, ba]));
-        Ok(x)
-    }
-
-    /// Removes the cross-connect interface `id` (named `name`) is part of;
-    /// returns once its worker has stopped pumping it.
-    pub fn remove(&mut self, id: u32, name: &str) -> Result<Xconnect, Error> {
-        let key = self
-            .xconnects
+    /// Frames each worker has read since it started.
+    pub fn worker_frames(&self) -> Vec<u64> {
+        self.workers
             .iter()
-            .find(|(_, (a, b, _))| a.id == id || b.id == id)
-            .map(|(k, _)| *k)
-            .ok_or_else(|| Error::NotFound(name.to_string()))?;
-        let (a, b, [ab, ba]) = self
-            .xconnects
-            .remove(&key)
-            .ok_or_else(|| Error::NotFound(name.to_string()))?;
-        let workers: &[usize] = if ab == ba { &[ab] } else { &[ab, ba] };
-        for &w in workers {
-            let (done_tx, done_rx) = mpsc::channel();
-            self.workers[w].send(Cmd::Remove(key, done_tx));
-            let _ = done_rx.recv();
-        }
-        tracing::info!(a = %a.name, b = %b.name, "xconnect removed");
-        Ok(Xconnect {
-            a: a.name,
-            b: b.name,
-            worker: ab,
-            reverse_worker: ba,
-        })
-    }
-}
-
-impl Forwarder {
-    /// Each worker's load: the cross-connect directions it pumps, and two
-    /// for each bridge domain (a bridge moves frames every way).
-    fn loads(&self) -> Vec<usize> {
-        let mut load = vec![0; self.workers.len()];
-        for (_, _, dirs) in self.xconnects.values() {
-            for &w in dirs {
-                load[w] += 1;
-            }
-        }
-        for (_, w) in self.bridges.values() {
-            load[*w] += 2;
-        }
-        load
-    }
-
-    fn least_loaded(&self) -> usize {
-        let load = self.loads();
-        (0..load.len()).min_by_key(|&w| load[w]).unwrap_or(0)
-    }
-
-    /// Workers for a new cross-connect's two directions: the least loaded
-    /// (lowest index first on a tie) for both, or, when directions are
-    /// split and there are two or more workers, the two least loaded.
-    fn place_directions(&self) -> [usize; 2] {
-        let load = self.loads();
-        let mut order: Vec<usize> = (0..load.len()).collect();
-        order.sort_by_key(|&w| (load[w], w));
-        let first = order.first().copied().unwrap_or(0);
-        let second = order.get(1).copied().filter(|_| self.split_directions);
-        [first, second.unwrap_or(first)]
-    }
-
-    /// The bridge interface `id` is in, if any.
-    pub fn bridge_of(&self, id: u32) -> Option<String> {
-        self.bridges
-            .iter()
-            .find(|(_, (b, _))| lock_bd(b).ports.iter().any(|p| p.id == id))
-            .map(|(n, _)| n.clone())
-    }
-
-    /// What `id` is attached to, in words, if anything.
-    pub fn attachment(&self, id: u32) -> Option<String> {
-        self.involving(id)
-            .map(|x| {
-                format!(
-                    "cross-connected ({} <-> {}); remove the xconnect first",
-                    x.a, x.b
-                )
-            })
-            .or_else(|| {
-                self.bridge_of(id)
-                    .map(|b| format!("in bridge {b}; remove it from the bridge first"))
-            })
-    }
-
-    fn shared_bridge(&self, name: &str) -> Result<(SharedBridge, usize), Error> {
-        self.bridges
-            .get(name)
-            .cloned()
-            .ok_or_else(|| Error::NoBridge(name.to_string()))
-    }
-
-    /// Creates an empty bridge domain with the default learn limit.
-    pub fn bridge_create(&mut self, name: &str) -> Result<BridgeInfo, Error> {
-        self.bridge_create_with(name, None)
-    }
-
-    /// Creates an empty bridge domain that learns at most `mac_limit`
-    /// addresses (default: [`Forwarder::default_mac_limit`]).
-    pub fn bridge_create_with(
-        &mut self,
-        name: &str,
-        mac_limit: Option<usize>,
-    ) -> Result<BridgeInfo, Error> {
-        check_bridge_name(name)?;
-        let limit = mac_limit.unwrap_or(self.default_mac_limit);
-        check_mac_limit(limit)?;
-        if self.bridges.contains_key(name) {
-            return Err(Error::BridgeExists(name.to_string()));
-        }
-        let bd = Arc::new(Mutex::new(BridgeDomain {
-            name: name.to_string(),
-            ports: Vec::new(),
-            macs: MacTable::new(limit, MAC_AGING, self.clock.now()),
-            clock: self.clock.clone(),
-        }));
-        let worker = self.least_loaded();
-        self.workers[worker].send(Cmd::AddBridge(bd.clone()));
-        self.bridges.insert(name.to_string(), (bd, worker));
-        tracing::info!(bridge = name, worker, mac_limit = limit, "bridge created");
-        self.bridge(name)
-    }
-
-    /// Adds interface `end` to bridge `name`.
-    pub fn bridge_add(&mut self, name: &str, end: End) -> Result<BridgeInfo, Error> {
-        let (bd, worker) = self.shared_bridge(name)?;
-        if end.tun {
-            return Err(Error::BridgeTun {
-                bridge: name.to_string(),
-                iface: end.name,
-            });
-        }
-        if let Some(what) = self.attachment(end.id) {
-            return Err(Error::Attached {
-                iface: end.name,
-                what,
-            });
-        }
-        let datapath = end
-            .datapath
-            .ok_or_else(|| Error::NoDataPath(end.name.clone()))?;
-        lock_bd(&bd).ports.push(BridgePort {
-            id: end.id,
-            name: end.name.clone(),
-            datapath,
-            shg: end.split_horizon,
-        });
-        self.workers[worker].send(Cmd::Wake);
-        tracing::info!(bridge = name, iface = %end.name, "bridge port added");
-        self.bridge(name)
-    }
-
-    /// Removes interface `id` (named `iface`) from bridge `name`; once this
-    /// returns the worker no longer pumps it.
-    pub fn bridge_remove(&mut self, name: &str, id: u32, iface: &str) -> Result<BridgeInfo, Error> {
-        let (bd, worker) = self.shared_bridge(name)?;
-        {
-            // The worker pumps a bridge under this lock: once we hold it and
-            // drop the port, the worker cannot touch the port again.
-            let mut b = lock_bd(&bd);
-            let Some(at) = b.ports.iter().position(|p| p.id == id) else {
-                return Err(Error::NotAPort {
-                    bridge: name.to_string(),
-                    iface: iface.to_string(),
-                });
-            };
-            b.ports.remove(at);
-            b.macs.remove_port(at);
-        }
-        self.workers[worker].send(Cmd::Wake);
-        tracing::info!(bridge = name, iface, "bridge port removed");
-        self.bridge(name)
-    }
-
-    /// Deletes an empty bridge domain.
-    pub fn bridge_delete(&mut self, name: &str) -> Result<(), Error> {
-        let (bd, worker) = self.shared_bridge(name)?;
-        if !lock_bd(&bd).ports.is_empty() {
-            return Err(Error::BridgeNotEmpty(name.to_string()));
-        }
-        let (done_tx, done_rx) = mpsc::channel();
-        self.workers[worker].send(Cmd::RemoveBridge(name.to_string(), done_tx));
-        let _ = done_rx.recv();
-        self.bridges.remove(name);
-        tracing::info!(bridge = name, "bridge deleted");
-        Ok(())
-    }
-
-    /// One bridge domain, with its MAC table.
-    pub fn bridge(&self, name: &str) -> Result<BridgeInfo, Error> {
-        let (bd, worker) = self.shared_bridge(name)?;
-        let b = lock_bd(&bd);
-        let now = b.clock.now();
-        let mut macs: Vec<MacEntry> = b
-            .macs
-            .entries(now)
-            .filter(|(_, _, age)| *age < MAC_AGING)
-            .filter_map(|(mac, port, age)| {
-                Some(MacEntry {
-                    mac: crate::MacAddr(mac).to_string(),
-                    iface: b.ports.get(port)?.name.clone(),
-                    age_s: age.as_secs(),
-                })
-            })
-            .collect();
-        macs.sort_by(|x, y| x.mac.cmp(&y.mac));
-        Ok(BridgeInfo {
-            name: b.name.clone(),
-            interfaces: b.ports.iter().map(|p| p.name.clone()).collect(),
-            macs,
-            mac_limit: b.macs.limit(),
-            learn_refused: b.macs.learn_refused(),
-            worker,
-        })
-    }
-
-    /// Every bridge domain.
-    /// Every bridge domain.
-    pub fn bridges(&self) -> Vec<BridgeInfo> {
-        self.bridges
-            .keys()
-            .filter_map(|n| self.bridge(n).ok())
+            .map(|w| w.frames.load(std::sync::atomic::Ordering::Relaxed))
             .collect()
-    }
-
-    /// Removes every cross-connect (workers keep running, idle).
-    pub fn clear(&mut self) {
-        let ends: Vec<(u32, String)> = self
-            .xconnects
-            .values()
-            .map(|(a, _, _)| (a.id, a.name.clone()))
-            .collect();
-        for (id, name) in ends {
-            let _ = self.remove(id, &name);
-        }
     }
 }
 

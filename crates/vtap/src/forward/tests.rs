@@ -388,3 +388,135 @@ fn pinned_workers_run_where_they_are_told() {
     );
     assert_eq!(e.kind(), crate::kind::ErrorKind::Invalid);
 }
+
+fn mq_port(id: u32, queues: usize) -> (Fake, End) {
+    let (fake, port) = FakePort::shared_with_queues(queues);
+    let end = End {
+        id,
+        name: format!("fake{id}"),
+        tun: false,
+        datapath: Some(port),
+        split_horizon: 0,
+    };
+    (fake, end)
+}
+
+/// Which worker read how many frames, once they have all arrived.
+fn frames_per_worker(fwd: &Forwarder, before: &[u64]) -> Vec<u64> {
+    fwd.worker_frames()
+        .iter()
+        .zip(before)
+        .map(|(n, b)| n - b)
+        .collect()
+}
+
+/// Queue pairs of a multi-queue cross-connect are spread over the workers
+/// (rx and tx queue `q` of both ends on one worker), each worker reads only
+/// its queues (its frame count says so), a queue pair moves by hand, and
+/// what cannot be placed is refused naming why.
+#[test]
+fn rx_queues_are_placed_per_worker_and_move_by_hand() {
+    use crate::kind::ErrorKind as K;
+    let mut fwd = Forwarder::new(2).expect("forwarder");
+    let ((fa, a), (fb, b)) = (mq_port(1, 2), mq_port(2, 2));
+    let x = fwd.xconnect(a, b).expect("xconnect");
+    fn workers(x: &Xconnect) -> Vec<(&str, usize, usize, bool)> {
+        x.rx_placement
+            .iter()
+            .map(|p| (p.iface.as_str(), p.queue, p.worker, p.set))
+            .collect()
+    }
+    assert_eq!(
+        workers(&x),
+        [
+            ("fake1", 0, 0, false),
+            ("fake1", 1, 1, false),
+            ("fake2", 0, 0, false),
+            ("fake2", 1, 1, false)
+        ]
+    );
+    assert_eq!(f(&fa).rx_workers, [Some(0), Some(1)]);
+    assert_eq!(f(&fb).rx_workers, [Some(0), Some(1)]);
+
+    // 10 frames on a's queue 1: worker 1 reads them, onto b's tx queue 1.
+    let before = fwd.worker_frames();
+    for i in 0..10 {
+        f(&fa).push_rx_on(1, frame(B, A, i));
+    }
+    until(|| f(&fb).sent.len() == 10);
+    assert_eq!(frames_per_worker(&fwd, &before), [0, 10]);
+    assert!(f(&fb).sent_on.iter().all(|&q| q == 1));
+
+    // Move the pair to worker 0: both ends' queue 1 go.
+    let x = fwd.set_rx_placement(1, "fake1", 1, 0).expect("placed");
+    assert_eq!(
+        workers(&x),
+        [
+            ("fake1", 0, 0, false),
+            ("fake1", 1, 0, true),
+            ("fake2", 0, 0, false),
+            ("fake2", 1, 0, true)
+        ]
+    );
+    assert_eq!(f(&fb).rx_workers, [Some(0), Some(0)]);
+    let before = fwd.worker_frames();
+    for i in 0..7 {
+        f(&fb).push_rx_on(1, frame(A, B, i));
+    }
+    until(|| f(&fa).sent.len() == 7);
+    assert_eq!(frames_per_worker(&fwd, &before), [7, 0]);
+    balanced(&fa);
+    balanced(&fb);
+
+    // Refusals, each naming the field and why.
+    let (_, c) = mq_port(3, 1);
+    fwd.bridge_create("bd").expect("bridge");
+    fwd.bridge_add("bd", c).expect("port");
+    let table: [(Error, K, &str); 4] = [
+        (
+            fwd.set_rx_placement(1, "fake1", 0, 2).expect_err("worker"),
+            K::Invalid,
+            "worker 2: the forwarder has 2 worker(s)",
+        ),
+        (
+            fwd.set_rx_placement(1, "fake1", 2, 0).expect_err("queue"),
+            K::Invalid,
+            "queue 2: fake1 has 2 rx queue(s)",
+        ),
+        (
+            fwd.set_rx_placement(3, "fake3", 0, 1).expect_err("bridge"),
+            K::Conflict,
+            "rx-placement fake3: in bridge bd",
+        ),
+        (
+            fwd.set_rx_placement(9, "fake9", 0, 1).expect_err("alone"),
+            K::Conflict,
+            "rx-placement fake9: not cross-connected",
+        ),
+    ];
+    for (e, kind, text) in table {
+        assert_eq!(e.kind(), kind, "{e}");
+        assert!(e.to_string().starts_with(text), "{e}");
+    }
+
+    // Removal lets go of every queue.
+    fwd.remove(1, "fake1").expect("removed");
+    assert_eq!(f(&fa).rx_workers, [None, None]);
+    assert_eq!(f(&fb).rx_workers, [None, None]);
+}
+
+/// With directions split, a queue moves alone (its peer's stays).
+#[test]
+fn with_split_directions_a_queue_moves_alone() {
+    let mut fwd = Forwarder::new(2).expect("forwarder");
+    fwd.set_split_directions(true);
+    let ((_, a), (_, b)) = (mq_port(1, 1), mq_port(2, 1));
+    let x = fwd.xconnect(a, b).expect("xconnect");
+    assert_eq!((x.worker, x.reverse_worker), (0, 1));
+    let x = fwd.set_rx_placement(2, "fake2", 0, 0).expect("placed");
+    assert_eq!((x.worker, x.reverse_worker), (0, 0));
+    assert_eq!(
+        x.rx_placement.iter().map(|p| p.set).collect::<Vec<_>>(),
+        [false, true]
+    );
+}

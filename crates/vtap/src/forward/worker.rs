@@ -8,9 +8,9 @@ use super::*;
 pub(super) struct Worker {
     rx: mpsc::Receiver<Cmd>,
     wake: EventFd,
-    /// Cross-connect directions: (key, from, to). A cross-connect's two
-    /// directions are on one worker or on two.
-    xcs: Vec<(u32, SharedPort, SharedPort)>,
+    /// Cross-connect directions and the rx queues of `from` this worker
+    /// reads (the others are another worker's).
+    xcs: Vec<Direction>,
     bds: Vec<SharedBridge>,
     /// Frames of one burst, reused.
     frames: Vec<Frame>,
@@ -22,6 +22,16 @@ pub(super) struct Worker {
     /// drained every round until empty (kept here so that a round without
     /// rate limits locks no port for it).
     shaped: Vec<SharedPort>,
+    /// Frames read, for `Forwarder::worker_frames`.
+    frames_read: Arc<std::sync::atomic::AtomicU64>,
+}
+
+/// Frames from some rx queues of `from` to `to`, for cross-connect `key`.
+struct Direction {
+    key: u32,
+    from: SharedPort,
+    to: SharedPort,
+    queues: Vec<usize>,
 }
 
 impl Worker {
@@ -29,6 +39,7 @@ impl Worker {
         rx: mpsc::Receiver<Cmd>,
         wake: EventFd,
         poll_window_us: Arc<std::sync::atomic::AtomicU64>,
+        frames_read: Arc<std::sync::atomic::AtomicU64>,
     ) -> Self {
         Self {
             rx,
@@ -39,6 +50,7 @@ impl Worker {
             egress: Egress::default(),
             poll_window_us,
             shaped: Vec::new(),
+            frames_read,
         }
     }
 
@@ -46,9 +58,14 @@ impl Worker {
     fn commands(&mut self) -> bool {
         while let Ok(cmd) = self.rx.try_recv() {
             match cmd {
-                Cmd::Add(key, a, b) => self.xcs.push((key, a, b)),
+                Cmd::Add(key, from, to, queues) => self.xcs.push(Direction {
+                    key,
+                    from,
+                    to,
+                    queues,
+                }),
                 Cmd::Remove(key, done) => {
-                    self.xcs.retain(|x| x.0 != key);
+                    self.xcs.retain(|x| x.key != key);
                     let _ = done.send(());
                 }
                 Cmd::AddBridge(bd) => self.bds.push(bd),
@@ -72,12 +89,21 @@ impl Worker {
             }
             let mut moved = 0;
             for i in 0..self.xcs.len() {
-                let (from, to) = (self.xcs[i].1.clone(), self.xcs[i].2.clone());
-                moved += self.pump(&from, &to);
+                let x = &self.xcs[i];
+                let (from, to) = (x.from.clone(), x.to.clone());
+                for j in 0..self.xcs[i].queues.len() {
+                    let q = self.xcs[i].queues[j];
+                    moved += self.pump(&from, &to, q);
+                }
             }
             for i in 0..self.bds.len() {
                 let bd = self.bds[i].clone();
                 moved += self.bridge_round(&mut lock_bd(&bd));
+            }
+            if moved > 0 {
+                // Relaxed: a statistic, ordered with nothing.
+                self.frames_read
+                    .fetch_add(moved as u64, std::sync::atomic::Ordering::Relaxed);
             }
             moved += self.flush_shaped();
             if moved > 0 {
@@ -163,28 +189,23 @@ impl Worker {
         d.tx_hold().is_some()
     }
 
-    /// One burst from each rx queue of `src` to `dst`; returns frames moved.
-    fn pump(&mut self, src: &SharedPort, dst: &SharedPort) -> usize {
-        let nq = lock(src).num_rx();
-        let mut moved = 0;
-        for q in 0..nq {
-            let n = self.burst_from(src, q);
-            if n == 0 {
-                continue;
-            }
-            {
-                let mut s = lock(src);
-                let l = &mut s.ledger_mut().rx;
-                l.received += n as u64;
-                l.forwarded += n as u64;
-            }
-            let mut d = lock(dst);
-            if self.send(&mut *d, q, 0..n) {
-                self.note_shaped(dst);
-            }
-            moved += n;
+    /// One burst from rx queue `q` of `src` to `dst`; returns frames moved.
+    fn pump(&mut self, src: &SharedPort, dst: &SharedPort, q: usize) -> usize {
+        let n = self.burst_from(src, q);
+        if n == 0 {
+            return 0;
         }
-        moved
+        {
+            let mut s = lock(src);
+            let l = &mut s.ledger_mut().rx;
+            l.received += n as u64;
+            l.forwarded += n as u64;
+        }
+        let mut d = lock(dst);
+        if self.send(&mut *d, q, 0..n) {
+            self.note_shaped(dst);
+        }
+        n
     }
 
     /// One round of a bridge: a burst from every port, each frame learned
@@ -264,9 +285,9 @@ impl Worker {
     fn idle_rounds_before_sleep(&self) -> Option<u32> {
         use crate::datapath::RxMode;
         let mut rounds = 1;
-        for dp in self.served() {
+        for (dp, queues) in self.served() {
             let d = lock(&dp);
-            for q in 0..d.num_rx() {
+            for q in queues.iter(d.num_rx()) {
                 match d.rx_mode(q) {
                     Ok(RxMode::Polling) => return None,
                     Ok(RxMode::Adaptive) => rounds = IDLE_POLLS,
@@ -302,11 +323,20 @@ impl Worker {
         self.shaped.iter().filter_map(|p| lock(p).tx_hold()).min()
     }
 
-    /// Every port this worker receives from.
-    fn served(&self) -> Vec<SharedPort> {
-        let mut all: Vec<SharedPort> = self.xcs.iter().map(|(_, from, _)| from.clone()).collect();
+    /// Every port this worker receives from, with the queues it reads.
+    fn served(&self) -> Vec<(SharedPort, Queues)> {
+        let mut all: Vec<(SharedPort, Queues)> = self
+            .xcs
+            .iter()
+            .map(|x| (x.from.clone(), Queues::Some(x.queues.clone())))
+            .collect();
         for bd in &self.bds {
-            all.extend(lock_bd(bd).ports.iter().map(|p| p.datapath.clone()));
+            all.extend(
+                lock_bd(bd)
+                    .ports
+                    .iter()
+                    .map(|p| (p.datapath.clone(), Queues::All)),
+            );
         }
         all
     }
@@ -321,13 +351,13 @@ impl Worker {
         let mut pending = false;
         let mut hold = self.tx_holds();
         let served = self.served();
-        for dp in &served {
+        for (dp, queues) in &served {
             let mut d = lock(dp);
             if let Some(h) = d.rx_hold() {
                 hold = Some(hold.map_or(h, |s| s.min(h)));
                 continue;
             }
-            for q in 0..d.num_rx() {
+            for q in queues.iter(d.num_rx()) {
                 pending |= d.arm_rx(q).unwrap_or(true);
                 if let Ok(fd) = d.rx_wait_fd(q) {
                     fds.push((fd, libc::POLLIN));
@@ -345,11 +375,28 @@ impl Worker {
         let mut rev = vec![0; fds.len()];
         let _ = crate::sys::poll(&fds, &mut rev, timeout);
         let _ = self.wake.read();
-        for dp in &served {
+        for (dp, queues) in &served {
             let d = lock(dp);
-            for q in 0..d.num_rx() {
+            for q in queues.iter(d.num_rx()) {
                 d.ack_rx(q);
             }
         }
+    }
+}
+
+/// The rx queues of a port a worker reads: some (a cross-connect's, placed
+/// per queue) or all (a bridge port's).
+enum Queues {
+    Some(Vec<usize>),
+    All,
+}
+
+impl Queues {
+    /// The queues, of a port with `n` rx queues.
+    fn iter(&self, n: usize) -> impl Iterator<Item = usize> + '_ {
+        (0..n).filter(move |q| match self {
+            Queues::Some(mine) => mine.contains(q),
+            Queues::All => true,
+        })
     }
 }

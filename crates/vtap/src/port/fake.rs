@@ -23,9 +23,14 @@ use crate::wire::{TxFrame, VnetHdr};
 /// An in-memory port.
 #[derive(Debug)]
 pub struct FakePort {
-    rx: VecDeque<(VnetHdr, Vec<u8>)>,
+    /// Frames waiting on each rx queue.
+    rx: Vec<VecDeque<(VnetHdr, Vec<u8>)>>,
     /// Frames sent through it, in order.
     pub sent: Vec<(VnetHdr, Vec<u8>)>,
+    /// The tx queue each frame of `sent` went out on.
+    pub sent_on: Vec<usize>,
+    /// The worker the forwarder says reads each rx queue.
+    pub rx_workers: Vec<Option<usize>>,
     /// Its tx counters (sent, dropped for want of room).
     pub tx: Counters,
     /// Times a worker armed it before going to sleep.
@@ -35,15 +40,23 @@ pub struct FakePort {
     offload: Stats,
     ledger: Ledger,
     mode: RxMode,
-    wake: EventFd,
+    /// One wait fd per rx queue.
+    wake: Vec<EventFd>,
 }
 
 impl FakePort {
     /// A port that takes every frame, with the offload caps of a plain TAP.
     pub fn new() -> Self {
+        Self::with_queues(1)
+    }
+
+    /// A port with `queues` rx and tx queues.
+    pub fn with_queues(queues: usize) -> Self {
         Self {
-            rx: VecDeque::new(),
+            rx: (0..queues).map(|_| VecDeque::new()).collect(),
             sent: Vec::new(),
+            sent_on: Vec::new(),
+            rx_workers: vec![None; queues],
             tx: Counters::default(),
             arms: 0,
             room: None,
@@ -53,21 +66,33 @@ impl FakePort {
             mode: RxMode::Interrupt,
             // Without an eventfd a fake cannot be waited on; the process is
             // out of fds, and a test cannot go on.
-            wake: EventFd::new(EFD_NONBLOCK).expect("eventfd"),
+            wake: (0..queues)
+                .map(|_| EventFd::new(EFD_NONBLOCK).expect("eventfd"))
+                .collect(),
         }
     }
 
     /// A new fake, shared: the handle to inspect it and the port to hand on.
     pub fn shared() -> (Arc<Mutex<FakePort>>, SharedPort) {
-        let fake = Arc::new(Mutex::new(Self::new()));
+        Self::shared_with_queues(1)
+    }
+
+    /// A new fake of `queues` queues, shared.
+    pub fn shared_with_queues(queues: usize) -> (Arc<Mutex<FakePort>>, SharedPort) {
+        let fake = Arc::new(Mutex::new(Self::with_queues(queues)));
         let port: SharedPort = fake.clone();
         (fake, port)
     }
 
     /// A frame arrives (as if from the host side); wakes a sleeping worker.
     pub fn push_rx(&mut self, frame: Vec<u8>) {
-        self.rx.push_back((VnetHdr::default(), frame));
-        let _ = self.wake.write(1);
+        self.push_rx_on(0, frame);
+    }
+
+    /// A frame arrives on rx queue `q`.
+    pub fn push_rx_on(&mut self, q: usize, frame: Vec<u8>) {
+        self.rx[q].push_back((VnetHdr::default(), frame));
+        let _ = self.wake[q].write(1);
     }
 
     /// From now on take at most `frames` more frames; `None`: all.
@@ -94,20 +119,20 @@ impl Default for FakePort {
 
 impl Port for FakePort {
     fn num_rx(&self) -> usize {
-        1
+        self.rx.len()
     }
     fn num_tx(&self) -> usize {
-        1
+        self.rx.len()
     }
     fn rx_burst(
         &mut self,
-        _q: usize,
+        q: usize,
         max: usize,
         f: &mut dyn FnMut(RxFrame<'_>),
     ) -> Result<usize, datapath::Error> {
         let mut n = 0;
         while n < max {
-            let Some((hdr, mut data)) = self.rx.pop_front() else {
+            let Some((hdr, mut data)) = self.rx[q].pop_front() else {
                 break;
             };
             f(RxFrame::owned(hdr, &mut data));
@@ -117,7 +142,7 @@ impl Port for FakePort {
     }
     fn tx_burst_wait(
         &mut self,
-        _q: usize,
+        q: usize,
         frames: &[TxFrame<'_>],
         _wait: Duration,
     ) -> Result<usize, datapath::Error> {
@@ -131,6 +156,7 @@ impl Port for FakePort {
                 *r -= 1;
             }
             self.sent.push((fr.hdr, fr.data.to_vec()));
+            self.sent_on.push(q);
             self.tx.packets += 1;
             self.tx.bytes += fr.data.len() as u64;
             sent += 1;
@@ -149,14 +175,17 @@ impl Port for FakePort {
     fn rx_mode(&self, _q: usize) -> Result<RxMode, datapath::Error> {
         Ok(self.mode)
     }
-    fn arm_rx(&mut self, _q: usize) -> Result<bool, datapath::Error> {
+    fn arm_rx(&mut self, q: usize) -> Result<bool, datapath::Error> {
         self.arms += 1;
-        Ok(!self.rx.is_empty())
+        Ok(!self.rx[q].is_empty())
     }
-    fn rx_wait_fd(&self, _q: usize) -> Result<RawFd, datapath::Error> {
-        Ok(self.wake.as_raw_fd())
+    fn rx_wait_fd(&self, q: usize) -> Result<RawFd, datapath::Error> {
+        Ok(self.wake[q].as_raw_fd())
     }
-    fn ack_rx(&self, _q: usize) {
-        let _ = self.wake.read();
+    fn ack_rx(&self, q: usize) {
+        let _ = self.wake[q].read();
+    }
+    fn set_rx_worker(&mut self, q: usize, worker: Option<usize>) {
+        self.rx_workers[q] = worker;
     }
 }

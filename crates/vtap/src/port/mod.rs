@@ -66,6 +66,11 @@ pub trait Port: Send + std::fmt::Debug {
     fn rx_wait_fd(&self, q: usize) -> Result<RawFd, datapath::Error>;
     /// Clears rx queue `q`'s signal after a wake-up.
     fn ack_rx(&self, q: usize);
+    /// Notes which forwarding worker reads rx queue `q` (`None`: none),
+    /// for `show`.
+    fn set_rx_worker(&mut self, q: usize, worker: Option<usize>) {
+        let _ = (q, worker);
+    }
     /// How long an rx rate limit holds reading back (`None`: it may read).
     fn rx_hold(&mut self) -> Option<Duration> {
         None
@@ -169,6 +174,9 @@ impl Port for DataPath {
     }
     fn ack_rx(&self, q: usize) {
         DataPath::ack_rx(self, q);
+    }
+    fn set_rx_worker(&mut self, q: usize, worker: Option<usize>) {
+        DataPath::set_rx_worker(self, q, worker);
     }
     fn rx_hold(&mut self) -> Option<Duration> {
         DataPath::rx_hold(self)

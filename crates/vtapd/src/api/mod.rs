@@ -28,6 +28,7 @@
 //! | POST | `/v1/bridges/{bd}/interfaces` | `{"iface": "tap0"}` | the bridge |
 //! | DELETE | `/v1/bridges/{bd}/interfaces/{if}` | | the bridge |
 //! | POST | `/v1/{taps,host-interfaces,vxlan-tunnels}/{if}/rate-limit` | `{"direction": "tx", "bytes_per_sec": 1250000, "burst": 65536, "packets_per_sec": 10000}` (no rate: lift it) | the limits in force with their counters |
+//! | POST | `/v1/{taps,host-interfaces,vxlan-tunnels}/{if}/rx-placement` | `{"queue": 1, "worker": 0}` | the cross-connect with every queue's worker (the peer's queue of that number moves too, unless directions are split) |
 //! | GET | `/metrics` | | Prometheus text format: per queue packets, bytes, kicks, drops by reason, ring occupancy; offload counters; API requests |
 //! | PUT/DELETE | `/v1/debug/fault` | `{"step": "set-mtu", "errno": 5}` | 204 (only with `[debug] fault_injection`) |
 //!
@@ -62,6 +63,7 @@ mod debug;
 mod forwarding;
 mod host_interfaces;
 mod limits;
+mod placement;
 mod taps;
 mod vxlan;
 
@@ -316,6 +318,7 @@ fn routes() -> OpenApiRouter<Arc<AppState>> {
         .merge(host_interfaces::routes())
         .merge(vxlan::routes())
         .merge(limits::routes())
+        .merge(placement::routes())
         .merge(forwarding::routes())
         .merge(debug::routes())
         .routes(routes!(metrics))
@@ -408,11 +411,12 @@ async fn count_request(
     responses((status = 200, description = "Prometheus/OpenMetrics text", content_type = "application/openmetrics-text", body = String)))]
 async fn metrics(State(s): State<Arc<AppState>>) -> Response {
     let node = s.node.lock().await;
-    let (taps, uplinks, tunnels, bridges) = (
+    let (taps, uplinks, tunnels, bridges, worker_frames) = (
         node.registry.list(),
         node.uplinks.list(),
         node.tunnels.list(),
         node.forwarder.bridges(),
+        node.forwarder.worker_frames(),
     );
     drop(node);
     let body = crate::metrics::render(
@@ -420,6 +424,7 @@ async fn metrics(State(s): State<Arc<AppState>>) -> Response {
         &uplinks,
         &tunnels,
         &bridges,
+        &worker_frames,
         &s.api_requests,
         &s.api_latency,
     );
@@ -460,6 +465,9 @@ pub struct Info {
     /// µs a worker keeps polling after the last frame before it sleeps.
     #[serde(default)]
     pub poll_window_us: u64,
+    /// Frames each forwarding worker has read (index: the worker).
+    #[serde(default)]
+    pub worker_frames: Vec<u64>,
 }
 
 #[utoipa::path(get, path = "/v1/info", tag = "daemon",
@@ -478,6 +486,7 @@ async fn info(State(s): State<Arc<AppState>>) -> Json<Info> {
         vxlan_tunnels: node.tunnels.len(),
         worker_cpus: node.forwarder.cpus().to_vec(),
         poll_window_us: u64::try_from(node.forwarder.poll_window().as_micros()).unwrap_or(u64::MAX),
+        worker_frames: node.forwarder.worker_frames(),
     })
 }
 
