@@ -40,21 +40,25 @@ def render(doc, **_):
     m = doc["machine"]
     out = [f"Session `{doc['session']}`: kernel {m['kernel']}, {m['cpus']} CPUs ({m['cpu']}), "
            f"{m['mem_gib']} GiB, vhost-net {'present' if m['vhost_net'] else 'absent'}; "
-           f"{doc['dur']} s per test, {doc['reps']} repetition(s), unpinned"
+           f"{doc['dur']} s per test, {doc['reps']} repetition(s), "
+           f"{'pinned (forwarders on CPU 1, traffic on CPU 0)' if doc.get('pinned') else 'unpinned'}"
            f"{' (--quick: harness check only, figures meaningless)' if doc['quick'] else ''}.", ""]
 
     g = lambda p, t, k: med(values(res, p, t, k))
     veth_tcp1, veth_tcp4 = g("veth", "tcp1", "gbps"), g("veth", "tcp4", "gbps")
+    veth_tcp8 = g("veth", "tcp8", "gbps")
     out += ["#### TCP (iperf3 A → B)", "",
-            "| peer | 1 stream Gbit/s | ×veth | fwd CPU % | CPU % per Gbit/s | 4 streams Gbit/s | ×veth | fwd CPU % |",
-            "|---|---|---|---|---|---|---|---|"]
+            "| peer | 1 stream Gbit/s | ×veth | fwd CPU % | CPU % per Gbit/s | 4 streams Gbit/s | ×veth | fwd CPU % "
+            "| 8 streams Gbit/s | ×veth |",
+            "|---|---|---|---|---|---|---|---|---|---|"]
     for p in peers:
-        out.append("| {} | {} | {} | {} | {} | {} | {} | {} |".format(
+        out.append("| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |".format(
             p, cell(values(res, p, "tcp1", "gbps")), ratio(g(p, "tcp1", "gbps"), veth_tcp1),
             cell(values(res, p, "tcp1", "fwd_cpu_pct"), "{:.0f}"),
             cell(values(res, p, "tcp1", "cpu_pct_per_gbps"), "{:.1f}"),
             cell(values(res, p, "tcp4", "gbps")), ratio(g(p, "tcp4", "gbps"), veth_tcp4),
-            cell(values(res, p, "tcp4", "fwd_cpu_pct"), "{:.0f}")))
+            cell(values(res, p, "tcp4", "fwd_cpu_pct"), "{:.0f}"),
+            cell(values(res, p, "tcp8", "gbps")), ratio(g(p, "tcp8", "gbps"), veth_tcp8)))
 
     tunrs = g("tunrs-tap", "small", "rx_kpps")
     out += ["", "#### Small packets (trafgen, 64-byte UDP frames into A; counted at B's interface)", "",
@@ -78,7 +82,7 @@ def render(doc, **_):
             cell(values(res, p, "sockperf", "rtt_p99_us"), "{:.0f}"),
             ratio(g(p, "sockperf", "rtt_p50_us"), vs)))
 
-    out += ["", *targets(res, peers), *uplink_targets(res, peers)]
+    out += ["", *targets(res, peers), *round_two_targets(res, peers), *uplink_targets(res, peers)]
     errors = [r for r in res if "error" in r]
     if errors:
         out += ["", "Failed measurements:", ""] + [f"- {r['peer']} {r['test']}: {r['error'][:200]}" for r in errors]
@@ -156,6 +160,42 @@ def targets(res, peers):
     return rows
 
 
+def best_peer(res, peers, test, key, among, higher=True):
+    """(name, values) of the peer among `among` with the best median."""
+    cands = [(p, values(res, p, test, key)) for p in peers if p in among and values(res, p, test, key)]
+    if not cands:
+        return None
+    pick = max if higher else min
+    return pick(cands, key=lambda x: med(x[1]))
+
+
+def round_two_targets(res, peers):
+    """Issue #18's targets, each against the best peer of this run."""
+    v = lambda p, t, k: values(res, p, t, k)
+    if DECLARED not in peers:
+        return []
+    rows = ["", f"#### Round-two targets (issue #18; declared configuration: `{DECLARED}`)", "",
+            "| target | figures (median [min–max]) | met |", "|---|---|---|"]
+    for test, factor, name in (("tcp4", 1.0, "TCP 4 streams ≥ 1.0× best userspace peer"),
+                               ("tcp4", 1.2, "TCP 4 streams ≥ 1.2× best userspace peer (stretch)"),
+                               ("tcp8", 1.0, "TCP 8 streams ≥ 1.0× best userspace peer (reported)"),
+                               ("tcp1", 1.05, "TCP 1 stream ≥ 1.05× best userspace peer")):
+        ours, best = v(DECLARED, test, "gbps"), best_peer(res, peers, test, "gbps", USERSPACE)
+        if ours and best:
+            rows.append(f"| {name} | vtap {span(ours)} / {best[0]} {span(best[1])} Gbit/s | "
+                        f"{verdict(ours, best[1], factor)} |")
+    ours, veth = v(DECLARED, "tcp1", "gbps"), v("veth", "tcp1", "gbps")
+    if ours and veth:
+        rows.append(f"| TCP 1 stream ≥ 0.9× veth | vtap {span(ours)} / veth {span(veth)} Gbit/s | "
+                    f"{verdict(ours, veth, 0.9)} |")
+    ours = v(DECLARED, "ping", "p50_us")
+    best = best_peer(res, peers, "ping", "p50_us", ["offload", "offload-t", "naive"], higher=False)
+    if ours and best:
+        rows.append(f"| ping p50 (5 ms apart) ≤ 0.7× the best C forwarder | vtap {span(ours, '{:.0f}')} / "
+                    f"{best[0]} {span(best[1], '{:.0f}')} µs | {verdict(ours, best[1], 0.7, higher_better=False)} |")
+    return rows
+
+
 # The uplink path's declared configuration (issue #15): a tap with gso +
 # gro-coalesce cross-connected to an AF_PACKET uplink, default rx mode.
 DECLARED_UPLINK = "vtap-uplink"
@@ -182,6 +222,7 @@ def uplink_targets(res, peers):
 CHARTS = [
     ("tcp1", "gbps", "TCP, 1 stream", "Gbit/s", True),
     ("tcp4", "gbps", "TCP, 4 streams", "Gbit/s", True),
+    ("tcp8", "gbps", "TCP, 8 streams", "Gbit/s", True),
     ("small", "rx_kpps", "Small packets arrived", "kpps", True),
     ("ping", "p50_us", "ping round trip, p50", "µs", False),
     ("sockperf", "rtt_p50_us", "sockperf UDP round trip, p50", "µs", False),

@@ -22,6 +22,10 @@ Topology (per peer): two namespaces of this run, A (198.18.0.1/24,
     vtap-w2       `vtap` with two forwarding workers ([forwarding]
                   workers = 2, split_directions = true): a cross-connect's
                   directions on one each
+    vtap-mq2      `vtap` with two queue pairs per tap (--num-rx-queues 2
+                  --num-tx-queues 2) and two workers: queue pair 0 on
+                  worker 0, pair 1 on worker 1 (placed by load,
+                  consistent-qp); the kernel spreads flows over the queues
     naive         C forwarder: one read()/write() per frame, no vnet header
     tunrs-tap     the tun-rs crate with offload(true), raw pass-through
     dpdk          dpdk-testpmd, two net_tap vdevs, io forwarding; no TSO/GSO
@@ -73,8 +77,10 @@ MTU 1450 on A and B:
                       underlay veth has tx checksum off (the kernel's inner
                       checksums finished before they cross, as on a wire)
 
-For each: ping and sockperf latency, iperf3 TCP with 1 and 4 streams, and the
-small-packet rate (trafgen sends 64-byte UDP frames into A's interface; what
+For each: ping (200 requests 5 ms apart: the forwarder sleeps between
+them in its default mode) and sockperf ping-pong latency (back to back: the
+next request leaves when the reply is in), iperf3 TCP with 1, 4 and 8
+streams, and the small-packet rate (trafgen sends 64-byte UDP frames into A's interface; what
 arrives at B's interface is counted), with the forwarder's CPU time. The
 repetitions are interleaved (repetition 1 of every peer, then 2, ...), every
 test (latency too) is taken in every repetition, and the tables give medians
@@ -86,6 +92,12 @@ only when vtap's min-max range clears the peer's; overlapping ranges are
 measurement), table.md (the markdown of docs/benchmarks.md), ratios
 against the peers of the same run, and an SVG chart per test
 (<session>-<test>.svg: every peer's median with its min-max).
+
+--pin: every forwarder on CPU 1 and the traffic (iperf3, sockperf, ping,
+trafgen, both ends) on CPU 0, the same for every peer: processes started
+under `taskset -c 1` (vtap's daemon with all its threads; testpmd maps both
+its lcores to CPU 1). Without it nothing is pinned. Pinned and unpinned are
+two runs, each with its own ratios.
 
 --quick (for CI): veth, vtap, offload, naive; 1 s per test, one repetition.
 It checks that the harness works and asserts nothing about timings.
@@ -114,7 +126,8 @@ PEERS = os.path.join(BENCH, "peers")
 VTAP = os.path.join(ROOT, "target", "release", "vtap")
 TUNRS = os.path.join(PEERS, "tunrs-fwd", "target", "release", "tunrs-fwd")
 
-ALL_PEERS = ["veth", "vtap", "vtap-poll", "vtap-gso", "vtap-none", "vtap-rings", "vtap-w2", "offload", "offload-t",
+ALL_PEERS = ["veth", "vtap", "vtap-poll", "vtap-gso", "vtap-none", "vtap-rings", "vtap-w2", "vtap-mq2",
+             "offload", "offload-t",
              "naive", "tunrs-tap",
              "dpdk", "uplink-bridge", "vtap-uplink", "vtap-uplink-xdp", "dpdk-uplink", "dpdk-uplink-xdp",
              "uu-bridge", "vtap-uu", "vtap-uu-xdp", "dpdk-uu-xdp",
@@ -143,6 +156,18 @@ NS_U1, NS_U2 = f"{TAG}-u1", f"{TAG}-u2"
 IF_N1, IF_N2 = f"{TAG}n1", f"{TAG}n2"
 U1, U2 = "198.18.1.1", "198.18.1.2"
 VNI = "42"
+# --pin: the CPU the forwarders run on, and the one the traffic runs on.
+PIN = {"fwd": None, "load": None}
+
+
+def on_fwd_cpu(argv):
+    """`argv` under `taskset` on the forwarders' CPU (when pinned)."""
+    return ["taskset", "-c", str(PIN["fwd"]), *argv] if PIN["fwd"] is not None else list(argv)
+
+
+def on_load_cpu(argv):
+    """`argv` under `taskset` on the traffic's CPU (when pinned)."""
+    return ["taskset", "-c", str(PIN["load"]), *argv] if PIN["load"] is not None else list(argv)
 
 
 def log(msg):
@@ -408,12 +433,12 @@ def start_peer(run, peer):
         start_vtap(run, peer)
     elif peer in ("naive", "offload", "offload-t"):
         binary, flags = {"offload-t": ("offload", ["-t"])}.get(peer, (peer, []))
-        p = run.spawn([os.path.join(PEERS, binary), *flags, IF_A, IF_B], peer)
+        p = run.spawn(on_fwd_cpu([os.path.join(PEERS, binary), *flags, IF_A, IF_B]), peer)
         run.fwd_pid = p.pid
         wait_ready(run, peer, "READY")
         move_taps()
     elif peer == "tunrs-tap":
-        p = run.spawn([TUNRS, "tap", IF_A, IF_B], peer)
+        p = run.spawn(on_fwd_cpu([TUNRS, "tap", IF_A, IF_B]), peer)
         run.fwd_pid = p.pid
         wait_ready(run, peer, "READY")
         move_taps()
@@ -439,7 +464,9 @@ def start_testpmd(run, peer, second_vdev, first_vdev=None):
     stdin = os.open(fifo, os.O_RDWR)
     p = run.spawn(["stdbuf", "-oL", "dpdk-testpmd", "--no-huge", "-m", "512", "--no-pci",
                    "--no-shconf", "--file-prefix=vtbench", f"--vdev={first_vdev or f'net_tap0,iface={IF_A}'}",
-                   f"--vdev={second_vdev}", "-l", "0-1", "--", "--forward-mode=io",
+                   f"--vdev={second_vdev}",
+                   *(["--lcores", f"(0,1)@{PIN['fwd']}"] if PIN["fwd"] is not None else ["-l", "0-1"]),
+                   "--", "--forward-mode=io",
                    "--auto-start", "--nb-cores=1", "--total-num-mbufs=32768"], peer, stdin=stdin)
     os.close(stdin)
     run.fwd_pid = p.pid
@@ -464,7 +491,7 @@ def vtap_daemon(run, peer, config=None, sock_dir=None, name=None):
         with open(conf, "w") as f:
             f.write(config)
         daemon += ["--config", conf]
-    p = run.spawn(daemon, name or peer)
+    p = run.spawn(on_fwd_cpu(daemon), name or peer)
     run.fwd_pid = p.pid
     wait_for(lambda: os.path.exists(sock), 10, "vtap daemon socket")
     return vtap, dict(os.environ, VTAP_SOCKET=sock)
@@ -479,8 +506,10 @@ def start_vtap(run, peer):
              "vtap-poll": ["--gso", "--gro-coalesce"],
              "vtap-gso": ["--gso"], "vtap-none": [],
              "vtap-rings": ["--gso", "--gro-coalesce", "--backend", "userspace"],
-             "vtap-w2": ["--gso", "--gro-coalesce"]}[peer]
-    config = "[forwarding]\nworkers = 2\nsplit_directions = true\n" if peer == "vtap-w2" else None
+             "vtap-w2": ["--gso", "--gro-coalesce"],
+             "vtap-mq2": ["--gso", "--gro-coalesce", "--num-rx-queues", "2", "--num-tx-queues", "2"]}[peer]
+    config = {"vtap-w2": "[forwarding]\nworkers = 2\nsplit_directions = true\n",
+              "vtap-mq2": "[forwarding]\nworkers = 2\n"}.get(peer)
     vtap, env = vtap_daemon(run, peer, config)
     mkns()
     names = []
@@ -572,10 +601,11 @@ def stat(ns, ifn, name):
 
 
 def iperf(run, peer, streams, dur):
-    srv = run.spawn(["ip", "netns", "exec", NS_B, "iperf3", "-s", "-1", "-B", B4], f"{peer}-iperf3-s")
+    srv = run.spawn(["ip", "netns", "exec", NS_B, *on_load_cpu(["iperf3", "-s", "-1", "-B", B4])],
+                    f"{peer}-iperf3-s")
     wait_for(lambda: "5201" in nsx(NS_B, "ss", "-Hltn", check=False).stdout, 5, "iperf3 server")
     cpu = Cpu(run.fwd_pid)
-    r = nsx(NS_A, "iperf3", "-c", B4, "-t", str(dur), "-P", str(streams), "-J", check=False,
+    r = nsx(NS_A, *on_load_cpu(["iperf3", "-c", B4, "-t", str(dur), "-P", str(streams), "-J"]), check=False,
             timeout=dur + 30)
     res = cpu.result()
     srv.wait(10)
@@ -617,8 +647,8 @@ def small_packets(run, peer, dur):
     cpu = Cpu(run.fwd_pid)
     t0 = time.time()
     # --no-sock-mem: leave the machine's socket memory sysctls alone.
-    nsx(NS_A, "timeout", "-s", "INT", str(dur), "trafgen", "--dev", IF_A, "--conf", conf,
-        "--cpus", "1", "--no-sock-mem", check=False, timeout=dur + 20)
+    nsx(NS_A, *on_load_cpu(["timeout", "-s", "INT", str(dur), "trafgen", "--dev", IF_A, "--conf", conf,
+        "--cpus", "1", "--no-sock-mem"]), check=False, timeout=dur + 20)
     time.sleep(0.2)  # what is still in flight arrives
     secs = time.time() - t0
     res = cpu.result()
@@ -633,7 +663,9 @@ def small_packets(run, peer, dur):
 
 
 def ping(run, n):
-    r = nsx(NS_A, "ping", "-c", str(n), "-i", "0.01", "-W", "1", B4, check=False)
+    # 5 ms apart: long enough that a forwarder in its default mode has
+    # gone to sleep before the next request (its poll window is 50 µs).
+    r = nsx(NS_A, *on_load_cpu(["ping", "-c", str(n), "-i", "0.005", "-W", "1", B4]), check=False)
     t = sorted(float(x) for x in re.findall(r"time=([0-9.]+) ms", r.stdout))
     if not t:
         return {"error": "ping: no replies"}
@@ -643,10 +675,10 @@ def ping(run, n):
 
 
 def sockperf(run, peer, dur):
-    srv = run.spawn(["ip", "netns", "exec", NS_B, "sockperf", "server", "-i", B4, "-p", "11111"],
+    srv = run.spawn(["ip", "netns", "exec", NS_B, *on_load_cpu(["sockperf", "server", "-i", B4, "-p", "11111"])],
                     f"{peer}-sockperf-s")
     time.sleep(0.5)
-    r = nsx(NS_A, "sockperf", "ping-pong", "-i", B4, "-p", "11111", "-t", str(dur), "-m", "64",
+    r = nsx(NS_A, *on_load_cpu(["sockperf", "ping-pong", "-i", B4, "-p", "11111", "-t", str(dur), "-m", "64"]),
             check=False, timeout=dur + 30)
     srv.terminate()
     srv.wait(5)
@@ -678,6 +710,8 @@ def measure(run, peer, args, emit, rep):
         emit(peer, "tcp1", iperf(run, peer, 1, args.dur), rep)
     if want("tcp4"):
         emit(peer, "tcp4", iperf(run, peer, 4, args.dur), rep)
+    if want("tcp8"):
+        emit(peer, "tcp8", iperf(run, peer, 8, args.dur), rep)
     if want("small"):
         emit(peer, "small", small_packets(run, peer, args.dur), rep)
 
@@ -692,7 +726,9 @@ def main():
     ap.add_argument("--dur", type=int, help="seconds per test (default 10; quick 1)")
     ap.add_argument("--reps", type=int, help="repetitions (default 3; quick 1)")
     ap.add_argument("--out", help="output directory (default bench/out/<session>)")
-    ap.add_argument("--only", action="append", choices=["ping", "sockperf", "tcp1", "tcp4", "small"],
+    ap.add_argument("--pin", action="store_true",
+                    help="forwarders on CPU 1, traffic on CPU 0 (every peer alike)")
+    ap.add_argument("--only", action="append", choices=["ping", "sockperf", "tcp1", "tcp4", "tcp8", "small"],
                     help="run only this test (repeatable; A/B bisection)")
     args = ap.parse_args()
     if os.geteuid() != 0:
@@ -701,6 +737,10 @@ def main():
     for p in peers:
         if p not in ALL_PEERS + OPTIONAL_PEERS:
             sys.exit(f"bench/run.py: unknown peer '{p}' (known: {', '.join(ALL_PEERS)})")
+    if args.pin:
+        if os.cpu_count() < 2:
+            sys.exit("bench/run.py: --pin needs two CPUs")
+        PIN.update(fwd=1, load=0)
     args.dur = args.dur or (1 if args.quick else 10)
     args.reps = args.reps or (1 if args.quick else 3)
     session = time.strftime("%Y%m%dT%H%M%S")
@@ -735,7 +775,7 @@ def main():
                 run.down()
 
     machine = machine_facts()
-    doc = {"session": session, "machine": machine, "quick": args.quick, "dur": args.dur,
+    doc = {"session": session, "machine": machine, "quick": args.quick, "dur": args.dur, "pinned": args.pin,
            "reps": args.reps, "results": results}
     with open(os.path.join(out, "results.json"), "w") as f:
         json.dump(doc, f, indent=1)
