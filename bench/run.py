@@ -22,6 +22,8 @@ Topology (per peer): two namespaces of this run, A (198.18.0.1/24,
     vtap-w2       `vtap` with two forwarding workers ([forwarding]
                   workers = 2, split_directions = true): a cross-connect's
                   directions on one each
+    vtap-uring    `vtap` on the io-uring backend (--backend io-uring): the
+                  direct engine with 32 reads or writes per io_uring_enter
     vtap-mq2      `vtap` with two queue pairs per tap (--num-rx-queues 2
                   --num-tx-queues 2) and two workers: queue pair 0 on
                   worker 0, pair 1 on worker 1 (placed by load,
@@ -126,7 +128,7 @@ PEERS = os.path.join(BENCH, "peers")
 VTAP = os.path.join(ROOT, "target", "release", "vtap")
 TUNRS = os.path.join(PEERS, "tunrs-fwd", "target", "release", "tunrs-fwd")
 
-ALL_PEERS = ["veth", "vtap", "vtap-poll", "vtap-gso", "vtap-none", "vtap-rings", "vtap-w2", "vtap-mq2",
+ALL_PEERS = ["veth", "vtap", "vtap-poll", "vtap-gso", "vtap-none", "vtap-rings", "vtap-w2", "vtap-mq2", "vtap-uring",
              "offload", "offload-t",
              "naive", "tunrs-tap",
              "dpdk", "uplink-bridge", "vtap-uplink", "vtap-uplink-xdp", "dpdk-uplink", "dpdk-uplink-xdp",
@@ -507,7 +509,8 @@ def start_vtap(run, peer):
              "vtap-gso": ["--gso"], "vtap-none": [],
              "vtap-rings": ["--gso", "--gro-coalesce", "--backend", "userspace"],
              "vtap-w2": ["--gso", "--gro-coalesce"],
-             "vtap-mq2": ["--gso", "--gro-coalesce", "--num-rx-queues", "2", "--num-tx-queues", "2"]}[peer]
+             "vtap-mq2": ["--gso", "--gro-coalesce", "--num-rx-queues", "2", "--num-tx-queues", "2"],
+             "vtap-uring": ["--gso", "--gro-coalesce", "--backend", "io-uring"]}[peer]
     config = {"vtap-w2": "[forwarding]\nworkers = 2\nsplit_directions = true\n",
               "vtap-mq2": "[forwarding]\nworkers = 2\n"}.get(peer)
     vtap, env = vtap_daemon(run, peer, config)
@@ -647,8 +650,16 @@ def small_packets(run, peer, dur):
     cpu = Cpu(run.fwd_pid)
     t0 = time.time()
     # --no-sock-mem: leave the machine's socket memory sysctls alone.
-    nsx(NS_A, *on_load_cpu(["timeout", "-s", "INT", str(dur), "trafgen", "--dev", IF_A, "--conf", conf,
-        "--cpus", "1", "--no-sock-mem"]), check=False, timeout=dur + 20)
+    # A process of the run (so that a run stopped half-way stops it too: a
+    # trafgen left behind spins on its interface's ghost for ever).
+    gen = run.spawn(["ip", "netns", "exec", NS_A, *on_load_cpu(["timeout", "-s", "INT", str(dur), "trafgen", "--dev",
+                                                                IF_A, "--conf", conf, "--cpus", "1", "--no-sock-mem"])],
+                    f"{peer}-trafgen")
+    try:
+        gen.wait(dur + 20)
+    except subprocess.TimeoutExpired:
+        gen.kill()
+        gen.wait()
     time.sleep(0.2)  # what is still in flight arrives
     secs = time.time() - t0
     res = cpu.result()

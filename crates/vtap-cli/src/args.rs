@@ -108,7 +108,7 @@ pub struct CreateArgs {
     /// Attach to an existing persistent interface (--host-if-name).
     #[arg(long)]
     attach: bool,
-    /// auto | vhost-net | userspace | direct.
+    /// auto | vhost-net | userspace | direct | io-uring.
     #[arg(long)]
     backend: Option<String>,
 }

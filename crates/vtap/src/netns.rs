@@ -71,6 +71,13 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
+    /// The namespace's file now names another namespace (it was deleted
+    /// and one of the same name made).
+    #[error("host-ns '{spec}': no longer the namespace the interface is in (deleted, or replaced by another of that name)")]
+    Replaced {
+        /// The spec as given.
+        spec: String,
+    },
     /// `setns(2)` failed.
     #[error("cannot enter the namespace")]
     Enter(#[source] io::Error),
@@ -220,6 +227,68 @@ impl Netns {
     /// a watchdog starts, a tape rewinds; a FIFO would block), and the open
     /// is non-blocking; the opened file is checked again.
     pub fn open(spec: &NetnsSpec) -> Result<Self, Error> {
+        let (file, inode) = Self::open_file(spec)?;
+        let path = spec.path();
+        let ns = Self {
+            spec: Some(spec.clone()),
+            file,
+            inode,
+            own: false,
+        };
+        // setns(CLONE_NEWNET) refuses anything but a network namespace file:
+        // entering it once on a throwaway thread is the authoritative check.
+        match ns.run_in(|| ()) {
+            Ok(()) => Ok(ns),
+            Err(Error::Enter(source)) => Err(match source.raw_os_error() {
+                Some(libc::EINVAL) => Error::NotNetns {
+                    spec: spec.to_string(),
+                    path,
+                    source,
+                },
+                Some(libc::EPERM) => Error::Permission {
+                    spec: spec.to_string(),
+                    source,
+                },
+                _ => Error::Enter(source),
+            }),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Opens `spec` again, as the namespace of inode `inode` it named when
+    /// [`Netns::open`] checked it: a handle given up to save an fd
+    /// ([`Netns::reopenable`]) and taken again when it is needed. Another
+    /// namespace under that name is refused.
+    pub fn reopen(spec: &NetnsSpec, inode: u64) -> Result<Self, Error> {
+        let (file, found) = Self::open_file(spec)?;
+        if found != inode {
+            return Err(Error::Replaced {
+                spec: spec.to_string(),
+            });
+        }
+        Ok(Self {
+            spec: Some(spec.clone()),
+            file,
+            inode,
+            own: false,
+        })
+    }
+
+    /// Whether a handle on this namespace may be closed and opened again by
+    /// its path: a bind mount (`ip netns add`, a CNI runtime's) keeps the
+    /// namespace alive and its path names it; a `/proc` path names a
+    /// process, which may go while the namespace lives on.
+    pub fn reopenable(&self) -> bool {
+        match &self.spec {
+            Some(NetnsSpec::Name(_)) => true,
+            Some(NetnsSpec::Path(p)) => !p.starts_with("/proc"),
+            Some(NetnsSpec::Pid(_)) | None => false,
+        }
+    }
+
+    /// The namespace file `spec` names, opened and checked to be one
+    /// (`nsfs`), with its inode.
+    fn open_file(spec: &NetnsSpec) -> Result<(File, u64), Error> {
         use std::os::unix::fs::OpenOptionsExt;
         let path = spec.path();
         let open_err = |source| Error::Open {
@@ -253,30 +322,7 @@ impl Netns {
                 source,
             })?
             .ino();
-        let ns = Self {
-            spec: Some(spec.clone()),
-            file,
-            inode,
-            own: false,
-        };
-        // setns(CLONE_NEWNET) refuses anything but a network namespace file:
-        // entering it once on a throwaway thread is the authoritative check.
-        match ns.run_in(|| ()) {
-            Ok(()) => Ok(ns),
-            Err(Error::Enter(source)) => Err(match source.raw_os_error() {
-                Some(libc::EINVAL) => Error::NotNetns {
-                    spec: spec.to_string(),
-                    path,
-                    source,
-                },
-                Some(libc::EPERM) => Error::Permission {
-                    spec: spec.to_string(),
-                    source,
-                },
-                _ => Error::Enter(source),
-            }),
-            Err(e) => Err(e),
-        }
+        Ok((file, inode))
     }
 
     /// The spec it was opened from; `None` for the daemon's own namespace.

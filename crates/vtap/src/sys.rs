@@ -17,6 +17,8 @@ use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 /// `IFNAMSIZ` from `<net/if.h>`: 15 bytes of name plus the NUL.
 pub const IFNAMSIZ: usize = libc::IFNAMSIZ;
 
+mod uring;
+pub use uring::{Uring, URING_BATCH};
 mod xdp;
 pub use xdp::{register_umem, set_cloexec, set_sndbuf_force, xdp_statistics, xsk_kick_tx, AnonMap};
 

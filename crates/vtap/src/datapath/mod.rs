@@ -72,6 +72,9 @@ pub enum Backend {
     Userspace,
     /// No rings: the data plane reads and writes the tap fds itself.
     Direct,
+    /// The direct engine with its reads and writes batched through
+    /// io_uring (one `io_uring_enter` per 32 frames).
+    IoUring,
     /// An XDP socket's rings per queue (host uplinks in `af-xdp` mode).
     AfXdp,
     /// UDP sockets in the underlay (VXLAN tunnels).
@@ -84,6 +87,7 @@ impl fmt::Display for Backend {
             Self::VhostNet => "vhost-net",
             Self::Userspace => "userspace",
             Self::Direct => "direct",
+            Self::IoUring => "io-uring",
             Self::AfXdp => "af-xdp",
             Self::Vxlan => "vxlan",
         })
@@ -224,7 +228,7 @@ impl DataPath {
     /// per queue pair).
     pub fn start(cfg: &Config, taps: &[File]) -> Result<Self, Error> {
         match cfg.backend {
-            Backend::Direct => Self::start_direct(cfg, taps),
+            Backend::Direct | Backend::IoUring => Self::start_direct(cfg, taps),
             Backend::VhostNet => Self::start_rings(cfg, taps, true),
             Backend::Userspace => Self::start_rings(cfg, taps, false),
             Backend::AfXdp | Backend::Vxlan => Err(Error::NotForTaps),
@@ -286,11 +290,28 @@ impl DataPath {
                 .cloned()
                 .ok_or(direct::Error::NoTap(i))
         };
+        let uring = cfg.backend == Backend::IoUring;
         let rx = (0..cfg.num_rx_queues)
-            .map(|i| Ok(engine::Rx::from(direct::DirectRx::new(tap(i)?))))
+            .map(|i| {
+                let t = tap(i)?;
+                let q = if uring {
+                    direct::DirectRx::uring(t)?
+                } else {
+                    direct::DirectRx::new(t)
+                };
+                Ok(engine::Rx::from(q))
+            })
             .collect::<Result<Vec<_>, direct::Error>>()?;
         let tx = (0..cfg.num_tx_queues)
-            .map(|i| Ok(engine::Tx::Direct(direct::DirectTx::new(tap(i)?))))
+            .map(|i| {
+                let t = tap(i)?;
+                let q = if uring {
+                    direct::DirectTx::uring(t)?
+                } else {
+                    direct::DirectTx::new(t)
+                };
+                Ok(engine::Tx::Direct(q))
+            })
             .collect::<Result<Vec<_>, direct::Error>>()?;
         Ok(Self::assemble(cfg, Running::Direct, rx, tx, 0, None))
     }

@@ -68,6 +68,8 @@ pub enum BackendRequest {
     Userspace,
     /// No rings: the data plane reads and writes the tap fd itself.
     Direct,
+    /// The direct engine, reads and writes batched through io_uring.
+    IoUring,
 }
 
 impl FromStr for BackendRequest {
@@ -78,10 +80,11 @@ impl FromStr for BackendRequest {
             "vhost-net" => Ok(Self::VhostNet),
             "userspace" => Ok(Self::Userspace),
             "direct" => Ok(Self::Direct),
+            "io-uring" => Ok(Self::IoUring),
             _ => Err(refuse(
                 "backend",
                 s,
-                "expected one of auto, vhost-net, userspace, direct",
+                "expected one of auto, vhost-net, userspace, direct, io-uring",
             )),
         }
     }

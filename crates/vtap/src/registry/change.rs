@@ -115,9 +115,9 @@ impl Registry {
             .ok_or_else(|| Error::NotFound(key.into()))?;
         let index = tap.info.host_ifindex;
         let faults = self.faults.clone();
-        let ns = &tap.ns;
+        let ns = tap.ns.open().map_err(Error::Namespace)?;
         let now = astep(&faults, Step::SetMtu, async {
-            let host = Host::open(ns)?;
+            let host = Host::open(&ns)?;
             host.set_mtu(index, mtu).await?;
             Ok(host.link_by_index(index).await?)
         })

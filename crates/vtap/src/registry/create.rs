@@ -667,7 +667,7 @@ impl Registry {
         Ok(Tap {
             info,
             datapath: rb.datapath.take().map(|d| Arc::new(Mutex::new(d))),
-            ns,
+            ns: super::TapNs::new(ns),
             queues: std::mem::take(&mut rb.queues),
             watch,
             rev: 0,
@@ -694,7 +694,7 @@ impl Registry {
             indirect: true,
             backend,
         };
-        if backend == Backend::Direct {
+        if matches!(backend, Backend::Direct | Backend::IoUring) {
             return DataPath::start_direct_shared(&dcfg, queues);
         }
         let taps = queues
@@ -716,6 +716,7 @@ impl Registry {
         match req {
             BackendRequest::Userspace => Ok(Backend::Userspace),
             BackendRequest::Direct => Ok(Backend::Direct),
+            BackendRequest::IoUring => Ok(Backend::IoUring),
             // Without vhost-net, rings served by a vtap thread only add
             // copies and thread hand-offs: the direct engine is faster on
             // every measure (docs/benchmarks.md).

@@ -121,8 +121,17 @@ impl Registry {
     ) -> Result<tokio::task::JoinHandle<Result<(), Error>>, Error> {
         let f = &self.faults;
         let tap = self.taps.get(&id).ok_or(Error::NotFound(id.to_string()))?;
-        let ns = step(f, Step::OpenNetlink, || {
-            tap.ns.try_clone().map_err(StepError::Io)
+        let ns = step(f, Step::OpenNetlink, || match tap.ns.open() {
+            Ok(ns) => Ok(Some(ns)),
+            // The namespace's file is gone (`ip netns del`) or names another
+            // namespace: the tap's lives on only through vtap's own fds, and
+            // its link goes with the queue fds when the interface is
+            // forgotten (persist is cleared first, below).
+            Err(netns::Error::Replaced { .. }) => Ok(None),
+            Err(netns::Error::Open { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
+                Ok(None)
+            }
+            Err(e) => Err(StepError::Netns(e)),
         })?;
         if tap.info.persist {
             step(f, Step::DeleteClearPersist, || match tap.queues.first() {
@@ -135,8 +144,9 @@ impl Registry {
             w.expect_removal(true);
         }
         Ok(tokio::task::spawn_blocking(move || {
-            step(&faults, Step::DeleteLink, || {
-                host::delete_link_blocking(&ns, index).map_err(Into::into)
+            step(&faults, Step::DeleteLink, || match &ns {
+                Some(ns) => host::delete_link_blocking(ns, index).map_err(Into::into),
+                None => Ok(()),
             })
         }))
     }
