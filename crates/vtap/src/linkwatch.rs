@@ -23,7 +23,7 @@
 //! [`Tap`]: crate::registry
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use crate::host::{self, LinkEvent, LinkEvents};
@@ -48,12 +48,16 @@ struct Cells {
     mtu: Arc<AtomicU32>,
     /// vtap itself is deleting the link: its removal is no news.
     deleting: Arc<AtomicBool>,
+    /// Counts MTU changes of every watched link ([`LinkWatch::mtu_epoch`]).
+    epoch: Arc<AtomicU64>,
 }
 
 /// Every namespace watched, by namespace inode.
 #[derive(Debug, Default, Clone)]
 pub struct LinkWatch {
     table: Arc<Mutex<Table>>,
+    /// Bumped after every MTU change a listener writes.
+    epoch: Arc<AtomicU64>,
 }
 
 fn lock(t: &Mutex<Table>) -> MutexGuard<'_, Table> {
@@ -78,6 +82,7 @@ impl LinkWatch {
             id,
             mtu: Arc::new(AtomicU32::new(mtu)),
             deleting: Arc::new(AtomicBool::new(false)),
+            epoch: self.epoch.clone(),
         };
         let mut table = lock(&self.table);
         let w = match table.entry(inode) {
@@ -99,6 +104,16 @@ impl LinkWatch {
             mtu: cells.mtu,
             deleting: cells.deleting,
         })
+    }
+
+    /// How many host-side MTU changes the listeners have written: one who
+    /// read this count and then every link's MTU has seen every change the
+    /// count includes.
+    pub fn mtu_epoch(&self) -> u64 {
+        // Acquire: pairs with the Release increment after each MTU store,
+        // so the MTUs read after this load are at least as new as the
+        // changes it counts.
+        self.epoch.load(Ordering::Acquire)
     }
 
     /// How many namespaces have a socket open (for tests and metrics).
@@ -197,6 +212,9 @@ fn apply(links: &HashMap<u32, Cells>, event: &LinkEvent) -> Effect {
             if was == link.mtu {
                 return Effect::None;
             }
+            // Release: orders the MTU store above before the count moves,
+            // for a reader that loads the count (Acquire) and then the MTU.
+            c.epoch.fetch_add(1, Ordering::Release);
             tracing::info!(
                 id = c.id,
                 from = was,
@@ -234,6 +252,7 @@ mod tests {
                 id: 0,
                 mtu: Arc::new(AtomicU32::new(1500)),
                 deleting: Arc::new(AtomicBool::new(false)),
+                epoch: Arc::new(AtomicU64::new(0)),
             },
         )])
     }
@@ -260,6 +279,9 @@ mod tests {
             let l = links();
             assert_eq!(apply(&l, &event), effect, "{event:?}");
             assert_eq!(l[&7].mtu.load(Ordering::Relaxed), want, "{event:?}");
+            // The count moves with every MTU change, and only then.
+            let moved = u64::from(matches!(effect, Effect::Mtu(..)));
+            assert_eq!(l[&7].epoch.load(Ordering::Acquire), moved, "{event:?}");
         }
     }
 

@@ -411,6 +411,39 @@ pub fn send_frames(fd: BorrowedFd<'_>, frames: &[(&[u8], &[u8])]) -> io::Result<
     Ok(usize::try_from(sent).unwrap_or(0))
 }
 
+const EMPTY_IOVEC: libc::iovec = libc::iovec {
+    iov_base: std::ptr::null_mut(),
+    iov_len: 0,
+};
+
+/// Two iovecs per frame for a batch of reads: `iov[2i]` the first
+/// `hdr_len` bytes of `hdrs[i]`, `iov[2i + 1]` the spare capacity of
+/// `bufs[i]`, which is cleared and given room for `max` bytes. The reads
+/// that use them set each buffer's length afterwards.
+fn read_iovecs(
+    hdrs: &mut [[u8; 12]],
+    hdr_len: usize,
+    bufs: &mut [Vec<u8>],
+    max: usize,
+    iov: &mut [libc::iovec],
+) {
+    for (i, (hdr, buf)) in hdrs.iter_mut().zip(bufs.iter_mut()).enumerate() {
+        buf.clear();
+        buf.reserve(max);
+        let spare = buf.spare_capacity_mut();
+        if let Some(pair) = iov.get_mut(2 * i..2 * i + 2) {
+            pair[0] = libc::iovec {
+                iov_base: hdr.as_mut_ptr().cast(),
+                iov_len: hdr_len.min(hdr.len()),
+            };
+            pair[1] = libc::iovec {
+                iov_base: spare.as_mut_ptr().cast(),
+                iov_len: spare.len(),
+            };
+        }
+    }
+}
+
 /// `recvmmsg(2)` of up to `bufs.len()` (at most [`MMSG_BATCH`]) frames: the
 /// header of frame `i` into `hdrs[i]` (its first `hdr_len` bytes), the frame
 /// into `bufs[i]`, which is cleared, given room for `max` bytes, and
@@ -430,23 +463,8 @@ pub fn recv_frames(
         .min(truncated.len())
         .min(MMSG_BATCH);
     let hdr_len = hdr_len.min(12);
-    let mut iov = [libc::iovec {
-        iov_base: std::ptr::null_mut(),
-        iov_len: 0,
-    }; 2 * MMSG_BATCH];
-    for (i, (hdr, buf)) in hdrs.iter_mut().zip(bufs.iter_mut()).take(n).enumerate() {
-        buf.clear();
-        buf.reserve(max);
-        let spare = buf.spare_capacity_mut();
-        iov[2 * i] = libc::iovec {
-            iov_base: hdr.as_mut_ptr().cast(),
-            iov_len: hdr_len,
-        };
-        iov[2 * i + 1] = libc::iovec {
-            iov_base: spare.as_mut_ptr().cast(),
-            iov_len: spare.len(),
-        };
-    }
+    let mut iov = [EMPTY_IOVEC; 2 * MMSG_BATCH];
+    read_iovecs(&mut hdrs[..n], hdr_len, &mut bufs[..n], max, &mut iov);
     // SAFETY: `mmsghdr` is a plain C struct; all-zero bytes is valid.
     let mut msgs: [libc::mmsghdr; MMSG_BATCH] = unsafe { std::mem::zeroed() };
     for (i, m) in msgs[..n].iter_mut().enumerate() {

@@ -122,6 +122,20 @@ pub struct Mirror {
     /// was last found current (`vtap::registry::SavedView`): one not
     /// changed since need not be read again.
     pub revs: std::collections::HashMap<u32, (u64, u32)>,
+    /// What the last save looked at, so that the next one may look only
+    /// at what changed since (`None`: look at everything).
+    pub seen: Option<Seen>,
+}
+
+/// The registry as the last save saw it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Seen {
+    /// Its revision (`vtap::registry::Registry::revision`).
+    pub rev: u64,
+    /// Its count of host-side MTU changes.
+    pub mtu_epoch: u64,
+    /// The detached interfaces' ids (not in the registry).
+    pub detached: std::collections::BTreeSet<u32>,
 }
 
 impl Mirror {
@@ -135,6 +149,7 @@ impl Mirror {
             bridges: s.bridges.into_iter().map(|b| (b.name.clone(), b)).collect(),
             pending: s.pending,
             revs: std::collections::HashMap::new(),
+            seen: None,
         }
     }
 

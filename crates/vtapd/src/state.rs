@@ -281,16 +281,20 @@ pub fn snapshot(s: &AppState, node: &Node, pending: &[Pending]) -> Saved {
 /// serves now: each interface compared in place, the small sections whole,
 /// bridge ports one by one.
 fn changes(s: &AppState, node: &Node, pending: &[Pending], m: &Mirror) -> Changes {
+    let reg = &node.registry;
+    // Read before any MTU: a change after this is counted past it, and
+    // the next save looks at every interface again.
+    let mtu_epoch = reg.mtu_epoch();
     let sec = sections(s, node, pending);
+    let detached: std::collections::BTreeSet<u32> =
+        sec.detached_taps.iter().map(|t| t.info.id).collect();
     let mut out = Vec::new();
     let mut revs = Vec::new();
-    let mut seen = std::collections::HashSet::with_capacity(m.taps.len() + 1);
-    for v in node.registry.saved_views() {
+    let mut look = |v: vtap::registry::SavedView<'_>, out: &mut Vec<Record>| {
         let id = v.info.id;
-        seen.insert(id);
         // Neither changed by vtap nor moved by the kernel since last seen.
         if m.revs.get(&id) == Some(&(v.rev, v.host_mtu)) {
-            continue;
+            return;
         }
         if !same_tap(m.taps.get(&id), &v) {
             out.push(Record::Tap {
@@ -298,17 +302,51 @@ fn changes(s: &AppState, node: &Node, pending: &[Pending], m: &Mirror) -> Change
             });
         }
         revs.push((id, (v.rev, v.host_mtu)));
-    }
+    };
+    // Only what changed since the last save, when no MTU moved under vtap
+    // and the registry still remembers every removal since: a create among
+    // 8 192 interfaces is not a pass over 8 192.
+    let since = m
+        .seen
+        .as_ref()
+        .filter(|seen| seen.mtu_epoch == mtu_epoch)
+        .and_then(|seen| Some((seen, reg.removed_since(seen.rev)?)));
+    let gone: Vec<u32> = match since {
+        Some((seen, removed)) => {
+            for v in reg.saved_views_since(seen.rev) {
+                look(v, &mut out);
+            }
+            // Removed from the registry, or detached no longer.
+            let mut maybe: std::collections::BTreeSet<u32> = removed.into_iter().collect();
+            maybe.extend(&seen.detached);
+            maybe
+                .into_iter()
+                .filter(|id| m.taps.contains_key(id) && !detached.contains(id))
+                .filter(|id| reg.resolve(&id.to_string()).is_err())
+                .collect()
+        }
+        None => {
+            let mut live = std::collections::HashSet::with_capacity(m.taps.len() + 1);
+            for v in reg.saved_views() {
+                live.insert(v.info.id);
+                look(v, &mut out);
+            }
+            m.taps
+                .keys()
+                .filter(|id| !live.contains(*id) && !detached.contains(*id))
+                .copied()
+                .collect()
+        }
+    };
     for t in &sec.detached_taps {
-        seen.insert(t.info.id);
         if m.taps.get(&t.info.id) != Some(t) {
             out.push(Record::Tap {
                 tap: Box::new(t.clone()),
             });
         }
     }
-    for id in m.taps.keys().filter(|id| !seen.contains(*id)) {
-        out.push(Record::TapGone { id: *id });
+    for id in gone {
+        out.push(Record::TapGone { id });
     }
     journal::section_changes(
         m,
@@ -319,7 +357,16 @@ fn changes(s: &AppState, node: &Node, pending: &[Pending], m: &Mirror) -> Change
         &sec.pending,
         &mut out,
     );
-    Changes { records: out, revs }
+    let seen = journal::Seen {
+        rev: reg.revision(),
+        mtu_epoch,
+        detached,
+    };
+    Changes {
+        records: out,
+        revs,
+        seen,
+    }
 }
 
 /// What [`changes`] found: the records to write, and the revisions of the
@@ -327,6 +374,8 @@ fn changes(s: &AppState, node: &Node, pending: &[Pending], m: &Mirror) -> Change
 struct Changes {
     records: Vec<Record>,
     revs: Vec<(u32, (u64, u32))>,
+    /// The registry as this pass saw it.
+    seen: journal::Seen,
 }
 
 /// The journal slot (saves are serialised by the node lock; a save takes
@@ -358,6 +407,7 @@ pub fn save(s: &AppState, node: &Node, pending: &[Pending]) -> Result<(), Error>
             };
             if r.is_ok() {
                 j.mirror.revs.extend(c.revs);
+                j.mirror.seen = Some(c.seen);
             }
             (r, Some(j))
         }

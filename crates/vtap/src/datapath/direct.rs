@@ -709,68 +709,24 @@ mod tests {
         assert_eq!(rx.rx_burst(8, |_| {}).expect("drained"), 0);
     }
 
-    /// The batched path (`recvmmsg`/`sendmmsg`, host uplinks) over a socket
-    /// pair with 10-byte headers: a run of frames goes out in order, one
-    /// too big is counted and skipped, and the other end reads each whole
-    /// with its header.
-    #[test]
-    fn batches_keep_frames_whole_and_in_order() {
+    /// A datagram socket pair, both ends non-blocking: it keeps frame
+    /// boundaries and takes `readv`/`writev` as a tap does.
+    fn socket_pair() -> (Arc<File>, Arc<File>) {
         let (a, b) = std::os::unix::net::UnixDatagram::pair().expect("socketpair");
         a.set_nonblocking(true).expect("nonblocking");
         b.set_nonblocking(true).expect("nonblocking");
-        let a = Arc::new(File::from(std::os::fd::OwnedFd::from(a)));
-        let b = Arc::new(File::from(std::os::fd::OwnedFd::from(b)));
-        let mut tx = DirectTx::batched(a, 10);
-        let mut rx = DirectRx::batched(b, 10);
-        let frames: Vec<Vec<u8>> = (0..40u8).map(|i| vec![i; 60 + usize::from(i)]).collect();
-        let huge = vec![0u8; MAX_FRAME + 1];
-        let hdr = VnetHdr {
-            flags: vnet::F_NEEDS_CSUM,
-            csum_start: 34,
-            csum_offset: 6,
-            ..VnetHdr::default()
+        let file = |s: std::os::unix::net::UnixDatagram| {
+            Arc::new(File::from(std::os::fd::OwnedFd::from(s)))
         };
-        let mut out: Vec<TxFrame<'_>> = frames.iter().map(|d| TxFrame { hdr, data: d }).collect();
-        out.insert(5, TxFrame { hdr, data: &huge });
-        let got = tx.try_send(&out);
-        assert_eq!((got.sent, got.consumed), (40, 41));
-        assert_eq!(tx.counters().drop_too_big, 1);
-        let mut seen = vec![];
-        let n = rx
-            .rx_burst(64, |f| {
-                let h = f.hdr;
-                let mut v = Vec::new();
-                f.into_vec(&mut v);
-                seen.push((h, v));
-            })
-            .expect("burst");
-        assert_eq!(n, 40);
-        for ((h, v), want) in seen.iter().zip(&frames) {
-            assert_eq!(v, want);
-            assert_eq!(
-                (h.flags, h.csum_start, h.csum_offset),
-                (vnet::F_NEEDS_CSUM, 34, 6)
-            );
-        }
-        assert_eq!(rx.counters().packets, 40);
-        assert_eq!(rx.rx_burst(64, |_| {}).expect("drained"), 0);
+        (file(a), file(b))
     }
 
-    /// The io_uring path over a socket pair (a datagram socket keeps frame
-    /// boundaries and takes `readv`/`writev` as a tap does): batches larger
-    /// than one ring's worth go out and come back whole, in order, with
-    /// their headers; one too big is counted and skipped; a drained fd ends
-    /// the burst.
-    #[test]
-    fn io_uring_batches_keep_frames_whole_and_in_order() {
-        let (a, b) = std::os::unix::net::UnixDatagram::pair().expect("socketpair");
-        a.set_nonblocking(true).expect("nonblocking");
-        b.set_nonblocking(true).expect("nonblocking");
-        let a = Arc::new(File::from(std::os::fd::OwnedFd::from(a)));
-        let b = Arc::new(File::from(std::os::fd::OwnedFd::from(b)));
-        let mut tx = DirectTx::uring(a).expect("io_uring");
-        let mut rx = DirectRx::uring(b).expect("io_uring");
-        let frames: Vec<Vec<u8>> = (0..70u8).map(|i| vec![i; 60 + usize::from(i)]).collect();
+    /// Sends `n` frames of growing size (one too big inserted at
+    /// `huge_at`) through `tx` and reads them through `rx`: the big one is
+    /// counted and skipped, the others come back whole, in order, with
+    /// their headers, and a drained fd ends the next burst.
+    fn round_trip(mut tx: DirectTx, mut rx: DirectRx, n: u8, huge_at: usize) {
+        let frames: Vec<Vec<u8>> = (0..n).map(|i| vec![i; 60 + usize::from(i)]).collect();
         let huge = vec![0u8; MAX_FRAME + 1];
         let hdr = VnetHdr {
             flags: vnet::F_NEEDS_CSUM,
@@ -779,12 +735,12 @@ mod tests {
             ..VnetHdr::default()
         };
         let mut out: Vec<TxFrame<'_>> = frames.iter().map(|d| TxFrame { hdr, data: d }).collect();
-        out.insert(33, TxFrame { hdr, data: &huge });
+        out.insert(huge_at, TxFrame { hdr, data: &huge });
         let got = tx.try_send(&out);
-        assert_eq!((got.sent, got.consumed), (70, 71));
+        assert_eq!((got.sent, got.consumed), (frames.len(), frames.len() + 1));
         assert_eq!(tx.counters().drop_too_big, 1);
         let mut seen = vec![];
-        let n = rx
+        let read = rx
             .rx_burst(256, |f| {
                 let h = f.hdr;
                 let mut v = Vec::new();
@@ -792,7 +748,7 @@ mod tests {
                 seen.push((h, v));
             })
             .expect("burst");
-        assert_eq!(n, 70);
+        assert_eq!(read, frames.len());
         for ((h, v), want) in seen.iter().zip(&frames) {
             assert_eq!(v, want);
             assert_eq!(
@@ -800,7 +756,25 @@ mod tests {
                 (vnet::F_NEEDS_CSUM, 34, 6, 1)
             );
         }
-        assert_eq!(rx.counters().packets, 70);
+        assert_eq!(rx.counters().packets, u64::from(n));
         assert_eq!(rx.rx_burst(64, |_| {}).expect("drained"), 0);
+    }
+
+    /// The batched path (`recvmmsg`/`sendmmsg`, host uplinks) with 10-byte
+    /// headers.
+    #[test]
+    fn batches_keep_frames_whole_and_in_order() {
+        let (a, b) = socket_pair();
+        round_trip(DirectTx::batched(a, 10), DirectRx::batched(b, 10), 40, 5);
+    }
+
+    /// The io_uring path (the `io-uring` backend): more frames than one
+    /// ring's batch, the read batch growing from two.
+    #[test]
+    fn io_uring_batches_keep_frames_whole_and_in_order() {
+        let (a, b) = socket_pair();
+        let tx = DirectTx::uring(a).expect("io_uring");
+        let rx = DirectRx::uring(b).expect("io_uring");
+        round_trip(tx, rx, 70, 33);
     }
 }

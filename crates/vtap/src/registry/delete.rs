@@ -170,10 +170,7 @@ impl Registry {
     /// The registry half of a deletion, once the link is gone: the data
     /// path stopped, fds closed, the id free.
     fn forget(&mut self, id: u32, key: &str) -> Result<TapInfo, Error> {
-        let tap = self
-            .taps
-            .remove(&id)
-            .ok_or_else(|| Error::NotFound(key.into()))?;
+        let tap = self.take(id).ok_or_else(|| Error::NotFound(key.into()))?;
         tracing::info!(id, host_if_name = %tap.info.host_if_name, "interface deleted");
         Ok(tap.info)
     }
@@ -183,10 +180,7 @@ impl Registry {
     /// undo of an attach, which must not delete what existed before).
     pub fn release(&mut self, key: &str) -> Result<TapInfo, Error> {
         let id = self.resolve(key)?;
-        let tap = self
-            .taps
-            .remove(&id)
-            .ok_or_else(|| Error::NotFound(key.into()))?;
+        let tap = self.take(id).ok_or_else(|| Error::NotFound(key.into()))?;
         if let Some(w) = &tap.watch {
             // Closing the fds of a non-persistent tap removes it: no news.
             w.expect_removal(true);

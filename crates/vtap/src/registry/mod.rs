@@ -248,6 +248,9 @@ fn ns_label(spec: Option<&NetnsSpec>) -> String {
     }
 }
 
+/// Removals [`Registry::removed_since`] remembers.
+const GONE_KEPT: usize = 4096;
+
 /// One live interface.
 #[derive(Debug)]
 struct Tap {
@@ -307,6 +310,18 @@ impl TapNs {
 }
 
 impl Tap {
+    fn saved_view(&self) -> SavedView<'_> {
+        SavedView {
+            info: &self.info,
+            host_mtu: self
+                .watch
+                .as_ref()
+                .map_or(self.info.host_mtu_size, Watched::mtu),
+            rev: self.rev,
+            datapath: self.datapath.as_ref(),
+        }
+    }
+
     /// The info with the data path's live state and the host side's MTU
     /// as the kernel last announced it.
     fn snapshot(&self) -> TapInfo {
@@ -325,8 +340,16 @@ impl Tap {
 #[derive(Debug)]
 pub struct Registry {
     taps: BTreeMap<u32, Tap>,
-    /// The last revision handed out ([`Tap::rev`]).
+    /// The last revision handed out ([`Tap::rev`]; a removal takes one too).
     rev: u64,
+    /// Live interfaces by their revision: what changed since a revision
+    /// is a range, not a pass over every interface.
+    by_rev: BTreeMap<u64, u32>,
+    /// Interfaces removed, with the revision of their removal (the last
+    /// [`GONE_KEPT`]).
+    gone: std::collections::VecDeque<(u64, u32)>,
+    /// The revision of the newest removal no longer in `gone`.
+    gone_floor: u64,
     settings: Settings,
     faults: Faults,
     own_ns: Netns,
@@ -339,6 +362,9 @@ impl Registry {
         Ok(Self {
             taps: BTreeMap::new(),
             rev: 0,
+            by_rev: BTreeMap::new(),
+            gone: std::collections::VecDeque::new(),
+            gone_floor: 0,
             settings,
             faults: Faults::default(),
             own_ns: Netns::current().map_err(Error::Namespace)?,
@@ -367,12 +393,7 @@ impl Registry {
     /// with thousands of interfaces can tell cheaply which changed (by
     /// `rev` and `host_mtu`, without locking any data path).
     pub fn saved_views(&self) -> impl Iterator<Item = SavedView<'_>> {
-        self.taps.values().map(|t| SavedView {
-            info: &t.info,
-            host_mtu: t.watch.as_ref().map_or(t.info.host_mtu_size, Watched::mtu),
-            rev: t.rev,
-            datapath: t.datapath.as_ref(),
-        })
+        self.taps.values().map(Tap::saved_view)
     }
 
     /// Marks interface `key` changed (a change made to its data path from
@@ -387,8 +408,60 @@ impl Registry {
     fn bump(&mut self, id: u32) {
         self.rev += 1;
         if let Some(t) = self.taps.get_mut(&id) {
+            self.by_rev.remove(&t.rev);
             t.rev = self.rev;
+            self.by_rev.insert(self.rev, id);
         }
+    }
+
+    /// Takes interface `id` out, noting its removal under a new revision.
+    fn take(&mut self, id: u32) -> Option<Tap> {
+        let tap = self.taps.remove(&id)?;
+        self.by_rev.remove(&tap.rev);
+        self.rev += 1;
+        self.gone.push_back((self.rev, id));
+        if self.gone.len() > GONE_KEPT {
+            if let Some((rev, _)) = self.gone.pop_front() {
+                self.gone_floor = rev;
+            }
+        }
+        Some(tap)
+    }
+
+    /// The registry's revision: every interface made, changed or removed
+    /// moves it.
+    pub fn revision(&self) -> u64 {
+        self.rev
+    }
+
+    /// The interfaces made or changed after revision `since`, as
+    /// [`Registry::saved_views`] gives them.
+    pub fn saved_views_since(&self, since: u64) -> impl Iterator<Item = SavedView<'_>> {
+        self.by_rev
+            .range(since.saturating_add(1)..)
+            .filter_map(|(_, id)| self.taps.get(id))
+            .map(Tap::saved_view)
+    }
+
+    /// The ids removed after revision `since` (one may be back since);
+    /// `None` when the record of removals no longer reaches back that far.
+    pub fn removed_since(&self, since: u64) -> Option<Vec<u32>> {
+        if since < self.gone_floor {
+            return None;
+        }
+        Some(
+            self.gone
+                .iter()
+                .filter(|(rev, _)| *rev > since)
+                .map(|(_, id)| *id)
+                .collect(),
+        )
+    }
+
+    /// How many times a host-side MTU has changed under vtap (the kernel
+    /// said so): a state file that saw this count has seen every MTU.
+    pub fn mtu_epoch(&self) -> u64 {
+        self.links.mtu_epoch()
     }
 
     /// Every interface, by id.

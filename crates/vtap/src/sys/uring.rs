@@ -148,23 +148,8 @@ impl Uring {
             .min(results.len())
             .min(URING_BATCH);
         let hdr_len = hdr_len.min(12);
-        let mut iov = [libc::iovec {
-            iov_base: std::ptr::null_mut(),
-            iov_len: 0,
-        }; 2 * URING_BATCH];
-        for (i, (hdr, buf)) in hdrs.iter_mut().zip(bufs.iter_mut()).take(n).enumerate() {
-            buf.clear();
-            buf.reserve(max);
-            let spare = buf.spare_capacity_mut();
-            iov[2 * i] = libc::iovec {
-                iov_base: hdr.as_mut_ptr().cast(),
-                iov_len: hdr_len,
-            };
-            iov[2 * i + 1] = libc::iovec {
-                iov_base: spare.as_mut_ptr().cast(),
-                iov_len: spare.len(),
-            };
-        }
+        let mut iov = [super::EMPTY_IOVEC; 2 * URING_BATCH];
+        super::read_iovecs(&mut hdrs[..n], hdr_len, &mut bufs[..n], max, &mut iov);
         results[..n].fill(-libc::ECANCELED);
         self.run(fd, &iov[..2 * n], false, &mut results[..n])?;
         for (buf, &r) in bufs.iter_mut().zip(results.iter()).take(n) {
@@ -190,10 +175,7 @@ impl Uring {
         results: &mut [i32],
     ) -> io::Result<()> {
         let n = frames.len().min(results.len()).min(URING_BATCH);
-        let mut iov = [libc::iovec {
-            iov_base: std::ptr::null_mut(),
-            iov_len: 0,
-        }; 2 * URING_BATCH];
+        let mut iov = [super::EMPTY_IOVEC; 2 * URING_BATCH];
         for (i, (hdr, data)) in frames.iter().take(n).enumerate() {
             // The kernel only reads through these (`WRITEV`).
             iov[2 * i] = libc::iovec {
