@@ -14,8 +14,13 @@ use vtap::registry::{error_chain, Backend, Registry, Settings};
 use vtap::CreateOptions;
 use vtap_testkit::TestNs;
 
+/// One test counts this whole process's fds: every test here holds this
+/// lock, so that no other opens or closes fds while it counts.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn arp_icmp_and_jumbo_udp_through_the_direct_backend() {
+    let _one = ONE_AT_A_TIME.lock().await;
     // (rx mode, checksum offload on the tap); the body is the one every
     // backend runs (common::echo_through).
     for (mode, csum) in [
@@ -40,6 +45,7 @@ async fn arp_icmp_and_jumbo_udp_through_the_direct_backend() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tcp_gso_super_frames_both_ways_through_the_direct_backend() {
+    let _one = ONE_AT_A_TIME.lock().await;
     common::gso_through(Backend::Direct, true).await;
 }
 
@@ -48,6 +54,7 @@ async fn tcp_gso_super_frames_both_ways_through_the_direct_backend() {
 /// with `RWF_NOWAIT` ends a batch with EAGAIN rather than waiting.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_same_traffic_through_the_io_uring_backend() {
+    let _one = ONE_AT_A_TIME.lock().await;
     for (mode, csum) in [(RxMode::Interrupt, false), (RxMode::Polling, true)] {
         let run = common::echo_through(Backend::IoUring, true, true, mode, csum).await;
         assert_eq!(run.state.backend, Backend::IoUring);
@@ -64,6 +71,7 @@ fn fds() -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_direct_tap_costs_fewer_fds_than_a_ring_backend() {
+    let _one = ONE_AT_A_TIME.lock().await;
     let ns = TestNs::new("dfd");
     let mut reg = Registry::new(Settings::default()).expect("registry");
     // The first tap in a namespace also opens what the namespace needs (its
@@ -121,6 +129,7 @@ fn holds_namespace(ns: &TestNs) -> bool {
 /// why; the tap can still be deleted.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tap_holds_no_handle_on_its_named_namespace_and_follows_it() {
+    let _one = ONE_AT_A_TIME.lock().await;
     let ns = TestNs::new("dnh");
     let mut reg = Registry::new(Settings::default()).expect("registry");
     let info = reg
@@ -157,6 +166,7 @@ fn ticks_in_a_second() -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_forwarder_on_direct_taps_sleeps_when_idle_and_survives_a_deleted_tap() {
+    let _one = ONE_AT_A_TIME.lock().await;
     let (ns_a, ns_b) = (TestNs::new("dia"), TestNs::new("dib"));
     let mut reg = Registry::new(Settings::default()).expect("registry");
     let mut taps = vec![];

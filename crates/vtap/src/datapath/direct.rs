@@ -151,6 +151,26 @@ fn read_failed(
     }
 }
 
+/// Hands one frame of a batch (its header bytes and its buffer, which the
+/// caller takes over) to `f`, counted; returns its length. tun and packet
+/// sockets write a frame whole: one buffer.
+fn hand_over(
+    counters: &mut Counters,
+    hdr: &[u8; vnet::LEN],
+    buf: &mut Vec<u8>,
+    f: &mut impl FnMut(RxFrame<'_>),
+) -> usize {
+    let hdr = VnetHdr {
+        num_buffers: 1,
+        ..VnetHdr::parse(hdr)
+    };
+    let len = buf.len();
+    counters.packets += 1;
+    counters.bytes += len as u64;
+    f(RxFrame::owned(hdr, buf));
+    len
+}
+
 /// Counts a frame the kernel refused to take: longer than the uplink's MTU
 /// (`EMSGSIZE`, a packet socket says so), the device's queue full
 /// (`ENOBUFS`: with `PACKET_QDISC_BYPASS` there is no qdisc to wait in), or
@@ -329,15 +349,7 @@ impl DirectRx {
                     self.counters.drop_truncated += 1;
                     continue;
                 }
-                let hdr = VnetHdr {
-                    num_buffers: 1,
-                    ..VnetHdr::parse(&b.hdrs[i])
-                };
-                let len = b.bufs[i].len();
-                bytes += len;
-                self.counters.packets += 1;
-                self.counters.bytes += len as u64;
-                f(RxFrame::owned(hdr, &mut b.bufs[i]));
+                bytes += hand_over(&mut self.counters, &b.hdrs[i], &mut b.bufs[i], &mut f);
                 done += 1;
             }
             if got < want {
@@ -393,15 +405,7 @@ impl DirectRx {
                     self.counters.drop_truncated += 1;
                     continue;
                 }
-                let hdr = VnetHdr {
-                    num_buffers: 1,
-                    ..VnetHdr::parse(&b.hdrs[i])
-                };
-                let len = b.bufs[i].len();
-                bytes += len;
-                self.counters.packets += 1;
-                self.counters.bytes += len as u64;
-                f(RxFrame::owned(hdr, &mut b.bufs[i]));
+                bytes += hand_over(&mut self.counters, &b.hdrs[i], &mut b.bufs[i], &mut f);
                 done += 1;
                 got += 1;
             }

@@ -148,8 +148,8 @@ impl Uring {
             .min(results.len())
             .min(URING_BATCH);
         let hdr_len = hdr_len.min(12);
-        let mut iov = [super::EMPTY_IOVEC; 2 * URING_BATCH];
-        super::read_iovecs(&mut hdrs[..n], hdr_len, &mut bufs[..n], max, &mut iov);
+        let mut iov = [super::batch::EMPTY_IOVEC; 2 * URING_BATCH];
+        super::batch::read_iovecs(&mut hdrs[..n], hdr_len, &mut bufs[..n], max, &mut iov);
         results[..n].fill(-libc::ECANCELED);
         self.run(fd, &iov[..2 * n], false, &mut results[..n])?;
         for (buf, &r) in bufs.iter_mut().zip(results.iter()).take(n) {
@@ -175,18 +175,8 @@ impl Uring {
         results: &mut [i32],
     ) -> io::Result<()> {
         let n = frames.len().min(results.len()).min(URING_BATCH);
-        let mut iov = [super::EMPTY_IOVEC; 2 * URING_BATCH];
-        for (i, (hdr, data)) in frames.iter().take(n).enumerate() {
-            // The kernel only reads through these (`WRITEV`).
-            iov[2 * i] = libc::iovec {
-                iov_base: hdr.as_ptr().cast_mut().cast(),
-                iov_len: hdr.len(),
-            };
-            iov[2 * i + 1] = libc::iovec {
-                iov_base: data.as_ptr().cast_mut().cast(),
-                iov_len: data.len(),
-            };
-        }
+        let mut iov = [super::batch::EMPTY_IOVEC; 2 * URING_BATCH];
+        super::batch::write_iovecs(&frames[..n], &mut iov);
         results[..n].fill(-libc::ECANCELED);
         self.run(fd, &iov[..2 * n], true, &mut results[..n])
     }
