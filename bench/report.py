@@ -83,6 +83,9 @@ def render(doc, **_):
             ratio(g(p, "sockperf", "rtt_p50_us"), vs)))
 
     out += ["", *targets(res, peers), *round_two_targets(res, peers), *uplink_targets(res, peers)]
+    skipped = {r["peer"]: r["skipped"] for r in res if "skipped" in r}
+    if skipped:
+        out += ["", "Skipped:", ""] + [f"- {p}: {why}" for p, why in skipped.items()]
     errors = [r for r in res if "error" in r]
     if errors:
         out += ["", "Failed measurements:", ""] + [f"- {r['peer']} {r['test']}: {r['error'][:200]}" for r in errors]

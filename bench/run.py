@@ -22,6 +22,8 @@ Topology (per peer): two namespaces of this run, A (198.18.0.1/24,
     vtap-w2       `vtap` with two forwarding workers ([forwarding]
                   workers = 2, split_directions = true): a cross-connect's
                   directions on one each
+    vtap-vhost    `vtap` on the kernel's vhost-net (--backend vhost-net):
+                  skipped, with the reason, where /dev/vhost-net is absent
     vtap-uring    `vtap` on the io-uring backend (--backend io-uring): the
                   direct engine with 32 reads or writes per io_uring_enter
     vtap-mq2      `vtap` with two queue pairs per tap (--num-rx-queues 2
@@ -129,6 +131,7 @@ VTAP = os.path.join(ROOT, "target", "release", "vtap")
 TUNRS = os.path.join(PEERS, "tunrs-fwd", "target", "release", "tunrs-fwd")
 
 ALL_PEERS = ["veth", "vtap", "vtap-poll", "vtap-gso", "vtap-none", "vtap-rings", "vtap-w2", "vtap-mq2", "vtap-uring",
+             "vtap-vhost",
              "offload", "offload-t",
              "naive", "tunrs-tap",
              "dpdk", "uplink-bridge", "vtap-uplink", "vtap-uplink-xdp", "dpdk-uplink", "dpdk-uplink-xdp",
@@ -170,6 +173,10 @@ def on_fwd_cpu(argv):
 def on_load_cpu(argv):
     """`argv` under `taskset` on the traffic's CPU (when pinned)."""
     return ["taskset", "-c", str(PIN["load"]), *argv] if PIN["load"] is not None else list(argv)
+
+
+class Skip(Exception):
+    """A peer this machine cannot run, and why (reported, not an error)."""
 
 
 def log(msg):
@@ -510,7 +517,10 @@ def start_vtap(run, peer):
              "vtap-rings": ["--gso", "--gro-coalesce", "--backend", "userspace"],
              "vtap-w2": ["--gso", "--gro-coalesce"],
              "vtap-mq2": ["--gso", "--gro-coalesce", "--num-rx-queues", "2", "--num-tx-queues", "2"],
-             "vtap-uring": ["--gso", "--gro-coalesce", "--backend", "io-uring"]}[peer]
+             "vtap-uring": ["--gso", "--gro-coalesce", "--backend", "io-uring"],
+             "vtap-vhost": ["--gso", "--gro-coalesce", "--backend", "vhost-net"]}[peer]
+    if peer == "vtap-vhost" and not os.path.exists("/dev/vhost-net"):
+        raise Skip("no /dev/vhost-net on this machine (the kernel's vhost-net is not loaded or not built)")
     config = {"vtap-w2": "[forwarding]\nworkers = 2\nsplit_directions = true\n",
               "vtap-mq2": "[forwarding]\nworkers = 2\n"}.get(peer)
     vtap, env = vtap_daemon(run, peer, config)
@@ -779,6 +789,9 @@ def main():
             try:
                 start_peer(run, peer)
                 measure(run, peer, args, emit, rep)
+            except Skip as e:
+                log(f"{peer}: skipped: {e}")
+                emit(peer, "setup", {"skipped": str(e)}, rep)
             except (RuntimeError, subprocess.SubprocessError, OSError) as e:
                 log(f"{peer}: {e}")
                 emit(peer, "setup", {"error": str(e)}, rep)
