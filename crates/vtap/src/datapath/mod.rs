@@ -414,6 +414,7 @@ impl DataPath {
     ) -> Self {
         Self {
             running,
+            rx_workers: vec![None; rx.len()],
             rx,
             tx,
             capture: None,
@@ -425,7 +426,6 @@ impl DataPath {
             rx_limit: None,
             tx_shaper: None,
             rate_limit_dropped: 0,
-            rx_workers: Vec::new(),
             _arena: arena,
         }
     }
@@ -614,9 +614,6 @@ impl DataPath {
 
     /// Notes which forwarding worker reads rx queue `q`, for `show`.
     pub fn set_rx_worker(&mut self, q: usize, worker: Option<usize>) {
-        if self.rx_workers.len() < self.rx.len() {
-            self.rx_workers.resize(self.rx.len(), None);
-        }
         if let Some(w) = self.rx_workers.get_mut(q) {
             *w = worker;
         }

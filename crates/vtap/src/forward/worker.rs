@@ -324,11 +324,11 @@ impl Worker {
     }
 
     /// Every port this worker receives from, with the queues it reads.
-    fn served(&self) -> Vec<(SharedPort, Queues)> {
-        let mut all: Vec<(SharedPort, Queues)> = self
+    fn served(&self) -> Vec<(SharedPort, Queues<'_>)> {
+        let mut all: Vec<(SharedPort, Queues<'_>)> = self
             .xcs
             .iter()
-            .map(|x| (x.from.clone(), Queues::Some(x.queues.clone())))
+            .map(|x| (x.from.clone(), Queues::Some(&x.queues)))
             .collect();
         for bd in &self.bds {
             all.extend(
@@ -386,12 +386,12 @@ impl Worker {
 
 /// The rx queues of a port a worker reads: some (a cross-connect's, placed
 /// per queue) or all (a bridge port's).
-enum Queues {
-    Some(Vec<usize>),
+enum Queues<'a> {
+    Some(&'a [usize]),
     All,
 }
 
-impl Queues {
+impl Queues<'_> {
     /// The queues, of a port with `n` rx queues.
     fn iter(&self, n: usize) -> impl Iterator<Item = usize> + '_ {
         (0..n).filter(move |q| match self {

@@ -61,17 +61,19 @@ pub struct RxPlacement {
     pub set: bool,
 }
 
+/// The least loaded worker other than `not` (the lowest index on a tie).
+fn least(load: &[usize], not: Option<usize>) -> Option<usize> {
+    (0..load.len())
+        .filter(|&w| Some(w) != not)
+        .min_by_key(|&w| (load[w], w))
+}
+
 /// Workers for the rx queues of a new cross-connect whose ends have `na`
 /// and `nb` rx queues, given each worker's `load` (updated): queue pair
 /// `q` goes to the least loaded worker (lowest index on a tie) for both
 /// ends, or with `split` and two or more workers, `b`'s queue `q` to the
 /// least loaded of the others.
 pub(super) fn place(load: &mut [usize], na: usize, nb: usize, split: bool) -> [Vec<usize>; 2] {
-    let least = |load: &[usize], not: Option<usize>| {
-        (0..load.len())
-            .filter(|&w| Some(w) != not)
-            .min_by_key(|&w| (load[w], w))
-    };
     let (mut a, mut b) = (Vec::with_capacity(na), Vec::with_capacity(nb));
     for q in 0..na.max(nb) {
         let first = least(load, None).unwrap_or(0);
@@ -246,40 +248,38 @@ impl Forwarder {
             });
         };
         let split = self.split_directions;
-        let x = self
-            .xconnects
-            .get(&key)
-            .ok_or_else(|| Error::NotFound(name.to_string()))?;
-        let (mine, theirs) = if x.a.id == id {
-            (&x.a_rx, &x.b_rx)
-        } else {
-            (&x.b_rx, &x.a_rx)
-        };
-        if queue >= mine.len() {
-            return Err(Error::NoSuchQueue {
-                iface: name.to_string(),
-                queue,
-                queues: mine.len(),
-            });
-        }
-        let moved = |s: &[Slot], q: usize| s.get(q).is_some_and(|s| s.worker != worker);
-        let change = moved(mine, queue) || (!split && moved(theirs, queue));
         let Some(mut x) = self.xconnects.remove(&key) else {
             return Err(Error::NotFound(name.to_string()));
         };
-        if change {
-            self.stop_xc(key, &x);
-        }
+        let mut new = (x.a_rx.clone(), x.b_rx.clone());
         let (mine, theirs) = if x.a.id == id {
-            (&mut x.a_rx, &mut x.b_rx)
+            (&mut new.0, &mut new.1)
         } else {
-            (&mut x.b_rx, &mut x.a_rx)
+            (&mut new.1, &mut new.0)
+        };
+        let Some(slot) = mine.get_mut(queue) else {
+            let queues = mine.len();
+            self.xconnects.insert(key, x);
+            return Err(Error::NoSuchQueue {
+                iface: name.to_string(),
+                queue,
+                queues,
+            });
         };
         let set = Slot { worker, set: true };
-        mine[queue] = set;
+        *slot = set;
         if let Some(s) = theirs.get_mut(queue).filter(|_| !split) {
             *s = set;
         }
+        let change = new.0.iter().chain(&new.1).map(|s| s.worker).ne(x
+            .a_rx
+            .iter()
+            .chain(&x.b_rx)
+            .map(|s| s.worker));
+        if change {
+            self.stop_xc(key, &x);
+        }
+        (x.a_rx, x.b_rx) = new;
         let started = if change {
             self.start_xc(key, &x)
         } else {
@@ -365,8 +365,7 @@ impl Forwarder {
     }
 
     pub(super) fn least_loaded(&self) -> usize {
-        let load = self.loads();
-        (0..load.len()).min_by_key(|&w| (load[w], w)).unwrap_or(0)
+        least(&self.loads(), None).unwrap_or(0)
     }
 }
 
